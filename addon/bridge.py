@@ -1,0 +1,158 @@
+"""mitmproxy entry point: ``mitmdump -s addon/bridge.py --set bridge_config=config.yaml``.
+
+Glue only: options, hooks, and the per-flow stream adapter. Which format a request is in, where it
+goes and how it is translated are decided by ``routing``, ``translate`` and ``formats``; no field of
+any wire format is named here. See mitmproxy-notes.md for the traps each hook steps around.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+import uuid
+from pathlib import Path
+
+# mitmproxy loads this file as a script, not as part of the ``addon`` package.
+_ROOT = str(Path(__file__).resolve().parent.parent)
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
+
+from mitmproxy import ctx, exceptions, http  # noqa: E402
+
+from addon import formats  # noqa: E402
+from addon.config import Config, ConfigError, load_config  # noqa: E402
+from addon.errors import BridgeError  # noqa: E402
+from addon.formats.common import Context  # noqa: E402
+from addon.routing import detect_format, route  # noqa: E402
+from addon.translate import SSE_TYPE, Exchange, StreamTranslator  # noqa: E402
+
+logger = logging.getLogger("bridge")
+
+
+def _new_id(prefix: str) -> str:
+    return prefix + uuid.uuid4().hex[:24]
+
+
+class StreamAdapter:
+    """The ``flow.response.stream`` callable: bytes per network chunk, then ``b""`` at the end."""
+
+    def __init__(self, translator: StreamTranslator) -> None:
+        self.translator = translator
+
+    def __call__(self, data: bytes) -> list[bytes]:
+        # Always a list: a bare b"" mid-stream would end a chunked HTTP/1 body (notes §1).
+        return self.translator.feed(data) if data else self.translator.close()
+
+
+class Bridge:
+    def __init__(self) -> None:
+        self.config: Config | None = None
+        self._exchanges: dict[str, Exchange] = {}
+
+    def load(self, loader) -> None:  # type: ignore[no-untyped-def]
+        loader.add_option("bridge_config", str, "config.yaml",
+                          "Path of the bridge's YAML config (endpoints, formats, key env vars).")
+
+    def configure(self, updated: set[str]) -> None:
+        if "bridge_config" in updated:
+            try:
+                self.config = load_config(ctx.options.bridge_config)
+            except ConfigError as e:
+                raise exceptions.OptionsError(str(e)) from None
+        if ctx.options.connection_strategy != "lazy":
+            # eager connects to the reverse target before any hook can reroute (notes §2).
+            ctx.options.update(connection_strategy="lazy")
+
+    def request(self, flow: http.HTTPFlow) -> None:
+        if flow.response or flow.error or not flow.live or "bridge" in flow.metadata or self.config is None:
+            return
+        client_format = detect_format(flow.request.method, flow.request.path)
+        if client_format is None:
+            return
+        r = route(self.config, client_format)
+        client, upstream = formats.get(client_format), formats.get(r.upstream_format)
+        query = flow.request.path.partition("?")[2]
+        flow.request.url = r.url + (f"?{query}" if query else "")
+        api_key = r.endpoint.api_key()
+        flow.metadata["bridge"] = {"client_format": client_format, "upstream_format": r.upstream_format,
+                                   "endpoint": r.endpoint.name}
+        if r.passthrough:
+            if api_key:
+                self._set_auth(flow, client, upstream, api_key, r.endpoint.auth)
+            logger.info("pass-through %s → endpoint %s", client_format, r.endpoint.name)
+            return
+        ctx_ = Context(new_id=_new_id, created=int(time.time()),
+                       default_max_tokens=r.endpoint.default_max_tokens)
+        try:
+            flow.request.decode()  # a zstd/gzip request body (Codex) is read as plain JSON
+            exchange, body = Exchange.start(client, upstream, flow.request.get_content() or b"", ctx_)
+        except BridgeError as e:
+            status, body = client.render_error(e)
+            logger.warning("rejected %s request: %s", client_format, e.message)
+            flow.response = http.Response.make(status, formats.common.dumps(body),
+                                               {"content-type": "application/json"})
+            return
+        flow.request.content = body
+        flow.request.headers["content-type"] = "application/json"
+        flow.request.headers["accept-encoding"] = "identity"  # the stream callable needs plain bytes
+        self._set_auth(flow, client, upstream, api_key, r.endpoint.auth)
+        self._exchanges[flow.id] = exchange
+        flow.metadata["bridge"]["model"] = exchange.request.model
+        flow.metadata["bridge"]["warnings"] = list(exchange.warnings)
+        logger.info("format conversion %s → %s, endpoint %s, model %s%s", client_format, r.upstream_format,
+                    r.endpoint.name, exchange.request.model,
+                    "".join(f"\n  dropped/approximated: {w}" for w in exchange.warnings))
+
+    @staticmethod
+    def _set_auth(flow: http.HTTPFlow, client, upstream, api_key: str | None, auth: str | None) -> None:  # type: ignore[no-untyped-def]
+        """The client's credentials and format-only headers never reach a different provider."""
+        for name in {*client.CLIENT_ONLY_HEADERS, *upstream.CLIENT_ONLY_HEADERS}:
+            if name in flow.request.headers and (api_key or client is not upstream):
+                del flow.request.headers[name]
+        default_auth = "x-api-key" if upstream is formats.anthropic else "bearer"
+        flow.request.headers.update(upstream.upstream_headers(api_key, auth or default_auth))
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        exchange = self._exchanges.get(flow.id)
+        resp = flow.response
+        if exchange is None or resp is None or resp.raw_content is not None:
+            return  # not ours, or the body is already here (replay): translated in response()
+        if resp.status_code >= 400 or not exchange.client_stream:
+            return  # errors and non-streamed clients get one translated body in response()
+        if not resp.headers.get("content-type", "").startswith(SSE_TYPE):
+            return
+        if resp.headers.get("content-encoding", "identity") != "identity":
+            logger.warning("upstream compressed its stream despite accept-encoding: identity; buffering it")
+            return
+        resp.stream = StreamAdapter(exchange.stream())
+        resp.headers.pop("content-length", None)
+        if flow.request.http_version.startswith("HTTP/1"):
+            resp.headers["transfer-encoding"] = "chunked"  # h2 clients reject it (notes §1)
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        exchange = self._exchanges.pop(flow.id, None)
+        resp = flow.response
+        if exchange is None or resp is None:
+            return
+        if isinstance(resp.stream, StreamAdapter):
+            t = resp.stream.translator
+            flow.metadata["bridge"]["outcome"] = f"error: {t.failed.message}" if t.failed else "streamed"
+            return
+        status, content_type, body = exchange.translate_body(
+            resp.status_code, resp.headers.get("content-type", ""), resp.get_content(strict=False) or b"")
+        if status != resp.status_code:
+            resp.status_code = status
+            resp.reason = http.status_codes.RESPONSES.get(status, "")
+        resp.headers.pop("content-encoding", None)
+        resp.headers.pop("transfer-encoding", None)
+        resp.headers["content-type"] = content_type
+        resp.content = body
+        flow.metadata["bridge"]["outcome"] = f"HTTP {status}"
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        if self._exchanges.pop(flow.id, None) is not None and flow.error:
+            logger.warning("upstream exchange failed: %s", flow.error.msg)
+
+
+addons = [Bridge()]

@@ -1,0 +1,746 @@
+"""Anthropic Messages API ⇄ IR: requests, responses, stream events and errors.
+
+Wire reference: formats.md §1 (fields), §4.2 (stream grammar), §5 (mappings). The module exports the
+same names as its siblings: ``parse_request``, ``render_request``, ``response_events``,
+``render_response``, ``StreamParser``, ``StreamEmitter``, ``parse_error``, ``render_error``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ..errors import BadRequest, BridgeError, ErrorKind, UpstreamError, UpstreamProtocolError, kind_for_status
+from ..ir import (
+    BlockDelta,
+    BlockKind,
+    BlockStart,
+    BlockStop,
+    Document,
+    Event,
+    Finish,
+    Image,
+    Message,
+    MessageStart,
+    Opaque,
+    Part,
+    Reasoning,
+    ReasoningConfig,
+    Request,
+    Response,
+    ResponseFormat,
+    Role,
+    StopReason,
+    StreamError,
+    Text,
+    Tool,
+    ToolCall,
+    ToolChoice,
+    ToolKind,
+    ToolResult,
+    Usage,
+    UsageUpdate,
+)
+from ..sse import SSEEvent, encode_event
+from .common import (
+    JSON,
+    Context,
+    as_object,
+    decode_signature,
+    dumps,
+    encode_signature,
+    event_json,
+    field_list,
+    field_str,
+    loads_object,
+    opt_bool,
+    opt_float,
+    opt_int,
+    opt_str,
+    parse_data_url,
+    safe_tool_id,
+    unsafe_tool_id,
+)
+
+__all__ = [
+    "NAME", "PATH", "parse_request", "render_request", "response_events", "render_response",
+    "StreamParser", "StreamEmitter", "parse_error", "render_error", "render_stream_error",
+    "upstream_headers", "CLIENT_ONLY_HEADERS",
+]
+
+NAME = "anthropic"
+PATH = "/v1/messages"
+API_VERSION = "2023-06-01"  # accepts temperature/top_p/top_k; 2026-10-21 rejects them (formats.md §0)
+
+# Headers that only mean something to an Anthropic upstream; never forwarded to another format.
+CLIENT_ONLY_HEADERS = ("x-api-key", "anthropic-version", "anthropic-beta",
+                       "anthropic-dangerous-direct-browser-access")
+
+# formats.md §1.7 / §5.8
+_STOP_TO_IR = {
+    "end_turn": StopReason.END_TURN, "max_tokens": StopReason.MAX_TOKENS,
+    "tool_use": StopReason.TOOL_USE, "stop_sequence": StopReason.STOP_SEQUENCE,
+    "refusal": StopReason.REFUSAL, "pause_turn": StopReason.PAUSE,
+    "model_context_window_exceeded": StopReason.CONTEXT_EXCEEDED,
+}
+_IR_TO_STOP = {v: k for k, v in _STOP_TO_IR.items()} | {StopReason.OTHER: "end_turn"}
+
+# formats.md §1.8
+_ERROR_TYPE = {
+    ErrorKind.INVALID_REQUEST: "invalid_request_error", ErrorKind.AUTHENTICATION: "authentication_error",
+    ErrorKind.BILLING: "billing_error", ErrorKind.PERMISSION: "permission_error",
+    ErrorKind.NOT_FOUND: "not_found_error", ErrorKind.REQUEST_TOO_LARGE: "request_too_large",
+    ErrorKind.RATE_LIMIT: "rate_limit_error", ErrorKind.API_ERROR: "api_error",
+    ErrorKind.TIMEOUT: "timeout_error", ErrorKind.OVERLOADED: "overloaded_error",
+}
+_ERROR_KIND = {v: k for k, v in _ERROR_TYPE.items()}
+
+# Manual thinking needs a budget ≥ 1024 and below max_tokens (formats.md §1.2); effort → budget.
+_EFFORT_BUDGET = {"minimal": 1024, "low": 2048, "medium": 8192, "high": 16384, "xhigh": 32768, "max": 65536}
+_MEDIA_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
+
+
+# --- request: wire → IR -------------------------------------------------------------------------
+
+
+def parse_request(body: JSON) -> Request:
+    """Parse a Messages request. Raises :class:`BadRequest` naming the first invalid field."""
+    warnings: list[str] = []
+    messages = tuple(_parse_message(as_object(m, f"messages.{i}"), f"messages.{i}.", warnings)
+                     for i, m in enumerate(field_list(body, "messages", "")))
+    system = body.get("system")
+    if isinstance(system, str):
+        system_parts = (Text(text=system),) if system else ()
+    elif isinstance(system, list):
+        system_parts = tuple(Text(text=field_str(as_object(b, f"system.{i}"), "text", f"system.{i}."))
+                             for i, b in enumerate(system))
+    elif system is None:
+        system_parts = ()
+    else:
+        raise BadRequest("system: expected a string or an array of text blocks", param="system")
+    tools = tuple(t for i, raw in enumerate(body.get("tools") or ())
+                  if (t := _parse_tool(as_object(raw, f"tools.{i}"), f"tools.{i}.", warnings)))
+    tool_choice, parallel = _parse_tool_choice(body.get("tool_choice"))
+    stop = body.get("stop_sequences") or []
+    if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
+        raise BadRequest("stop_sequences: expected an array of strings", param="stop_sequences")
+    output_config = as_object(body.get("output_config") or {}, "output_config")
+    metadata = as_object(body.get("metadata") or {}, "metadata")
+    return Request(
+        model=field_str(body, "model", ""),
+        messages=messages,
+        system=system_parts,
+        tools=tools,
+        tool_choice=tool_choice,
+        parallel_tool_calls=parallel,
+        max_tokens=opt_int(body, "max_tokens"),
+        temperature=opt_float(body, "temperature"),
+        top_p=opt_float(body, "top_p"),
+        top_k=opt_int(body, "top_k"),
+        stop=tuple(stop),
+        response_format=_parse_output_format(output_config.get("format")),
+        reasoning=_parse_thinking(body.get("thinking"), opt_str(output_config, "effort", "output_config.")),
+        stream=bool(opt_bool(body, "stream")),
+        user=opt_str(metadata, "user_id", "metadata."),
+        warnings=tuple(warnings),
+    )
+
+
+def _parse_message(msg: JSON, where: str, warnings: list[str]) -> Message:
+    role = msg.get("role")
+    if role not in ("user", "assistant", "system"):
+        raise BadRequest(f"{where}role: expected user, assistant or system", param=f"{where}role")
+    content = msg.get("content")
+    if isinstance(content, str):
+        parts: tuple[Part, ...] = (Text(text=content),)
+    elif isinstance(content, list):
+        parts = tuple(p for i, b in enumerate(content)
+                      if (p := _parse_block(as_object(b, f"{where}content.{i}"), f"{where}content.{i}.", warnings)))
+    else:
+        raise BadRequest(f"{where}content: expected a string or an array", param=f"{where}content")
+    return Message(role=Role(role), content=parts)
+
+
+def _parse_block(block: JSON, where: str, warnings: list[str]) -> Part | None:
+    match block.get("type"):
+        case "text":
+            return Text(text=field_str(block, "text", where))
+        case "image":
+            return _parse_source(as_object(block.get("source"), f"{where}source"), where, image=True)
+        case "document":
+            return _parse_document(block, where)
+        case "tool_use":
+            return ToolCall(id=unsafe_tool_id(field_str(block, "id", where)), name=field_str(block, "name", where),
+                            arguments=dumps(block.get("input") or {}))
+        case "tool_result":
+            return _parse_tool_result(block, where, warnings)
+        case "thinking":
+            return Reasoning(text=field_str(block, "thinking", where),
+                             opaque=decode_signature(opt_str(block, "signature", where) or "", NAME))
+        case "redacted_thinking":
+            return Reasoning(text="", redacted=True, opaque=Opaque(origin=NAME, data=field_str(block, "data", where)))
+        case "search_result":
+            texts = [c.get("text", "") for c in block.get("content") or () if isinstance(c, dict)]
+            return Text(text="\n".join(filter(None, [block.get("title"), block.get("source"), *texts])))
+        case other:
+            warnings.append(f"{where}type {other!r} has no equivalent and was dropped")
+            return None
+
+
+def _parse_source(source: JSON, where: str, *, image: bool) -> Image:
+    kind = source.get("type")
+    if kind == "base64":
+        return Image(media_type=field_str(source, "media_type", f"{where}source."),
+                     data=field_str(source, "data", f"{where}source."))
+    if kind == "url":
+        return Image(url=field_str(source, "url", f"{where}source."))
+    raise BadRequest(f"{where}source.type: {kind!r} is not supported by the bridge", param=f"{where}source.type")
+
+
+def _parse_document(block: JSON, where: str) -> Document:
+    source = as_object(block.get("source"), f"{where}source")
+    title = opt_str(block, "title", where)
+    match source.get("type"):
+        case "text":
+            return Document(media_type="text/plain", text=field_str(source, "data", f"{where}source."), title=title)
+        case "content":
+            inner = source.get("content")
+            text = inner if isinstance(inner, str) else "\n".join(
+                c.get("text", "") for c in inner or () if isinstance(c, dict) and c.get("type") == "text")
+            return Document(media_type="text/plain", text=text, title=title)
+    src = _parse_source(source, where, image=False)
+    return Document(media_type=src.media_type, data=src.data, url=src.url, title=title)
+
+
+def _parse_tool_result(block: JSON, where: str, warnings: list[str]) -> ToolResult:
+    content = block.get("content")
+    if content is None:
+        parts: tuple[Text | Image | Document, ...] = ()
+    elif isinstance(content, str):
+        parts = (Text(text=content),)
+    elif isinstance(content, list):
+        parsed = (_parse_block(as_object(c, f"{where}content.{i}"), f"{where}content.{i}.", warnings)
+                  for i, c in enumerate(content))
+        parts = tuple(p for p in parsed if isinstance(p, Text | Image | Document))
+    else:
+        raise BadRequest(f"{where}content: expected a string or an array", param=f"{where}content")
+    return ToolResult(call_id=unsafe_tool_id(field_str(block, "tool_use_id", where)), content=parts,
+                      is_error=bool(opt_bool(block, "is_error", where)))
+
+
+def _parse_tool(tool: JSON, where: str, warnings: list[str]) -> Tool | None:
+    kind = tool.get("type")
+    if kind not in (None, "custom"):  # server tools: web_search_20250305, bash_20250124, …
+        warnings.append(f"{where}type {kind!r}: server tools have no equivalent and were dropped")
+        return None
+    schema = tool.get("input_schema")
+    return Tool(name=field_str(tool, "name", where), description=opt_str(tool, "description", where),
+                parameters=as_object(schema, f"{where}input_schema") if schema is not None else None,
+                strict=opt_bool(tool, "strict", where))
+
+
+def _parse_tool_choice(raw: Any) -> tuple[ToolChoice | None, bool | None]:
+    if raw is None:
+        return None, None
+    choice = as_object(raw, "tool_choice")
+    mode = {"auto": "auto", "any": "required", "tool": "tool", "none": "none"}.get(choice.get("type", ""))
+    if mode is None:
+        raise BadRequest("tool_choice.type: expected auto, any, tool or none", param="tool_choice.type")
+    name = field_str(choice, "name", "tool_choice.") if mode == "tool" else None
+    disable = opt_bool(choice, "disable_parallel_tool_use", "tool_choice.")
+    return ToolChoice(mode=mode, name=name), (None if disable is None else not disable)
+
+
+def _parse_thinking(raw: Any, effort: str | None) -> ReasoningConfig | None:
+    if raw is None:
+        return ReasoningConfig(effort=effort) if effort else None
+    thinking = as_object(raw, "thinking")
+    match thinking.get("type"):
+        case "enabled":
+            return ReasoningConfig(effort=effort, budget_tokens=opt_int(thinking, "budget_tokens", "thinking."))
+        case "adaptive" | "between_tools":
+            return ReasoningConfig(effort=effort)
+        case "disabled":
+            return ReasoningConfig(enabled=False)
+    raise BadRequest("thinking.type: expected enabled, adaptive or disabled", param="thinking.type")
+
+
+def _parse_output_format(raw: Any) -> ResponseFormat | None:
+    if raw is None:
+        return None
+    fmt = as_object(raw, "output_config.format")
+    if fmt.get("type") != "json_schema":
+        raise BadRequest("output_config.format.type: expected json_schema", param="output_config.format.type")
+    return ResponseFormat(type="json_schema", schema=as_object(fmt.get("schema"), "output_config.format.schema"))
+
+
+# --- request: IR → wire -------------------------------------------------------------------------
+
+
+def render_request(req: Request, ctx: Context) -> JSON:
+    """Render an IR request for an Anthropic upstream; ``ctx.warnings`` collects what was lost."""
+    system = [{"type": "text", "text": p.text} for p in req.system if p.text.strip()]
+    messages: list[JSON] = []
+    for msg in req.messages:
+        if msg.role is Role.SYSTEM:  # hoisted: mid-conversation system needs the newest models
+            system += [{"type": "text", "text": p.text} for p in msg.content if isinstance(p, Text) and p.text.strip()]
+            continue
+        blocks = [b for p in _tool_results_first(msg) if (b := _render_part(p, ctx))]
+        if not blocks:
+            continue  # Anthropic rejects empty messages (formats.md §7.1)
+        if messages and messages[-1]["role"] == msg.role.value:
+            messages[-1]["content"] += blocks  # Anthropic merges consecutive turns anyway
+        else:
+            messages.append({"role": msg.role.value, "content": blocks})
+    body: JSON = {"model": req.model, "messages": messages,
+                  "max_tokens": req.max_tokens or ctx.default_max_tokens}
+    if req.response_format and req.response_format.type == "json_object":
+        system.append({"type": "text", "text": "Respond with a single JSON object and nothing else."})
+        ctx.warnings.append("response_format json_object approximated by a system instruction")
+    elif req.response_format and req.response_format.type == "json_schema" and req.response_format.schema:
+        body["output_config"] = {"format": {"type": "json_schema", "schema": req.response_format.schema}}
+    if system:
+        body["system"] = system
+    _render_tools(req, body)
+    thinking = _render_thinking(req, body["max_tokens"], ctx)
+    if thinking:
+        body["thinking"] = thinking
+        if body.get("tool_choice", {}).get("type") in ("any", "tool"):
+            body["tool_choice"]["type"] = "auto"  # manual thinking rejects forced tools (§1.4)
+            body["tool_choice"].pop("name", None)
+            ctx.warnings.append("forced tool_choice downgraded to auto: incompatible with thinking")
+    if thinking and (req.temperature is not None or req.top_p is not None or req.top_k is not None):
+        ctx.warnings.append("temperature/top_p/top_k dropped: Anthropic thinking does not allow them")
+    elif not thinking:
+        if req.temperature is not None:
+            body["temperature"] = min(req.temperature, 1.0)  # Anthropic range is 0–1 (§5.2)
+        if req.top_p is not None:
+            body["top_p"] = req.top_p
+        if req.top_k is not None:
+            body["top_k"] = req.top_k
+    if req.stop:
+        body["stop_sequences"] = list(req.stop)
+    if req.user:
+        body["metadata"] = {"user_id": req.user}
+    if req.stream:
+        body["stream"] = True
+    return body
+
+
+def _tool_results_first(msg: Message) -> list[Part]:
+    # Tool results must open the user turn that follows the tool calls (formats.md §7.2).
+    if msg.role is not Role.USER:
+        return list(msg.content)
+    return sorted(msg.content, key=lambda p: not isinstance(p, ToolResult))
+
+
+def _render_part(part: Part, ctx: Context) -> JSON | None:
+    match part:
+        case Text(text=text):
+            return {"type": "text", "text": text} if text.strip() else None
+        case Image():
+            return _render_image(part)
+        case Document():
+            return _render_document(part)
+        case ToolCall(id=id_, name=name, arguments=args, kind=kind):
+            if kind is ToolKind.CUSTOM:
+                tool_input: JSON | None = {"input": args}
+            else:
+                tool_input = loads_object(args)
+                if tool_input is None:
+                    ctx.warnings.append(f"tool call {id_}: arguments are not a JSON object; sent as _raw")
+                    tool_input = {"_raw": args}
+            return {"type": "tool_use", "id": safe_tool_id(id_), "name": name, "input": tool_input}
+        case ToolResult(call_id=call_id, content=content, is_error=is_error):
+            rendered = [b for p in content if (b := _render_part(p, ctx))]
+            block: JSON = {"type": "tool_result", "tool_use_id": safe_tool_id(call_id), "content": rendered}
+            if is_error:
+                block["is_error"] = True
+            return block
+        case Reasoning(text=text, opaque=opaque, redacted=redacted):
+            if opaque is None or opaque.origin != NAME:
+                ctx.warnings.append("reasoning from another provider dropped: its signature is not Anthropic's")
+                return None
+            if redacted:
+                return {"type": "redacted_thinking", "data": opaque.data}
+            return {"type": "thinking", "thinking": text, "signature": opaque.data}
+    return None
+
+
+def _render_image(img: Image) -> JSON:
+    if img.data is not None:
+        media, data = img.media_type or "", img.data
+    else:
+        parsed = parse_data_url(img.url or "")
+        if parsed is None:
+            return {"type": "image", "source": {"type": "url", "url": img.url}}
+        media, data = parsed
+    if media not in _MEDIA_TYPES:
+        raise BadRequest(f"image type {media!r} is not supported by Anthropic (jpeg, png, gif, webp)")
+    return {"type": "image", "source": {"type": "base64", "media_type": media, "data": data}}
+
+
+def _render_document(doc: Document) -> JSON:
+    if doc.text is not None:
+        source: JSON = {"type": "text", "media_type": "text/plain", "data": doc.text}
+    elif doc.data is not None:
+        source = {"type": "base64", "media_type": doc.media_type or "application/pdf", "data": doc.data}
+    else:
+        source = {"type": "url", "url": doc.url}
+    block: JSON = {"type": "document", "source": source}
+    if doc.title:
+        block["title"] = doc.title
+    return block
+
+
+def _render_tools(req: Request, body: JSON) -> None:
+    tools = []
+    for tool in req.tools:
+        if tool.kind is ToolKind.CUSTOM:  # freeform tool: one string argument (formats.md §5.3)
+            schema: JSON = {"type": "object", "properties": {"input": {"type": "string"}}, "required": ["input"]}
+        else:
+            schema = tool.parameters or {"type": "object", "properties": {}}
+        entry: JSON = {"name": tool.name, "input_schema": schema}
+        if tool.description:
+            entry["description"] = tool.description
+        if tool.strict is not None:
+            entry["strict"] = tool.strict
+        tools.append(entry)
+    if not tools:
+        return  # a tool_choice without tools means nothing to Anthropic
+    body["tools"] = tools
+    choice = req.tool_choice
+    if choice is None and req.parallel_tool_calls is None:
+        return
+    wire: JSON = {"type": {"auto": "auto", "required": "any", "tool": "tool", "none": "none"}[
+        choice.mode if choice else "auto"]}
+    if choice and choice.name:
+        wire["name"] = choice.name
+    if req.parallel_tool_calls is False and wire["type"] != "none":
+        wire["disable_parallel_tool_use"] = True
+    body["tool_choice"] = wire
+
+
+def _render_thinking(req: Request, max_tokens: int, ctx: Context) -> JSON | None:
+    cfg = req.reasoning
+    if cfg is None or not cfg.enabled or cfg.effort == "none":
+        return None
+    budget = cfg.budget_tokens or _EFFORT_BUDGET.get(cfg.effort or "medium", 8192)
+    budget = min(budget, max_tokens - 1)
+    if budget < 1024:
+        ctx.warnings.append(f"thinking dropped: max_tokens {max_tokens} leaves no room for a 1024-token budget")
+        return None
+    return {"type": "enabled", "budget_tokens": budget}
+
+
+# --- response: wire → IR ------------------------------------------------------------------------
+
+
+def _usage_to_ir(usage: JSON) -> Usage:
+    details = usage.get("output_tokens_details") or {}
+    return Usage(input_tokens=usage.get("input_tokens"), output_tokens=usage.get("output_tokens"),
+                 cache_read_tokens=usage.get("cache_read_input_tokens"),
+                 cache_write_tokens=usage.get("cache_creation_input_tokens"),
+                 reasoning_tokens=details.get("thinking_tokens"))
+
+
+def _finish_event(stop_reason: str | None, stop_sequence: str | None) -> Finish:
+    return Finish(stop_reason=_STOP_TO_IR.get(stop_reason or "", StopReason.OTHER),
+                  raw_stop_reason=stop_reason, stop_sequence=stop_sequence)
+
+
+def response_events(body: JSON, ctx: Context) -> list[Event]:
+    """A non-streamed ``Message`` as the IR events its stream would have produced."""
+    parser = StreamParser(ctx)
+    events: list[Event] = [MessageStart(id=str(body.get("id", "")), model=str(body.get("model", "")),
+                                        usage=_usage_to_ir(body.get("usage") or {}))]
+    for index, block in enumerate(body.get("content") or ()):
+        events += parser.block_events(index, block)
+    events.append(_finish_event(body.get("stop_reason"), body.get("stop_sequence")))
+    return events
+
+
+class StreamParser:
+    """Anthropic SSE events → IR events. Blocks the IR cannot carry (server tools) are skipped."""
+
+    def __init__(self, ctx: Context) -> None:
+        self._ctx = ctx
+        self._next_id = 0
+        self._blocks: dict[int, int] = {}  # wire index → block id, for blocks we carry
+        self._signature: dict[int, Opaque] = {}
+        self._stop: tuple[str | None, str | None] | None = None
+        self._done = False
+
+    def feed(self, sse: SSEEvent) -> list[Event]:
+        data = event_json(sse.data)
+        match data.get("type"):
+            case "message_start":
+                msg = data.get("message") or {}
+                return [MessageStart(id=str(msg.get("id", "")), model=str(msg.get("model", "")),
+                                     usage=_usage_to_ir(msg.get("usage") or {}))]
+            case "content_block_start":
+                return self.block_events(data.get("index", -1), data.get("content_block") or {}, whole=False)
+            case "content_block_delta":
+                return self._delta(data.get("index", -1), data.get("delta") or {})
+            case "content_block_stop":
+                bid = self._blocks.pop(data.get("index", -1), None)
+                return [] if bid is None else [BlockStop(block_id=bid, opaque=self._signature.pop(bid, None))]
+            case "message_delta":
+                delta = data.get("delta") or {}
+                self._stop = (delta.get("stop_reason"), delta.get("stop_sequence"))
+                return [UsageUpdate(usage=_usage_to_ir(data.get("usage") or {}))]
+            case "message_stop":
+                return self._finish()
+            case "error":
+                err = data.get("error") or {}
+                kind = _ERROR_KIND.get(err.get("type", ""), ErrorKind.API_ERROR)
+                self._done = True
+                return [StreamError(status=_status_for(kind), kind=kind, message=str(err.get("message", "")))]
+        return []  # ping and event types added after this was written
+
+    def close(self) -> list[Event]:
+        if self._done:
+            return []
+        if self._stop is None:
+            raise UpstreamProtocolError("upstream Anthropic stream ended before message_stop")
+        return self._finish()
+
+    def _finish(self) -> list[Event]:
+        if self._done:
+            return []
+        self._done = True
+        reason, sequence = self._stop or (None, None)
+        if reason is None:
+            raise UpstreamProtocolError("upstream Anthropic stream ended without a stop_reason")
+        return [_finish_event(reason, sequence)]
+
+    def block_events(self, index: int, block: JSON, whole: bool = True) -> list[Event]:
+        """Events for a block start; with ``whole`` (non-streamed body) also its content and stop."""
+        kind = block.get("type")
+        bid = self._next_id
+        if kind == "text":
+            events: list[Event] = [BlockStart(block_id=bid, kind=BlockKind.TEXT)]
+            text = block.get("text") or ""
+        elif kind == "thinking":
+            events = [BlockStart(block_id=bid, kind=BlockKind.REASONING)]
+            text = block.get("thinking") or ""
+            if block.get("signature"):
+                self._signature[bid] = Opaque(origin=NAME, data=block["signature"])
+        elif kind == "redacted_thinking":
+            events = [BlockStart(block_id=bid, kind=BlockKind.REASONING, redacted=True)]
+            text = ""
+            self._signature[bid] = Opaque(origin=NAME, data=str(block.get("data", "")))
+        elif kind == "tool_use":
+            events = [BlockStart(block_id=bid, kind=BlockKind.TOOL_CALL, tool_call_id=str(block.get("id", "")),
+                                 tool_name=str(block.get("name", "")))]
+            tool_input = block.get("input")
+            text = dumps(tool_input) if whole or tool_input else ""
+        else:
+            self._ctx.warnings.append(f"upstream content block {kind!r} has no equivalent and was dropped")
+            return []
+        self._next_id += 1
+        self._blocks[index] = bid
+        if text:
+            events.append(BlockDelta(block_id=bid, text=text))
+        if whole:
+            events.append(BlockStop(block_id=bid, opaque=self._signature.pop(bid, None)))
+            del self._blocks[index]
+        return events
+
+    def _delta(self, index: int, delta: JSON) -> list[Event]:
+        bid = self._blocks.get(index)
+        if bid is None:
+            return []
+        match delta.get("type"):
+            case "text_delta":
+                text = delta.get("text") or ""
+            case "thinking_delta":
+                text = delta.get("thinking") or ""
+            case "input_json_delta":
+                text = delta.get("partial_json") or ""
+            case "signature_delta":
+                self._signature[bid] = Opaque(origin=NAME, data=str(delta.get("signature", "")))
+                return []
+            case _:
+                return []  # citations_delta and future delta types carry no IR content
+        return [BlockDelta(block_id=bid, text=text)] if text else []
+
+
+# --- response: IR → wire ------------------------------------------------------------------------
+
+
+def _usage_to_wire(usage: Usage) -> JSON:
+    wire: JSON = {"input_tokens": usage.input_tokens or 0, "output_tokens": usage.output_tokens or 0}
+    if usage.cache_write_tokens is not None:
+        wire["cache_creation_input_tokens"] = usage.cache_write_tokens
+    if usage.cache_read_tokens is not None:
+        wire["cache_read_input_tokens"] = usage.cache_read_tokens
+    if usage.reasoning_tokens is not None:
+        wire["output_tokens_details"] = {"thinking_tokens": usage.reasoning_tokens}
+    return wire
+
+
+def _signature_for(opaque: Opaque | None) -> str:
+    return opaque.data if opaque and opaque.origin == NAME else encode_signature(opaque)
+
+
+def _content_block(part: Text | ToolCall | Reasoning) -> JSON:
+    match part:
+        case Text(text=text):
+            return {"type": "text", "text": text}
+        case ToolCall(id=id_, name=name, arguments=args, kind=kind):
+            parsed = {"input": args} if kind is ToolKind.CUSTOM else loads_object(args)
+            return {"type": "tool_use", "id": safe_tool_id(id_), "name": name,
+                    "input": parsed if parsed is not None else {"_raw": args}}
+        case Reasoning(text=text, opaque=opaque, redacted=True):
+            return {"type": "redacted_thinking", "data": _signature_for(opaque)}
+        case Reasoning(text=text, opaque=opaque):
+            return {"type": "thinking", "thinking": text, "signature": _signature_for(opaque)}
+    raise TypeError(part)
+
+
+def render_response(resp: Response, ctx: Context) -> JSON:
+    return {
+        "id": _message_id(resp.id, ctx), "type": "message", "role": "assistant",
+        "model": ctx.client_model or resp.model,
+        "content": [_content_block(p) for p in resp.content if not (isinstance(p, Text) and not p.text)],
+        "stop_reason": _IR_TO_STOP[resp.stop_reason], "stop_sequence": resp.stop_sequence,
+        "usage": _usage_to_wire(resp.usage),
+    }
+
+
+def _message_id(upstream_id: str, ctx: Context) -> str:
+    return upstream_id if upstream_id.startswith("msg_") else ctx.new_id("msg_")
+
+
+class StreamEmitter:
+    """IR events → Anthropic SSE bytes, in the grammar the SDK's ``MessageStream`` accepts (§4.2)."""
+
+    def __init__(self, ctx: Context) -> None:
+        self._ctx = ctx
+        self._index = 0
+        self._open: dict[int, tuple[int, BlockStart]] = {}  # block id → (wire index, start)
+        self._usage = Usage()
+
+    def feed(self, event: Event) -> list[bytes]:
+        match event:
+            case MessageStart(id=id_, model=model, usage=usage):
+                self._usage = usage
+                message = {"id": _message_id(id_, self._ctx), "type": "message", "role": "assistant",
+                           "content": [], "model": self._ctx.client_model or model, "stop_reason": None,
+                           "stop_sequence": None, "usage": _usage_to_wire(usage)}
+                return [_event("message_start", {"type": "message_start", "message": message})]
+            case BlockStart(block_id=bid, redacted=True):
+                self._open[bid] = (-1, event)  # sent whole at its stop, when its data is known
+                return []
+            case BlockStart(block_id=bid, kind=kind):
+                self._open[bid] = (self._index, event)
+                self._index += 1
+                if kind is BlockKind.TEXT:
+                    block: JSON = {"type": "text", "text": ""}
+                elif kind is BlockKind.REASONING:
+                    block = {"type": "thinking", "thinking": "", "signature": ""}
+                else:
+                    block = {"type": "tool_use", "id": safe_tool_id(event.tool_call_id or ""),
+                             "name": event.tool_name, "input": {}}
+                out = [_event("content_block_start", {"type": "content_block_start",
+                                                      "index": self._index - 1, "content_block": block})]
+                if event.tool_kind is ToolKind.CUSTOM:  # freeform input travels as {"input": "..."}
+                    out.append(self._json_delta(self._index - 1, '{"input":"'))
+                return out
+            case BlockDelta(block_id=bid, text=text):
+                index, start = self._open[bid]
+                if start.kind is BlockKind.TEXT:
+                    delta: JSON = {"type": "text_delta", "text": text}
+                elif start.kind is BlockKind.REASONING:
+                    delta = {"type": "thinking_delta", "thinking": text}
+                else:
+                    return [self._json_delta(index, dumps(text)[1:-1] if start.tool_kind is ToolKind.CUSTOM
+                                             else text)]
+                return [_event("content_block_delta", {"type": "content_block_delta", "index": index,
+                                                       "delta": delta})]
+            case BlockStop(block_id=bid, opaque=opaque):
+                return self._stop_block(bid, opaque)
+            case UsageUpdate(usage=usage):
+                self._usage = self._usage.merged(usage)
+                return []
+            case Finish(stop_reason=reason, stop_sequence=sequence):
+                delta = {"stop_reason": _IR_TO_STOP[reason], "stop_sequence": sequence}
+                return [_event("message_delta", {"type": "message_delta", "delta": delta,
+                                                 "usage": _usage_to_wire(self._usage)}),
+                        _event("message_stop", {"type": "message_stop"})]
+            case StreamError():
+                return [render_stream_error(UpstreamError(event.message, status=event.status,
+                                                          kind=ErrorKind(event.kind)))]
+        return []
+
+    def _stop_block(self, bid: int, opaque: Opaque | None) -> list[bytes]:
+        index, start = self._open.pop(bid)
+        out = []
+        if start.redacted:
+            index = self._index
+            self._index += 1
+            out.append(_event("content_block_start", {"type": "content_block_start", "index": index,
+                                                      "content_block": {"type": "redacted_thinking",
+                                                                        "data": _signature_for(opaque)}}))
+        elif start.kind is BlockKind.REASONING:
+            delta = {"type": "signature_delta", "signature": _signature_for(opaque)}
+            out.append(_event("content_block_delta", {"type": "content_block_delta", "index": index,
+                                                      "delta": delta}))
+        elif start.tool_kind is ToolKind.CUSTOM:
+            out.append(self._json_delta(index, '"}'))
+        out.append(_event("content_block_stop", {"type": "content_block_stop", "index": index}))
+        return out
+
+    @staticmethod
+    def _json_delta(index: int, fragment: str) -> bytes:
+        return _event("content_block_delta", {"type": "content_block_delta", "index": index,
+                                              "delta": {"type": "input_json_delta", "partial_json": fragment}})
+
+
+def _event(name: str, data: JSON) -> bytes:
+    return encode_event(dumps(data), name)
+
+
+# --- errors -------------------------------------------------------------------------------------
+
+
+def _status_for(kind: ErrorKind) -> int:
+    return {ErrorKind.OVERLOADED: 529, ErrorKind.API_ERROR: 500, ErrorKind.TIMEOUT: 504,
+            ErrorKind.RATE_LIMIT: 429}.get(kind, 400)
+
+
+def parse_error(status: int, body: bytes) -> UpstreamError:
+    """An upstream HTTP error response, whatever its body, as an :class:`UpstreamError`."""
+    data = _json_or_none(body)
+    err = data.get("error") if isinstance(data, dict) else None
+    if isinstance(err, dict):
+        kind = _ERROR_KIND.get(str(err.get("type")), kind_for_status(status))
+        return UpstreamError(str(err.get("message") or f"upstream error {status}"), status=status, kind=kind)
+    text = body.decode("utf-8", "replace").strip()[:500]
+    return UpstreamError(text or f"upstream returned HTTP {status} with no body", status=status)
+
+
+def render_error(err: BridgeError) -> tuple[int, JSON]:
+    """Status and body for an error answered before any response byte went to the client."""
+    status = 529 if err.kind is ErrorKind.OVERLOADED and err.status == 503 else err.status
+    return status, {"type": "error", "error": {"type": _ERROR_TYPE[err.kind], "message": err.message}}
+
+
+def render_stream_error(err: BridgeError) -> bytes:
+    return _event("error", render_error(err)[1])
+
+
+def upstream_headers(api_key: str | None, auth: str) -> dict[str, str]:
+    headers = {"anthropic-version": API_VERSION}
+    if api_key:
+        headers.update({"authorization": f"Bearer {api_key}"} if auth == "bearer" else {"x-api-key": api_key})
+    return headers
+
+
+def _json_or_none(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except ValueError:
+        return None
+

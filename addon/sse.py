@@ -1,0 +1,107 @@
+"""Incremental Server-Sent Events decoding and encoding, sans I/O.
+
+Theory of operation
+-------------------
+mitmproxy hands the stream callable bytes at arbitrary boundaries: inside a ``data:`` line, between
+``\\r`` and ``\\n``, inside a multibyte UTF-8 character. :class:`SSEDecoder` keeps the incomplete tail
+in a buffer, splits only complete lines (``\\n``, ``\\r\\n`` or ``\\r``, as the WHATWG spec and both
+official SDK decoders do), decodes each complete line as UTF-8, and dispatches an event at each
+blank line. ``close()`` flushes a final event that lacks its blank line.
+
+An event larger than ``max_event_size`` raises :class:`UpstreamProtocolError` rather than growing
+the buffer without bound (h11's ``max_incomplete_event_size``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import UpstreamProtocolError
+
+__all__ = ["SSEEvent", "SSEDecoder", "encode_event"]
+
+DEFAULT_MAX_EVENT_SIZE = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class SSEEvent:
+    event: str | None
+    data: str
+
+
+class SSEDecoder:
+    """Feed bytes, get complete :class:`SSEEvent` values. One instance per stream."""
+
+    def __init__(self, max_event_size: int = DEFAULT_MAX_EVENT_SIZE) -> None:
+        self._tail = b""
+        self._event: str | None = None
+        self._data: list[str] = []
+        self._size = 0
+        self._max = max_event_size
+
+    def feed(self, chunk: bytes) -> list[SSEEvent]:
+        buf = self._tail + chunk if self._tail else chunk
+        lines = buf.splitlines(keepends=True)
+        if not lines:
+            return []
+        last = lines[-1]
+        # An unterminated last line, or one ending in a lone "\r" whose "\n" may be in the next
+        # chunk, waits for more bytes.
+        if not last.endswith(b"\n"):
+            self._tail = lines.pop()
+            if len(self._tail) + self._size > self._max:
+                raise UpstreamProtocolError(f"upstream SSE event exceeds {self._max} bytes")
+        else:
+            self._tail = b""
+        out: list[SSEEvent] = []
+        for raw in lines:
+            self._line(raw.rstrip(b"\r\n"), out)
+        return out
+
+    def close(self) -> list[SSEEvent]:
+        """End of stream: the pending line and event are dispatched even without a blank line."""
+        out: list[SSEEvent] = []
+        if self._tail:
+            self._line(self._tail.rstrip(b"\r\n"), out)
+            self._tail = b""
+        self._dispatch(out)
+        return out
+
+    def _line(self, raw: bytes, out: list[SSEEvent]) -> None:
+        if not raw:
+            self._dispatch(out)
+            return
+        if raw[0] == 0x3A:  # ":" comment
+            return
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise UpstreamProtocolError(f"upstream SSE line is not valid UTF-8: {e}") from None
+        name, sep, value = line.partition(":")
+        if sep and value.startswith(" "):
+            value = value[1:]
+        if name == "data":
+            self._data.append(value)
+            self._size += len(raw)
+            if self._size > self._max:
+                raise UpstreamProtocolError(f"upstream SSE event exceeds {self._max} bytes")
+        elif name == "event":
+            self._event = value
+        # "id", "retry" and unknown fields carry nothing a translator needs.
+
+    def _dispatch(self, out: list[SSEEvent]) -> None:
+        if self._data:
+            out.append(SSEEvent(self._event, "\n".join(self._data)))
+        self._event = None
+        self._data = []
+        self._size = 0
+
+
+def encode_event(data: str, event: str | None = None) -> bytes:
+    """One SSE event, always terminated by a blank line (the SDKs drop an unterminated last event).
+
+    ``data`` must not contain newlines; compact JSON never does.
+    """
+    if event is None:
+        return f"data: {data}\n\n".encode()
+    return f"event: {event}\ndata: {data}\n\n".encode()

@@ -1,0 +1,152 @@
+"""One exchange, translated: client request → upstream request, upstream answer → client answer.
+
+Pure glue between the format modules, used by the mitmproxy addon, by replays and by benchmarks
+alike. Nothing here imports mitmproxy.
+
+Theory of operation
+-------------------
+``Exchange.start`` parses the client's body once into the IR and renders it for the upstream.
+The answer comes back either as a stream, fed chunk by chunk to :class:`StreamTranslator`
+(SSE decoder → upstream ``StreamParser`` → client ``StreamEmitter``), or whole, through
+:meth:`Exchange.translate_body`, which runs the same parser and emitter over the whole body (or a
+JSON body's ``response_events``) and, for a client that did not ask for a stream, folds the events
+with :func:`accumulate`. Errors before the first byte become an HTTP error in the client's format;
+errors after it become the client format's in-stream error event, and the stream ends there.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from types import ModuleType
+
+from .accumulate import accumulate
+from .errors import BadRequest, BridgeError, ErrorKind
+from .formats.common import Context, dumps
+from .ir import Event, Finish, Request, StreamError
+from .sse import SSEDecoder
+
+__all__ = ["Exchange", "StreamTranslator", "parse_json_body"]
+
+SSE_TYPE = "text/event-stream"
+JSON_TYPE = "application/json"
+
+
+def parse_json_body(body: bytes) -> dict:  # type: ignore[type-arg]
+    """The request body as a JSON object, or a :class:`BadRequest` saying what is wrong with it."""
+    try:
+        value = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise BadRequest(f"request body is not valid JSON: {e}") from None
+    if not isinstance(value, dict):
+        raise BadRequest("request body must be a JSON object")
+    return value
+
+
+@dataclass(slots=True)
+class Exchange:
+    """A request on its way through the bridge: formats of both sides and the translation context."""
+
+    client: ModuleType
+    upstream: ModuleType
+    ctx: Context
+    request: Request
+    warnings: list[str] = field(default_factory=list)
+
+    @classmethod
+    def start(cls, client: ModuleType, upstream: ModuleType, body: bytes, ctx: Context) -> tuple[Exchange, bytes]:
+        """Parse the client body and render the upstream body. Raises :class:`BridgeError`."""
+        request = client.parse_request(parse_json_body(body))
+        ctx = Context(new_id=ctx.new_id, created=ctx.created, request=request, client_model=request.model,
+                      default_max_tokens=ctx.default_max_tokens, warnings=list(request.warnings))
+        upstream_body = upstream.render_request(request, ctx)
+        return cls(client, upstream, ctx, request, ctx.warnings), dumps(upstream_body).encode()
+
+    @property
+    def client_stream(self) -> bool:
+        return self.request.stream
+
+    def stream(self) -> StreamTranslator:
+        return StreamTranslator(self.upstream.StreamParser(self.ctx), self.client.StreamEmitter(self.ctx),
+                                self.client.render_stream_error)
+
+    def error(self, err: BridgeError) -> tuple[int, str, bytes]:
+        status, body = self.client.render_error(err)
+        return status, JSON_TYPE, dumps(body).encode()
+
+    def translate_body(self, status: int, content_type: str, body: bytes) -> tuple[int, str, bytes]:
+        """A whole upstream answer → (status, content type, body) for the client."""
+        if status >= 400:
+            return self.error(self.upstream.parse_error(status, body))
+        if not self.client_stream:
+            try:
+                events = self._events(content_type, body)
+                return 200, JSON_TYPE, dumps(self.client.render_response(accumulate(events), self.ctx)).encode()
+            except BridgeError as e:
+                return self.error(e)
+        if content_type.startswith(SSE_TYPE):
+            translator = self.stream()
+            return 200, SSE_TYPE, b"".join(translator.feed(body) + translator.close())
+        emitter = self.client.StreamEmitter(self.ctx)
+        try:
+            events = self._events(content_type, body)
+        except BridgeError as e:
+            return self.error(e)
+        return 200, SSE_TYPE, b"".join(b for ev in events for b in emitter.feed(ev))
+
+    def _events(self, content_type: str, body: bytes) -> list[Event]:
+        if content_type.startswith(SSE_TYPE):
+            parser = self.upstream.StreamParser(self.ctx)
+            decoder = SSEDecoder()
+            sse = decoder.feed(body) + decoder.close()
+            return [ev for s in sse for ev in parser.feed(s)] + parser.close()
+        return self.upstream.response_events(parse_json_body(body), self.ctx)
+
+
+class StreamTranslator:
+    """Upstream SSE bytes in, client SSE bytes out, one call per network chunk.
+
+    ``feed`` never returns ``b""`` (mitmproxy would end a chunked body there); it returns a list,
+    possibly empty. After an error the client's error event is emitted once and further input is
+    ignored, so a client never sees a stream that looks complete when it is not.
+    """
+
+    def __init__(self, parser, emitter, render_stream_error) -> None:  # type: ignore[no-untyped-def]
+        self._decoder = SSEDecoder()
+        self._parser = parser
+        self._emitter = emitter
+        self._render_error = render_stream_error
+        self.failed: BridgeError | None = None
+        self.finished = False
+
+    def feed(self, data: bytes) -> list[bytes]:
+        if self.failed or self.finished:
+            return []
+        try:
+            return self._emit([ev for sse in self._decoder.feed(data) for ev in self._parser.feed(sse)])
+        except BridgeError as e:
+            return self._fail(e)
+
+    def close(self) -> list[bytes]:
+        """End of the upstream body: flush, and fail the stream if the upstream never finished."""
+        if self.failed or self.finished:
+            return []
+        try:
+            events = [ev for sse in self._decoder.close() for ev in self._parser.feed(sse)]
+            return self._emit(events + self._parser.close())
+        except BridgeError as e:
+            return self._fail(e)
+
+    def _emit(self, events: list[Event]) -> list[bytes]:
+        out = [b for ev in events for b in self._emitter.feed(ev)]
+        for ev in events:
+            if isinstance(ev, StreamError):
+                self.failed = BridgeError(ev.message, status=ev.status, kind=ErrorKind(ev.kind))
+                break
+        else:
+            self.finished = self.finished or any(isinstance(ev, Finish) for ev in events)
+        return out
+
+    def _fail(self, err: BridgeError) -> list[bytes]:
+        self.failed = err
+        return [self._render_error(err)]
