@@ -11,6 +11,7 @@ import logging
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 # mitmproxy loads this file as a script, not as part of the ``addon`` package.
@@ -22,10 +23,11 @@ from mitmproxy import ctx, exceptions, http  # noqa: E402
 
 from addon import formats  # noqa: E402
 from addon.config import Config, ConfigError, load_config  # noqa: E402
-from addon.errors import BridgeError  # noqa: E402
+from addon.decompress import decoder_for  # noqa: E402
+from addon.errors import BadRequest, BridgeError  # noqa: E402
 from addon.formats.common import Context  # noqa: E402
 from addon.routing import detect_format, route  # noqa: E402
-from addon.translate import SSE_TYPE, Exchange, StreamTranslator  # noqa: E402
+from addon.translate import SSE_TYPE, Exchange, StreamTranslator, error_response  # noqa: E402
 
 logger = logging.getLogger("bridge")
 
@@ -37,12 +39,16 @@ def _new_id(prefix: str) -> str:
 class StreamAdapter:
     """The ``flow.response.stream`` callable: bytes per network chunk, then ``b""`` at the end."""
 
-    def __init__(self, translator: StreamTranslator) -> None:
+    def __init__(self, translator: StreamTranslator, decode: Callable[[bytes], bytes]) -> None:
         self.translator = translator
+        self._decode = decode
 
     def __call__(self, data: bytes) -> list[bytes]:
         # Always a list: a bare b"" mid-stream would end a chunked HTTP/1 body (notes §1).
-        return self.translator.feed(data) if data else self.translator.close()
+        if data:
+            return self.translator.feed(self._decode(data))
+        tail = self._decode(b"")
+        return (self.translator.feed(tail) if tail else []) + self.translator.close()
 
 
 class Bridge:
@@ -85,13 +91,15 @@ class Bridge:
         ctx_ = Context(new_id=_new_id, created=int(time.time()),
                        default_max_tokens=r.endpoint.default_max_tokens)
         try:
-            flow.request.decode()  # a zstd/gzip request body (Codex) is read as plain JSON
+            try:
+                flow.request.decode()  # a zstd/gzip request body (Codex) is read as plain JSON
+            except ValueError as e:
+                raise BadRequest(f"request body could not be decoded: {e}") from None
             exchange, body = Exchange.start(client, upstream, flow.request.get_content() or b"", ctx_)
         except BridgeError as e:
-            status, body = client.render_error(e)
+            status, content_type, error_body = error_response(client, e)
             logger.warning("rejected %s request: %s", client_format, e.message)
-            flow.response = http.Response.make(status, formats.common.dumps(body),
-                                               {"content-type": "application/json"})
+            flow.response = http.Response.make(status, error_body, {"content-type": content_type})
             return
         flow.request.content = body
         flow.request.headers["content-type"] = "application/json"
@@ -122,10 +130,13 @@ class Bridge:
             return  # errors and non-streamed clients get one translated body in response()
         if not resp.headers.get("content-type", "").startswith(SSE_TYPE):
             return
-        if resp.headers.get("content-encoding", "identity") != "identity":
-            logger.warning("upstream compressed its stream despite accept-encoding: identity; buffering it")
+        decode = decoder_for(resp.headers.get("content-encoding", ""))
+        if decode is None:
+            logger.warning("upstream stream has unknown content-encoding %s; buffering it",
+                           resp.headers["content-encoding"])
             return
-        resp.stream = StreamAdapter(exchange.stream())
+        resp.stream = StreamAdapter(exchange.stream(), decode)
+        resp.headers.pop("content-encoding", None)
         resp.headers.pop("content-length", None)
         if flow.request.http_version.startswith("HTTP/1"):
             resp.headers["transfer-encoding"] = "chunked"  # h2 clients reject it (notes §1)

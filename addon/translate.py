@@ -26,7 +26,7 @@ from .formats.common import Context, dumps
 from .ir import Event, Finish, Request, StreamError
 from .sse import SSEDecoder
 
-__all__ = ["Exchange", "StreamTranslator", "parse_json_body"]
+__all__ = ["Exchange", "StreamTranslator", "error_response", "parse_json_body"]
 
 SSE_TYPE = "text/event-stream"
 JSON_TYPE = "application/json"
@@ -41,6 +41,12 @@ def parse_json_body(body: bytes) -> dict:  # type: ignore[type-arg]
     if not isinstance(value, dict):
         raise BadRequest("request body must be a JSON object")
     return value
+
+
+def error_response(client: ModuleType, err: BridgeError) -> tuple[int, str, bytes]:
+    """(status, content type, body) of an error answered in the client's format."""
+    status, body = client.render_error(err)
+    return status, JSON_TYPE, dumps(body).encode()
 
 
 @dataclass(slots=True)
@@ -71,8 +77,7 @@ class Exchange:
                                 self.client.render_stream_error)
 
     def error(self, err: BridgeError) -> tuple[int, str, bytes]:
-        status, body = self.client.render_error(err)
-        return status, JSON_TYPE, dumps(body).encode()
+        return error_response(self.client, err)
 
     def translate_body(self, status: int, content_type: str, body: bytes) -> tuple[int, str, bytes]:
         """A whole upstream answer → (status, content type, body) for the client."""
