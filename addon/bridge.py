@@ -88,8 +88,9 @@ class Bridge:
                 self._set_auth(flow, client, upstream, api_key, r.endpoint.auth)
             logger.info("pass-through %s → endpoint %s", client_format, r.endpoint.name)
             return
-        ctx_ = Context(new_id=_new_id, created=int(time.time()),
-                       default_max_tokens=r.endpoint.default_max_tokens)
+        ep = r.endpoint
+        ctx_ = Context(new_id=_new_id, created=int(time.time()), default_max_tokens=ep.default_max_tokens,
+                       max_tokens_limit=ep.max_tokens_limit, drop_params=ep.drop_params)
         try:
             try:
                 flow.request.decode()  # a zstd/gzip request body (Codex) is read as plain JSON

@@ -10,6 +10,8 @@ Shape (grows with the routing work; unknown keys are rejected so a typo never pa
         api_key_env: LOCAL_API_KEY                # env var holding the key; never the key itself
         auth: bearer                              # bearer | x-api-key (default: the format's own)
         default_max_tokens: 8192                  # when a client sends none and Anthropic needs one
+        max_tokens_limit: 16384                   # clamp a client's max_tokens to what the model allows
+        drop_params: [reasoning_effort]           # upstream body fields this server rejects
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ class Endpoint:
     api_key_env: str | None = None
     auth: str | None = None
     default_max_tokens: int = 8192
+    max_tokens_limit: int | None = None
+    drop_params: tuple[str, ...] = ()
 
     def api_key(self) -> str | None:
         """The key, read from the environment at the moment of use (never stored in the config)."""
@@ -51,7 +55,7 @@ class Config:
 
 _TOP_KEYS = {"endpoints"}
 _ENDPOINT_KEYS = {"name", "url_anthropic", "url_openai", "openai_preference", "api_key_env", "auth",
-                  "default_max_tokens"}
+                  "default_max_tokens", "max_tokens_limit", "drop_params"}
 _PREFERENCES = ("chat_completions",)
 _AUTH = ("bearer", "x-api-key")
 
@@ -81,7 +85,7 @@ def parse_config(node: yaml.Node, path: str, environ: Any) -> Config:
     for i, ep_node in enumerate(endpoints_node.value):
         where = f"endpoints[{i}]"
         fields = v.mapping(ep_node, where, _ENDPOINT_KEYS, required={"name"})
-        values = {k: v.scalar(n, f"{where}.{k}") for k, n in fields.items()}
+        values = {k: v.scalar(n, f"{where}.{k}") for k, n in fields.items() if k != "drop_params"}
         name = v.string(values, fields, where, "name")
         if name in names:
             raise v.error(fields["name"], f"{where}.name", f"duplicate endpoint name {name!r}")
@@ -100,6 +104,8 @@ def parse_config(node: yaml.Node, path: str, environ: Any) -> Config:
             openai_preference=v.choice(values, fields, where, "openai_preference", _PREFERENCES, "chat_completions"),
             auth=v.choice(values, fields, where, "auth", _AUTH, None),
             default_max_tokens=v.positive_int(values, fields, where, "default_max_tokens", 8192),
+            max_tokens_limit=v.positive_int(values, fields, where, "max_tokens_limit", None),
+            drop_params=v.string_list(fields, where, "drop_params"),
         ))
     return Config(path=path, endpoints=tuple(endpoints))
 
@@ -153,8 +159,20 @@ class _Validator:
             raise self.error(nodes[key], f"{where}.{key}", f"must be one of {', '.join(allowed)}")
         return values[key]
 
+    def string_list(self, nodes: dict[str, yaml.Node], where: str, key: str) -> tuple[str, ...]:
+        node = nodes.get(key)
+        if node is None:
+            return ()
+        if not isinstance(node, yaml.SequenceNode):
+            raise self.error(node, f"{where}.{key}", "must be a list of strings")
+        items = [self.scalar(n, f"{where}.{key}[{i}]") for i, n in enumerate(node.value)]
+        for i, item in enumerate(items):
+            if not isinstance(item, str) or not item:
+                raise self.error(node.value[i], f"{where}.{key}[{i}]", "must be a non-empty string")
+        return tuple(items)
+
     def positive_int(self, values: dict[str, Any], nodes: dict[str, yaml.Node], where: str, key: str,
-                     default: int) -> int:
+                     default: Any) -> Any:
         if values.get(key) is None:
             return default
         value = values[key]

@@ -17,7 +17,7 @@ errors after it become the client format's in-stream error event, and the stream
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import ModuleType
 
 from .accumulate import accumulate
@@ -63,10 +63,20 @@ class Exchange:
     def start(cls, client: ModuleType, upstream: ModuleType, body: bytes, ctx: Context) -> tuple[Exchange, bytes]:
         """Parse the client body and render the upstream body. Raises :class:`BridgeError`."""
         request = client.parse_request(parse_json_body(body))
-        ctx = Context(new_id=ctx.new_id, created=ctx.created, request=request, client_model=request.model,
-                      default_max_tokens=ctx.default_max_tokens, warnings=list(request.warnings))
-        upstream_body = upstream.render_request(request, ctx)
-        return cls(client, upstream, ctx, request, ctx.warnings), dumps(upstream_body).encode()
+        warnings = list(request.warnings)
+        limit = ctx.max_tokens_limit
+        default_max = min(ctx.default_max_tokens, limit) if limit else ctx.default_max_tokens
+        wire_request = request
+        if limit and request.max_tokens and request.max_tokens > limit:
+            warnings.append(f"max_tokens {request.max_tokens} clamped to the endpoint's limit {limit}")
+            wire_request = replace(request, max_tokens=limit)
+        ctx = replace(ctx, request=request, client_model=request.model, default_max_tokens=default_max,
+                      warnings=warnings)
+        upstream_body = upstream.render_request(wire_request, ctx)
+        for key in ctx.drop_params:
+            if upstream_body.pop(key, None) is not None:
+                warnings.append(f"{key} dropped (endpoint drop_params)")
+        return cls(client, upstream, ctx, request, warnings), dumps(upstream_body).encode()
 
     @property
     def client_stream(self) -> bool:

@@ -40,6 +40,8 @@ class Context:
     request: Request | None = None
     client_model: str | None = None
     default_max_tokens: int = 8192
+    max_tokens_limit: int | None = None
+    drop_params: tuple[str, ...] = ()
     warnings: list[str] = field(default_factory=list)
 
 
