@@ -66,7 +66,7 @@ class Bridge:
                 self.config = load_config(ctx.options.bridge_config)
             except ConfigError as e:
                 raise exceptions.OptionsError(str(e)) from None
-        if ctx.options.connection_strategy != "lazy":
+        if "connection_strategy" in ctx.options and ctx.options.connection_strategy != "lazy":
             # eager connects to the reverse target before any hook can reroute (notes §2).
             ctx.options.update(connection_strategy="lazy")
 
@@ -85,7 +85,7 @@ class Bridge:
                                    "endpoint": r.endpoint.name}
         if r.passthrough:
             if api_key:
-                self._set_auth(flow, client, upstream, api_key, r.endpoint.auth)
+                self._set_headers(flow, client, upstream, api_key, r.endpoint.auth)
             logger.info("pass-through %s → endpoint %s", client_format, r.endpoint.name)
             return
         ep = r.endpoint
@@ -105,7 +105,7 @@ class Bridge:
         flow.request.content = body
         flow.request.headers["content-type"] = "application/json"
         flow.request.headers["accept-encoding"] = "identity"  # the stream callable needs plain bytes
-        self._set_auth(flow, client, upstream, api_key, r.endpoint.auth)
+        self._set_headers(flow, client, upstream, api_key, r.endpoint.auth)
         self._exchanges[flow.id] = exchange
         flow.metadata["bridge"]["model"] = exchange.request.model
         flow.metadata["bridge"]["warnings"] = list(exchange.warnings)
@@ -114,13 +114,16 @@ class Bridge:
                     "".join(f"\n  dropped/approximated: {w}" for w in exchange.warnings))
 
     @staticmethod
-    def _set_auth(flow: http.HTTPFlow, client, upstream, api_key: str | None, auth: str | None) -> None:  # type: ignore[no-untyped-def]
-        """The client's credentials and format-only headers never reach a different provider."""
-        for name in {*client.CLIENT_ONLY_HEADERS, *upstream.CLIENT_ONLY_HEADERS}:
-            if name in flow.request.headers and (api_key or client is not upstream):
-                del flow.request.headers[name]
-        default_auth = "x-api-key" if upstream is formats.anthropic else "bearer"
-        flow.request.headers.update(upstream.upstream_headers(api_key, auth or default_auth))
+    def _set_headers(flow: http.HTTPFlow, client, upstream, api_key: str | None, auth: str | None) -> None:  # type: ignore[no-untyped-def]
+        """The client's credentials never reach a different provider; its format's headers neither."""
+        headers = flow.request.headers
+        drop = {*client.AUTH_HEADERS, *upstream.AUTH_HEADERS}
+        if client is not upstream:
+            drop |= set(client.OWN_HEADERS)
+            headers.update(upstream.REQUIRED_HEADERS)
+        for name in drop:
+            headers.pop(name, None)
+        headers.update(upstream.auth_headers(api_key, auth))
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         exchange = self._exchanges.get(flow.id)

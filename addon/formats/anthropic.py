@@ -65,16 +65,18 @@ from .common import (
 __all__ = [
     "NAME", "PATH", "parse_request", "render_request", "response_events", "render_response",
     "StreamParser", "StreamEmitter", "parse_error", "render_error", "render_stream_error",
-    "upstream_headers", "CLIENT_ONLY_HEADERS",
+    "AUTH_HEADERS", "OWN_HEADERS", "REQUIRED_HEADERS", "auth_headers",
 ]
 
 NAME = "anthropic"
 PATH = "/v1/messages"
 API_VERSION = "2023-06-01"  # accepts temperature/top_p/top_k; 2026-10-21 rejects them (formats.md §0)
 
-# Headers that only mean something to an Anthropic upstream; never forwarded to another format.
-CLIENT_ONLY_HEADERS = ("x-api-key", "anthropic-version", "anthropic-beta",
-                       "anthropic-dangerous-direct-browser-access")
+AUTH_HEADERS = ("x-api-key", "authorization")  # the 2.x SDKs send Bearer, older ones x-api-key
+# Headers only an Anthropic upstream understands (dropped toward another format), and the ones a
+# request translated into this format must carry.
+OWN_HEADERS = ("anthropic-version", "anthropic-beta", "anthropic-dangerous-direct-browser-access")
+REQUIRED_HEADERS = {"anthropic-version": API_VERSION}
 
 # formats.md §1.7 / §5.8
 _STOP_TO_IR = {
@@ -731,11 +733,11 @@ def render_stream_error(err: BridgeError) -> bytes:
     return _event("error", render_error(err)[1])
 
 
-def upstream_headers(api_key: str | None, auth: str) -> dict[str, str]:
-    headers = {"anthropic-version": API_VERSION}
-    if api_key:
-        headers.update({"authorization": f"Bearer {api_key}"} if auth == "bearer" else {"x-api-key": api_key})
-    return headers
+def auth_headers(api_key: str | None, auth: str | None) -> dict[str, str]:
+    """The credential header for an Anthropic upstream: ``x-api-key`` unless ``auth`` says bearer."""
+    if not api_key:
+        return {}
+    return {"authorization": f"Bearer {api_key}"} if auth == "bearer" else {"x-api-key": api_key}
 
 
 def _json_or_none(body: bytes) -> Any:

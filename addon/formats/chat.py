@@ -77,12 +77,14 @@ from .common import (
 __all__ = [
     "NAME", "PATH", "parse_request", "render_request", "response_events", "render_response",
     "StreamParser", "StreamEmitter", "parse_error", "render_error", "render_stream_error",
-    "upstream_headers", "CLIENT_ONLY_HEADERS", "wire_tool_name",
+    "AUTH_HEADERS", "OWN_HEADERS", "REQUIRED_HEADERS", "auth_headers", "wire_tool_name",
 ]
 
 NAME = "chat"
 PATH = "/chat/completions"  # appended to an OpenAI base URL, which ends in /v1
-CLIENT_ONLY_HEADERS = ("authorization", "openai-organization", "openai-project")
+AUTH_HEADERS = ("authorization", "openai-organization", "openai-project")
+OWN_HEADERS: tuple[str, ...] = ()
+REQUIRED_HEADERS: dict[str, str] = {}
 
 # formats.md §2.6 / §5.8
 _FINISH_TO_IR = {
@@ -761,7 +763,8 @@ def render_stream_error(err: BridgeError) -> bytes:
     return _data(render_error(err)[1])
 
 
-def upstream_headers(api_key: str | None, auth: str) -> dict[str, str]:
+def auth_headers(api_key: str | None, auth: str | None) -> dict[str, str]:
+    """The credential header for an OpenAI upstream: Bearer unless ``auth`` says x-api-key."""
     if not api_key:
         return {}
     return {"x-api-key": api_key} if auth == "x-api-key" else {"authorization": f"Bearer {api_key}"}

@@ -1,0 +1,154 @@
+"""The addon's hooks, called directly inside ``taddons.context`` (no proxy runs; mitmproxy's own idiom)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from mitmproxy import http
+from mitmproxy.test import taddons, tflow, tutils
+
+from addon.bridge import Bridge, StreamAdapter
+
+CHAT_UPSTREAM = "endpoints:\n  - name: up\n    url_openai: http://127.0.0.1:9/v1\n    api_key_env: UP_KEY\n"
+ANTHROPIC_UPSTREAM = "endpoints:\n  - name: up\n    url_anthropic: http://127.0.0.1:9\n    api_key_env: UP_KEY\n"
+
+
+@pytest.fixture
+def bridge(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("UP_KEY", "upstream-secret")
+
+    def make(config: str) -> tuple[Bridge, taddons.context]:
+        path = tmp_path / "config.yaml"
+        path.write_text(config)
+        addon = Bridge()
+        tctx = taddons.context(addon)
+        tctx.__enter__()
+        tctx.configure(addon, bridge_config=str(path))
+        return addon, tctx
+
+    return make
+
+
+def anthropic_request(body: dict, path: str = "/v1/messages?beta=true") -> http.HTTPFlow:
+    headers = http.Headers(host="127.0.0.1:8080", content_type="application/json", x_api_key="client-secret",
+                           anthropic_version="2023-06-01", anthropic_beta="x", accept_encoding="gzip, br")
+    req = tutils.treq(method=b"POST", path=path.encode(), headers=headers, content=json.dumps(body).encode(),
+                      host="127.0.0.1", port=8080)
+    return tflow.tflow(req=req)
+
+
+BODY = {"model": "claude-x", "max_tokens": 50, "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+CHAT_SSE = (
+    b'data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"gpt","choices":'
+    b'[{"index":0,"delta":{"role":"assistant","content":"h\xc3\xa9"},"finish_reason":null}]}\n\n'
+    b'data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"gpt","choices":'
+    b'[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\ndata: [DONE]\n\n'
+)
+
+
+def test_translated_request_rewrites_url_headers_and_body(bridge) -> None:
+    addon, _ = bridge(CHAT_UPSTREAM)
+    f = anthropic_request(BODY)
+    addon.request(f)
+    assert f.request.url == "http://127.0.0.1:9/v1/chat/completions?beta=true"
+    assert f.request.headers["authorization"] == "Bearer upstream-secret"
+    for name in ("x-api-key", "anthropic-version", "anthropic-beta"):
+        assert name not in f.request.headers
+    assert f.request.headers["accept-encoding"] == "identity"
+    sent = json.loads(f.request.content)
+    assert sent["messages"] == [{"role": "user", "content": "hi"}]
+    assert sent["max_completion_tokens"] == 50
+    assert sent["stream_options"] == {"include_usage": True}
+    assert f.metadata["bridge"]["client_format"] == "anthropic"
+    assert f.metadata["bridge"]["upstream_format"] == "chat"
+
+
+def test_passthrough_keeps_body_bytes_and_swaps_only_the_key(bridge) -> None:
+    addon, _ = bridge(ANTHROPIC_UPSTREAM)
+    raw = b'{"model":"m",  "max_tokens":5, "messages":[{"role":"user","content":"x"}]}'
+    f = anthropic_request({})
+    f.request.content = raw
+    addon.request(f)
+    assert f.request.content == raw
+    assert f.request.url == "http://127.0.0.1:9/v1/messages?beta=true"
+    assert f.request.headers["x-api-key"] == "upstream-secret"
+    assert f.request.headers["anthropic-beta"] == "x"
+
+
+def test_invalid_json_is_answered_in_the_client_format(bridge) -> None:
+    addon, _ = bridge(CHAT_UPSTREAM)
+    f = anthropic_request({})
+    f.request.content = b"{not json"
+    addon.request(f)
+    assert f.response is not None and f.response.status_code == 400
+    body = json.loads(f.response.content)
+    assert body["type"] == "error" and body["error"]["type"] == "invalid_request_error"
+    assert "not valid JSON" in body["error"]["message"]
+
+
+def test_other_paths_and_replayed_flows_are_left_alone(bridge) -> None:
+    addon, _ = bridge(CHAT_UPSTREAM)
+    f = tflow.tflow(req=tutils.treq(method=b"GET", path=b"/v1/models"))
+    addon.request(f)
+    assert "bridge" not in f.metadata and f.request.path == "/v1/models"
+    g = anthropic_request(BODY)
+    g.live = False
+    addon.request(g)
+    assert "bridge" not in g.metadata and g.request.path == "/v1/messages?beta=true"
+
+
+@pytest.mark.parametrize("http_version", ["HTTP/1.1", "HTTP/2.0"])
+def test_stream_is_translated_chunk_by_chunk(bridge, http_version: str) -> None:
+    addon, _ = bridge(CHAT_UPSTREAM)
+    f = anthropic_request(BODY)
+    f.request.http_version = http_version
+    addon.request(f)
+    f.response = tutils.tresp(headers=http.Headers(content_type="text/event-stream", content_length="999"),
+                              content=None)
+    addon.responseheaders(f)
+    assert isinstance(f.response.stream, StreamAdapter)
+    assert "content-length" not in f.response.headers
+    assert ("transfer-encoding" in f.response.headers) == (http_version == "HTTP/1.1")
+    out: list[bytes] = []
+    for i in range(0, len(CHAT_SSE), 5):  # split inside lines and inside the UTF-8 "é"
+        chunk = f.response.stream(CHAT_SSE[i:i + 5])
+        assert isinstance(chunk, list)  # never a bare b"" mid-stream
+        out += chunk
+    out += f.response.stream(b"")
+    addon.response(f)
+    text = b"".join(out).decode()
+    assert text.startswith("event: message_start\n")
+    assert '"text":"hé"' in text and '"stop_reason":"end_turn"' in text
+    assert text.endswith("event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n")
+    assert f.metadata["bridge"]["outcome"] == "streamed"
+
+
+def test_upstream_error_is_translated_with_its_status(bridge) -> None:
+    addon, _ = bridge(CHAT_UPSTREAM)
+    f = anthropic_request(BODY)
+    addon.request(f)
+    err = json.dumps({"error": {"message": "Rate limit reached", "type": "requests", "code": "rate_limit_exceeded"}})
+    f.response = tutils.tresp(status_code=429, headers=http.Headers(content_type="application/json"),
+                              content=err.encode())
+    addon.responseheaders(f)
+    assert f.response.stream is False or f.response.stream is None
+    addon.response(f)
+    assert f.response.status_code == 429
+    body = json.loads(f.response.content)
+    assert body == {"type": "error", "error": {"type": "rate_limit_error", "message": "Rate limit reached"}}
+
+
+def test_gzip_stream_is_decoded_on_the_fly(bridge) -> None:
+    import gzip
+    addon, _ = bridge(CHAT_UPSTREAM)
+    f = anthropic_request(BODY)
+    addon.request(f)
+    f.response = tutils.tresp(headers=http.Headers(content_type="text/event-stream", content_encoding="gzip"),
+                              content=None)
+    addon.responseheaders(f)
+    assert "content-encoding" not in f.response.headers
+    packed = gzip.compress(CHAT_SSE)
+    out = f.response.stream(packed[:20]) + f.response.stream(packed[20:]) + f.response.stream(b"")
+    assert b'"text":"h\xc3\xa9"' in b"".join(out) and b"message_stop" in b"".join(out)
