@@ -1,0 +1,67 @@
+"""Claude Code itself, through a real mitmdump running the bridge, against a Chat Completions upstream.
+
+The real client is the strictest oracle we have: it sends what Claude Code 2.1 sends (system blocks
+with cache_control, a system message inside ``messages``, adaptive thinking, a dozen tools with
+JSON Schema 2020-12) and needs a well-formed Anthropic stream back. Needs the ``claude`` binary:
+``CLAUDE_BIN``, or ``.tmp/claude-code/node_modules/.bin/claude`` (``.ci/run`` installs it there with
+npm). Without it the test is skipped, unless ``BRIDGE_REQUIRE_CLIENTS=1`` (set in CI) makes that a
+failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import CLIENT_KEY, ROOT, UPSTREAM_KEY
+from tests.mock_upstream import Reply, ToolCallSpec
+
+CLAUDE = Path(os.environ.get("CLAUDE_BIN") or ROOT / ".tmp/claude-code/node_modules/.bin/claude")
+
+
+@pytest.fixture
+def claude() -> Path:
+    if not CLAUDE.exists():
+        if os.environ.get("BRIDGE_REQUIRE_CLIENTS") == "1":
+            pytest.fail(f"Claude Code not found at {CLAUDE}")
+        pytest.skip(f"Claude Code not installed at {CLAUDE} (npm install @anthropic-ai/claude-code)")
+    return CLAUDE
+
+
+def test_claude_code_runs_a_shell_command_through_a_chat_upstream(
+    claude: Path, mock, bridge, tmp_path: Path
+) -> None:
+    proc = bridge("chat")
+    command = "echo bridge-ok > proof.txt && cat proof.txt"
+    mock.next_reply(Reply(text="I'll run it.", tool_calls=[ToolCallSpec("call_cc1", "Bash", {
+        "command": command, "description": "Write the proof file"})]))
+    mock.next_reply(Reply(text="The command printed bridge-ok."))
+    work = tmp_path / "work"
+    work.mkdir()
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path / "home"), "ANTHROPIC_BASE_URL": proc.url,
+           "ANTHROPIC_API_KEY": CLIENT_KEY, "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+           "DISABLE_AUTOUPDATER": "1"}
+    run = subprocess.run([str(claude), "-p", "Write bridge-ok to proof.txt with a shell command.",
+                          "--output-format", "json", "--allowedTools", "Bash"],
+                         cwd=work, env=env, capture_output=True, text=True, timeout=180, stdin=subprocess.DEVNULL)
+    assert run.returncode == 0, run.stdout + run.stderr
+    result = json.loads(run.stdout)
+    assert result["subtype"] == "success" and result["is_error"] is False
+    assert result["result"] == "The command printed bridge-ok."
+    assert (work / "proof.txt").read_text() == "bridge-ok\n"  # the tool call really ran
+
+    first, second = mock.requests
+    for rec in (first, second):
+        assert rec.path.startswith("/v1/chat/completions")
+        assert rec.headers["authorization"] == f"Bearer {UPSTREAM_KEY}"
+        assert CLIENT_KEY not in rec.all_header_values
+        assert rec.json["stream"] is True and rec.json["stream_options"] == {"include_usage": True}
+        assert "Bash" in [t["function"]["name"] for t in rec.json["tools"]]
+    assistant, tool = second.json["messages"][-2:]
+    assert assistant["tool_calls"][0]["id"] == "call_cc1"
+    assert json.loads(assistant["tool_calls"][0]["function"]["arguments"])["command"] == command
+    assert tool == {"role": "tool", "tool_call_id": "call_cc1", "content": "bridge-ok"}
