@@ -100,6 +100,9 @@ _ERROR_KIND = {v: k for k, v in _ERROR_TYPE.items()}
 # Manual thinking needs a budget ≥ 1024 and below max_tokens (formats.md §1.2); effort → budget.
 _EFFORT_BUDGET = {"minimal": 1024, "low": 2048, "medium": 8192, "high": 16384, "xhigh": 32768, "max": 65536}
 _MEDIA_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
+# Request fields the IR carries; any other (cache_control, container, context_management, …) is reported.
+_TRANSLATED = {"model", "messages", "system", "tools", "tool_choice", "stop_sequences", "output_config",
+               "metadata", "max_tokens", "temperature", "top_p", "top_k", "thinking", "stream"}
 
 
 # --- request: wire → IR -------------------------------------------------------------------------
@@ -107,7 +110,7 @@ _MEDIA_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
 
 def parse_request(body: JSON) -> Request:
     """Parse a Messages request. Raises :class:`BadRequest` naming the first invalid field."""
-    warnings: list[str] = []
+    warnings = [f"{key} has no equivalent and was dropped" for key in body if key not in _TRANSLATED]
     messages = tuple(_parse_message(as_object(m, f"messages.{i}"), f"messages.{i}.", warnings)
                      for i, m in enumerate(field_list(body, "messages", "")))
     system = body.get("system")

@@ -106,6 +106,10 @@ _ERROR_TYPE = {
 }
 _ERROR_KIND = {v: k for k, v in _ERROR_TYPE.items()} | {"server_error": ErrorKind.API_ERROR}
 _BUDGET_EFFORT = ((2048, "low"), (8192, "medium"), (24576, "high"))  # thinking budget → effort
+# Request fields the IR carries; any other (logprobs, seed, penalties, store, …) is reported.
+_TRANSLATED = {"model", "messages", "tools", "tool_choice", "parallel_tool_calls", "max_completion_tokens",
+               "max_tokens", "temperature", "top_p", "stop", "response_format", "reasoning_effort", "stream",
+               "stream_options", "safety_identifier", "user", "n"}
 _NAME_OK = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _MAX_ID = 40  # Chat tool-call ids longer than 40 chars have been rejected (formats.md §5.5)
 
@@ -135,7 +139,7 @@ def _tool_names(ctx: Context) -> dict[str, str]:
 
 def parse_request(body: JSON) -> Request:
     """Parse a Chat Completions request. Raises :class:`BadRequest` naming the first invalid field."""
-    warnings: list[str] = []
+    warnings = [f"{key} has no equivalent and was dropped" for key in body if key not in _TRANSLATED]
     n = opt_int(body, "n")
     if n is not None and n > 1:
         raise Unsupported("n: only n=1 can be translated to another API", param="n")
@@ -145,9 +149,6 @@ def parse_request(body: JSON) -> Request:
     for i, raw in enumerate(field_list(body, "messages", "")):
         _parse_message(as_object(raw, f"messages.{i}"), f"messages.{i}.", messages)
     tools = tuple(_parse_tool(as_object(t, f"tools.{i}"), f"tools.{i}.") for i, t in enumerate(body.get("tools") or ()))
-    for key in ("logprobs", "top_logprobs", "logit_bias", "presence_penalty", "frequency_penalty", "seed"):
-        if body.get(key) not in (None, False, 0):
-            warnings.append(f"{key} has no equivalent and was dropped")
     stop = body.get("stop")
     stops = (stop,) if isinstance(stop, str) else tuple(stop or ())
     if not all(isinstance(s, str) for s in stops):
