@@ -473,6 +473,7 @@ class StreamParser:
         self._next_id = 0
         self._blocks: dict[int, int] = {}  # wire index → block id, for blocks we carry
         self._signature: dict[int, Opaque] = {}
+        self._argless: set[int] = set()  # tool blocks whose arguments have not begun
         self._stop: tuple[str | None, str | None] | None = None
         self._done = False
 
@@ -489,7 +490,12 @@ class StreamParser:
                 return self._delta(data.get("index", -1), data.get("delta") or {})
             case "content_block_stop":
                 bid = self._blocks.pop(data.get("index", -1), None)
-                return [] if bid is None else [BlockStop(block_id=bid, opaque=self._signature.pop(bid, None))]
+                if bid is None:
+                    return []
+                # A tool_use with no input_json_delta means {}: say so, or clients see "" arguments.
+                args = [BlockDelta(block_id=bid, text="{}")] if bid in self._argless else []
+                self._argless.discard(bid)
+                return [*args, BlockStop(block_id=bid, opaque=self._signature.pop(bid, None))]
             case "message_delta":
                 delta = data.get("delta") or {}
                 self._stop = (delta.get("stop_reason"), delta.get("stop_sequence"))
@@ -539,7 +545,9 @@ class StreamParser:
             events = [BlockStart(block_id=bid, kind=BlockKind.TOOL_CALL, tool_call_id=str(block.get("id", "")),
                                  tool_name=str(block.get("name", "")))]
             tool_input = block.get("input")
-            text = dumps(tool_input) if whole or tool_input else ""
+            text = dumps(tool_input if isinstance(tool_input, dict) else {}) if whole or tool_input else ""
+            if not text:
+                self._argless.add(bid)
         else:
             self._ctx.warnings.append(f"upstream content block {kind!r} has no equivalent and was dropped")
             return []
@@ -563,6 +571,8 @@ class StreamParser:
                 text = delta.get("thinking") or ""
             case "input_json_delta":
                 text = delta.get("partial_json") or ""
+                if text:
+                    self._argless.discard(bid)
             case "signature_delta":
                 self._signature[bid] = Opaque(origin=NAME, data=str(delta.get("signature", "")))
                 return []

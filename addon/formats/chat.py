@@ -104,7 +104,15 @@ _ERROR_TYPE = {
     ErrorKind.RATE_LIMIT: "rate_limit_exceeded", ErrorKind.API_ERROR: "server_error",
     ErrorKind.TIMEOUT: "timeout", ErrorKind.OVERLOADED: "server_is_overloaded",
 }
-_ERROR_KIND = {v: k for k, v in _ERROR_TYPE.items()} | {"server_error": ErrorKind.API_ERROR}
+# Upstream type or code → kind; several map to one, so this is not the inverse of _ERROR_TYPE.
+_ERROR_KIND = {
+    "invalid_request_error": ErrorKind.INVALID_REQUEST, "context_length_exceeded": ErrorKind.INVALID_REQUEST,
+    "authentication_error": ErrorKind.AUTHENTICATION, "invalid_api_key": ErrorKind.AUTHENTICATION,
+    "insufficient_quota": ErrorKind.BILLING, "permission_error": ErrorKind.PERMISSION,
+    "not_found_error": ErrorKind.NOT_FOUND, "model_not_found": ErrorKind.NOT_FOUND,
+    "rate_limit_exceeded": ErrorKind.RATE_LIMIT, "server_error": ErrorKind.API_ERROR, "timeout": ErrorKind.TIMEOUT,
+    "server_is_overloaded": ErrorKind.OVERLOADED, "slow_down": ErrorKind.OVERLOADED,
+}
 _BUDGET_EFFORT = ((2048, "low"), (8192, "medium"), (24576, "high"))  # thinking budget → effort
 # Request fields the IR carries; any other (logprobs, seed, penalties, store, …) is reported.
 _TRANSLATED = {"model", "messages", "tools", "tool_choice", "parallel_tool_calls", "max_completion_tokens",
@@ -756,8 +764,11 @@ def parse_error(status: int, body: bytes) -> UpstreamError:
 def render_error(err: BridgeError) -> tuple[int, JSON]:
     """Status and body for an error answered before any response byte went to the client."""
     status = 503 if err.status == 529 else err.status  # OpenAI has no 529 (formats.md §7.17)
-    return status, {"error": {"message": err.message, "type": _ERROR_TYPE[err.kind],
-                              "param": err.param, "code": err.code}}
+    code = err.code
+    if err.kind is ErrorKind.BILLING:  # OpenAI reports quota as 429 insufficient_quota (formats.md §5.10)
+        status, code = 429, "insufficient_quota"
+    return status, {"error": {"message": err.message, "type": _ERROR_TYPE[err.kind], "param": err.param,
+                              "code": code}}
 
 
 def render_stream_error(err: BridgeError) -> bytes:
