@@ -531,7 +531,7 @@ class StreamParser:
 
     def chunk_events(self, chunk: JSON) -> list[Event]:
         if isinstance(chunk.get("error"), dict):
-            err = _error_from(chunk["error"], 500)
+            err = _error_from(chunk["error"], None)
             self._done = True
             return [StreamError(status=err.status, kind=err.kind, message=err.message)]
         events: list[Event] = []
@@ -739,13 +739,24 @@ def _data(obj: JSON) -> bytes:
 # --- errors -------------------------------------------------------------------------------------
 
 
-def _error_from(err: JSON, status: int) -> UpstreamError:
+def _error_from(err: JSON, status: int | None) -> UpstreamError:
+    """An OpenAI error object; ``status`` is None for an error inside a 200 stream."""
     code = err.get("code") if isinstance(err.get("code"), str) else None
-    kind = _ERROR_KIND.get(code or "") or _ERROR_KIND.get(str(err.get("type"))) or kind_for_status(status)
-    if status == 500 and kind is not ErrorKind.API_ERROR:
-        status = {ErrorKind.RATE_LIMIT: 429, ErrorKind.OVERLOADED: 503, ErrorKind.INVALID_REQUEST: 400}.get(kind, 500)
+    wire = _ERROR_KIND.get(code or "") or _ERROR_KIND.get(str(err.get("type")))
+    if status is None:
+        kind = wire or ErrorKind.API_ERROR
+        status = _STATUS_FOR.get(kind, 500)
+    elif wire in (None, ErrorKind.INVALID_REQUEST, ErrorKind.API_ERROR):
+        kind = kind_for_status(status)  # servers send invalid_request_error on a 401 too: the status wins
+    else:
+        kind = wire
     return UpstreamError(str(err.get("message") or f"upstream error {status}"), status=status, kind=kind,
                          param=err.get("param") if isinstance(err.get("param"), str) else None, code=code)
+
+
+_STATUS_FOR = {ErrorKind.INVALID_REQUEST: 400, ErrorKind.AUTHENTICATION: 401, ErrorKind.BILLING: 429,
+               ErrorKind.PERMISSION: 403, ErrorKind.NOT_FOUND: 404, ErrorKind.RATE_LIMIT: 429,
+               ErrorKind.TIMEOUT: 504, ErrorKind.OVERLOADED: 503}
 
 
 def parse_error(status: int, body: bytes) -> UpstreamError:
