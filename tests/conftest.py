@@ -1,0 +1,163 @@
+"""Shared fixtures: the mock LLM upstream and real ``mitmdump`` subprocesses running the bridge.
+
+``mock`` is the session's :class:`~tests.mock_upstream.MockUpstream`, emptied before each test.
+``bridge(upstream)`` starts (once per configuration and session) ``mitmdump -s addon/bridge.py`` on a
+free loopback port, in front of the mock, with an endpoint whose upstream format is ``"chat"``
+(``url_openai``) or ``"anthropic"`` (``url_anthropic``), and returns a :class:`BridgeProcess`.
+mitmdump runs without ``-q`` but with ``termlog_verbosity=warn`` and ``flow_detail=0``: quiet, except the
+bridge's own warnings. When a test fails, what each mitmdump logged during it is attached to the report.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.mock_upstream import MockUpstream
+
+ROOT = Path(__file__).resolve().parent.parent
+MITMDUMP = Path(sys.executable).parent / "mitmdump"
+UPSTREAM_KEY_ENV = "UPSTREAM_KEY"
+UPSTREAM_KEY = "test-upstream-key"
+CLIENT_KEY = "client-key"
+
+# Loaded into mitmdump next to the bridge: writes {mode spec: [ports]} once the servers listen.
+_PORTFILE_ADDON = '''\
+import json, os
+from mitmproxy import ctx
+
+PORTFILE = {portfile!r}
+
+
+class PortFile:
+    def running(self):
+        servers = ctx.master.addons.get("proxyserver").servers
+        ports = {{s.mode.full_spec: [addr[1] for addr in s.listen_addrs] for s in servers}}
+        with open(PORTFILE + ".tmp", "w") as f:
+            json.dump(ports, f)
+        os.replace(PORTFILE + ".tmp", PORTFILE)
+
+
+addons = [PortFile()]
+'''
+
+_RUNNING: list[BridgeProcess] = []
+
+
+class BridgeProcess:
+    """One ``mitmdump`` running the bridge with its own config, confdir and log file."""
+
+    def __init__(self, name: str, workdir: Path, endpoint: dict[str, object], upstream_port: int) -> None:
+        self.name = name
+        self.workdir = workdir
+        self.config_path = workdir / "config.yaml"
+        self.log_path = workdir / "mitmdump.log"
+        portfile = workdir / "ports.json"
+        addon_path = workdir / "portfile_addon.py"
+        self.config_path.write_text(json.dumps({"endpoints": [endpoint]}, indent=2))  # JSON is YAML
+        addon_path.write_text(_PORTFILE_ADDON.format(portfile=str(portfile)))
+        (workdir / "confdir").mkdir()
+        args = [str(MITMDUMP), "-s", str(ROOT / "addon" / "bridge.py"), "-s", str(addon_path),
+                "--set", f"bridge_config={self.config_path}",
+                "--mode", f"reverse:http://127.0.0.1:{upstream_port}",
+                "--set", "listen_host=127.0.0.1", "--set", "listen_port=0",
+                "--set", f"confdir={workdir / 'confdir'}", "--set", "connection_strategy=lazy",
+                "--set", "termlog_verbosity=warn", "--set", "flow_detail=0"]
+        env = {**os.environ, UPSTREAM_KEY_ENV: UPSTREAM_KEY, "PYTHONWARNINGS": "ignore::DeprecationWarning"}
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL)
+        self.port = self._wait_for_port(portfile)
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def _wait_for_port(self, portfile: Path, timeout: float = 20.0) -> int:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if portfile.exists():
+                ports = [p for ps in json.loads(portfile.read_text()).values() for p in ps]
+                if ports:
+                    return ports[0]
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"mitmdump ({self.name}) exited with {self.proc.returncode}:\n{self.log()}")
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"mitmdump ({self.name}) did not report a port within {timeout} s:\n{self.log()}")
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+@pytest.fixture(scope="session")
+def mock_upstream() -> Iterator[MockUpstream]:
+    with MockUpstream() as server:
+        yield server
+
+
+@pytest.fixture
+def mock(mock_upstream: MockUpstream) -> Iterator[MockUpstream]:
+    """The session's mock upstream with an empty script and no recorded requests."""
+    mock_upstream.reset()
+    yield mock_upstream
+    mock_upstream.reset()
+
+
+@pytest.fixture(scope="session")
+def bridge(tmp_path_factory: pytest.TempPathFactory,
+           mock_upstream: MockUpstream) -> Iterator[Callable[..., BridgeProcess]]:
+    """Factory: ``bridge("chat")`` / ``bridge("anthropic")``, extra endpoint keys as keywords."""
+    started: dict[str, BridgeProcess] = {}
+
+    def make(upstream: str, **endpoint: object) -> BridgeProcess:
+        urls = {"chat": {"url_openai": f"{mock_upstream.url}/v1", "openai_preference": "chat_completions"},
+                "anthropic": {"url_anthropic": mock_upstream.url}}
+        spec = {"name": f"mock-{upstream}", **urls[upstream], "api_key_env": UPSTREAM_KEY_ENV, **endpoint}
+        key = json.dumps(spec, sort_keys=True)
+        if key not in started:
+            proc = BridgeProcess(f"{upstream}-{len(started)}", tmp_path_factory.mktemp(f"bridge-{upstream}"),
+                                 spec, mock_upstream.port)
+            started[key] = proc
+            _RUNNING.append(proc)
+        return started[key]
+
+    yield make
+    for proc in started.values():
+        proc.stop()
+        _RUNNING.remove(proc)
+
+
+_LOG_START = pytest.StashKey[dict[str, int]]()
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    item.stash[_LOG_START] = {proc.name: len(proc.log()) for proc in _RUNNING}
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    report = yield
+    if report.failed:  # what each mitmdump logged during this test
+        start = item.stash.get(_LOG_START, {})
+        for proc in _RUNNING:
+            text = proc.log()[start.get(proc.name, 0):][-4000:]
+            report.sections.append((f"mitmdump {proc.name} log during the test", text or "(nothing)"))
+    return report
