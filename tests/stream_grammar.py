@@ -1,0 +1,297 @@
+"""Grammar checkers for the SSE bytes the bridge sends to a client, independent of the addon's code.
+
+``check_anthropic_stream(raw)`` and ``check_chat_stream(raw)`` parse client-side SSE bytes with their
+own small parser (not :mod:`addon.sse`) and assert the rules of formats.md §4.2 / §4.3 and the
+pitfalls in §7 that the official SDK stream helpers depend on. Both return the parsed events so a
+test can go on to assert content; ``fold_anthropic`` and ``fold_chat`` rebuild the final message
+from them the way the SDKs do, again without touching the addon.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+__all__ = ["check_anthropic_stream", "check_chat_stream", "fold_anthropic", "fold_chat", "split_sse"]
+
+_TOOL_ID = re.compile(r"^[A-Za-z0-9_-]+$")
+_ANTHROPIC_STOP = {"end_turn", "max_tokens", "stop_sequence", "tool_use", "pause_turn", "refusal",
+                   "model_context_window_exceeded"}
+_CHAT_FINISH = {"stop", "length", "tool_calls", "content_filter", "function_call"}
+_DELTA_FOR_BLOCK = {"text": {"text_delta"}, "thinking": {"thinking_delta", "signature_delta"},
+                    "tool_use": {"input_json_delta"}, "redacted_thinking": set()}
+
+
+def split_sse(raw: bytes) -> list[list[tuple[str, str]]]:
+    """Client bytes → events, each a list of (field, value). Every event must end with a blank line."""
+    text = raw.decode("utf-8")  # the bridge always sends UTF-8; a split character would fail here
+    assert "\r" not in text, "the bridge frames its own events with \\n only"
+    assert text.endswith("\n\n"), f"the last event is not terminated by a blank line: {text[-200:]!r}"
+    events = []
+    for block in text[:-2].split("\n\n"):
+        assert block, "two blank lines in a row"
+        fields = []
+        for line in block.split("\n"):
+            name, sep, value = line.partition(":")
+            assert sep, f"SSE line without a colon: {line!r}"
+            assert value.startswith(" "), f"expected 'field: value': {line!r}"
+            fields.append((name, value[1:]))
+        events.append(fields)
+    return events
+
+
+# --- Anthropic Messages (formats.md §4.2, §7.12, §7.15) -----------------------------------------
+
+
+def check_anthropic_stream(raw: bytes) -> list[tuple[str, dict[str, Any]]]:
+    """Assert the Anthropic stream grammar; returns [(event name, data object)].
+
+    The stream is either complete (message_start … message_delta, message_stop) or ends with an
+    ``error`` event.
+    """
+    events: list[tuple[str, dict[str, Any]]] = []
+    for fields in split_sse(raw):
+        assert [n for n, _ in fields] == ["event", "data"], f"expected an event: line then one data: line: {fields}"
+        name, data_text = fields[0][1], fields[1][1]
+        data = json.loads(data_text)
+        assert isinstance(data, dict), data_text
+        assert data.get("type") == name, f"event name {name!r} differs from the JSON type {data.get('type')!r}"
+        events.append((name, data))
+
+    assert events, "empty stream"
+    last_name, last = events[-1]
+    if last_name == "error":
+        err = last["error"]
+        assert isinstance(err.get("type"), str) and err["type"].endswith(("_error", "request_too_large")), err
+        assert isinstance(err.get("message"), str), err
+        body = events[:-1]
+    else:
+        assert last_name == "message_stop", f"stream ends with {last_name!r}, not message_stop or error"
+        body = events
+    assert all(n != "error" for n, _ in body), "an error event that is not the last event"
+
+    started: list[str] = []  # block types by index
+    open_index: int | None = None
+    json_parts: list[str] = []
+    signed = False
+    seen_start = seen_delta = seen_stop = False
+    for name, data in body:
+        if name == "ping":
+            continue
+        if not seen_start:
+            assert name == "message_start", f"first event is {name!r}, not message_start"
+            msg = data["message"]
+            assert msg["type"] == "message" and msg["role"] == "assistant" and msg["content"] == [], msg
+            assert msg["stop_reason"] is None and isinstance(msg["id"], str) and isinstance(msg["model"], str), msg
+            assert isinstance(msg["usage"]["input_tokens"], int), msg["usage"]
+            assert isinstance(msg["usage"]["output_tokens"], int), msg["usage"]
+            seen_start = True
+            continue
+        assert name != "message_start", "message_start sent twice"
+        assert not seen_stop, f"{name!r} after message_stop"
+        if name == "content_block_start":
+            assert not seen_delta, "content block after message_delta"
+            assert open_index is None, f"block {len(started)} starts while block {open_index} is open"
+            assert data["index"] == len(started), f"block index {data['index']}, expected {len(started)}"
+            block = data["content_block"]
+            kind = block["type"]
+            assert kind in _DELTA_FOR_BLOCK, kind
+            if kind == "text":
+                assert block == {"type": "text", "text": ""}, block
+            elif kind == "thinking":
+                assert block == {"type": "thinking", "thinking": "", "signature": ""}, block
+            elif kind == "tool_use":
+                assert _TOOL_ID.match(block["id"]), f"tool_use id {block['id']!r} breaks ^[a-zA-Z0-9_-]+$"
+                assert isinstance(block["name"], str) and block["name"], block
+                assert block["input"] == {}, block
+            else:
+                assert isinstance(block["data"], str) and block["data"], block
+            started.append(kind)
+            open_index = data["index"]
+            json_parts, signed = [], False
+        elif name == "content_block_delta":
+            assert open_index is not None and data["index"] == open_index, \
+                f"delta for block {data['index']}, open block is {open_index}"
+            delta = data["delta"]
+            kind = started[open_index]
+            assert delta["type"] in _DELTA_FOR_BLOCK[kind], f"{delta['type']} inside a {kind} block"
+            assert not signed, "a delta after the signature_delta"
+            if delta["type"] == "text_delta":
+                assert isinstance(delta["text"], str), delta
+            elif delta["type"] == "thinking_delta":
+                assert isinstance(delta["thinking"], str), delta
+            elif delta["type"] == "signature_delta":
+                assert isinstance(delta["signature"], str) and delta["signature"], delta
+                signed = True
+            else:
+                assert isinstance(delta["partial_json"], str), delta
+                json_parts.append(delta["partial_json"])
+        elif name == "content_block_stop":
+            assert open_index is not None and data["index"] == open_index, \
+                f"stop for block {data['index']}, open block is {open_index}"
+            kind = started[open_index]
+            if kind == "tool_use" and "".join(json_parts):
+                value = json.loads("".join(json_parts))  # raises on invalid JSON
+                assert isinstance(value, dict), f"tool input is not an object: {value!r}"
+            if kind == "thinking":
+                assert signed, "thinking block stopped without a signature_delta"
+            open_index = None
+        elif name == "message_delta":
+            assert open_index is None, f"message_delta while block {open_index} is open"
+            assert data["delta"]["stop_reason"] in _ANTHROPIC_STOP, data
+            assert isinstance(data["usage"]["output_tokens"], int), data
+            seen_delta = True
+        elif name == "message_stop":
+            assert seen_delta, "message_stop without message_delta"
+            seen_stop = True
+        else:
+            raise AssertionError(f"unknown event {name!r}")
+    assert seen_start or last_name == "error", "no message_start"
+    return events
+
+
+def fold_anthropic(events: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+    """Rebuild the final message: {"id", "model", "content": [...], "stop_reason", "usage"}."""
+    message: dict[str, Any] = {"content": []}
+    buffers: dict[int, list[str]] = {}
+    for name, data in events:
+        if name == "message_start":
+            message.update(id=data["message"]["id"], model=data["message"]["model"],
+                           usage=dict(data["message"]["usage"]))
+        elif name == "content_block_start":
+            message["content"].append(dict(data["content_block"]))
+            buffers[data["index"]] = []
+        elif name == "content_block_delta":
+            block, delta = message["content"][data["index"]], data["delta"]
+            if delta["type"] == "text_delta":
+                block["text"] += delta["text"]
+            elif delta["type"] == "thinking_delta":
+                block["thinking"] += delta["thinking"]
+            elif delta["type"] == "signature_delta":
+                block["signature"] = delta["signature"]
+            else:
+                buffers[data["index"]].append(delta["partial_json"])
+        elif name == "content_block_stop":
+            block = message["content"][data["index"]]
+            if block["type"] == "tool_use" and "".join(buffers[data["index"]]):
+                block["input"] = json.loads("".join(buffers[data["index"]]))
+        elif name == "message_delta":
+            message["stop_reason"] = data["delta"]["stop_reason"]
+            message["stop_sequence"] = data["delta"].get("stop_sequence")
+            message["usage"].update(data["usage"])
+        elif name == "error":
+            message["error"] = data["error"]
+    return message
+
+
+# --- Chat Completions (formats.md §4.3, §7.6, §7.7) ---------------------------------------------
+
+
+def check_chat_stream(raw: bytes) -> list[dict[str, Any]]:
+    """Assert the Chat stream grammar; returns the chunk objects (an error object last, if any).
+
+    ``data: [DONE]`` is checked and not returned.
+    """
+    datas = []
+    for fields in split_sse(raw):
+        assert [n for n, _ in fields] == ["data"], f"Chat events are one data: line each: {fields}"
+        datas.append(fields[0][1])
+    assert datas, "empty stream"
+    if datas[-1] == "[DONE]":
+        chunks = [json.loads(d) for d in datas[:-1]]
+        error = None
+    else:
+        chunks = [json.loads(d) for d in datas]
+        error = chunks.pop()
+        assert set(error) == {"error"}, f"the stream ends with neither [DONE] nor an error object: {error}"
+        err = error["error"]
+        assert isinstance(err["message"], str) and isinstance(err["type"], str), err
+        assert "param" in err and "code" in err, err
+    assert "[DONE]" not in datas[:-1], "[DONE] before the end"
+
+    ids = set()
+    role_seen = False
+    finish_seen = usage_seen = False
+    calls: list[list[str]] = []  # arguments fragments per tool index
+    for i, chunk in enumerate(chunks):
+        assert "error" not in chunk, f"an error chunk that is not the last: {chunk}"
+        assert chunk["object"] == "chat.completion.chunk", chunk
+        ids.add((chunk["id"], chunk["created"], chunk["model"]))
+        assert isinstance(chunk["id"], str) and isinstance(chunk["created"], int), chunk
+        assert not usage_seen, "a chunk after the usage chunk"
+        if chunk["choices"] == []:
+            assert finish_seen, "usage chunk before the finish_reason chunk"
+            usage = chunk["usage"]
+            for key in ("prompt_tokens", "completion_tokens", "total_tokens"):
+                assert isinstance(usage[key], int), usage
+            assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"], usage
+            usage_seen = True
+            continue
+        assert chunk.get("usage") is None, "usage on a chunk that has choices"
+        assert len(chunk["choices"]) == 1, chunk
+        choice = chunk["choices"][0]
+        assert choice["index"] == 0 and isinstance(choice["delta"], dict), choice
+        assert not finish_seen, "a choice chunk after the finish_reason chunk"
+        delta = choice["delta"]
+        if "role" in delta:
+            assert i == 0, "role repeated after the first chunk (the SDK would concatenate it)"
+            assert delta["role"] == "assistant", delta
+            role_seen = True
+        assert i > 0 or role_seen, "the first chunk carries no role"
+        for key in ("content", "reasoning_content", "refusal"):
+            assert delta.get(key) is None or isinstance(delta[key], str), delta
+        for call in delta.get("tool_calls") or ():
+            index = call["index"]
+            assert isinstance(index, int), call
+            if index == len(calls):  # first fragment: id, type and name, once
+                assert isinstance(call["id"], str) and call["id"], call
+                assert call["type"] == "function", call
+                assert isinstance(call["function"]["name"], str) and call["function"]["name"], call
+                calls.append([])
+            else:
+                assert index == len(calls) - 1, f"tool index {index} after {len(calls)} calls (not contiguous)"
+                assert "id" not in call and "type" not in call, f"id/type repeated: {call}"
+                assert "name" not in call.get("function", {}), f"name repeated: {call}"
+            args = call.get("function", {}).get("arguments", "")
+            assert isinstance(args, str), call
+            calls[index].append(args)
+        if choice["finish_reason"] is not None:
+            assert choice["finish_reason"] in _CHAT_FINISH, choice
+            finish_seen = True
+    assert len(ids) <= 1, f"id/created/model differ between chunks: {ids}"
+    if error is None:
+        assert finish_seen, "no finish_reason chunk"
+    for index, parts in enumerate(calls if error is None else ()):
+        try:
+            json.loads("".join(parts))
+        except ValueError:
+            raise AssertionError(f"tool call {index} arguments are not valid JSON: {''.join(parts)!r}") from None
+    return [*chunks, *([error] if error else [])]
+
+
+def fold_chat(chunks: list[dict[str, Any]]) -> dict[str, Any]:
+    """Rebuild the final message: {"content", "reasoning_content", "tool_calls", "thinking_blocks",
+    "finish_reason", "usage", "id", "model"}. ``content`` is "" when no text arrived."""
+    message: dict[str, Any] = {"content": "", "reasoning_content": "", "tool_calls": [], "thinking_blocks": [],
+                               "finish_reason": None, "usage": None}
+    for chunk in chunks:
+        if "error" in chunk:
+            message["error"] = chunk["error"]
+            continue
+        message["id"], message["model"] = chunk["id"], chunk["model"]
+        if chunk["choices"] == []:
+            message["usage"] = chunk["usage"]
+            continue
+        choice = chunk["choices"][0]
+        delta = choice["delta"]
+        message["content"] += delta.get("content") or ""
+        message["reasoning_content"] += delta.get("reasoning_content") or ""
+        message["thinking_blocks"] += [{k: v for k, v in b.items() if k != "index"}
+                                       for b in delta.get("thinking_blocks") or ()]
+        for call in delta.get("tool_calls") or ():
+            if call["index"] == len(message["tool_calls"]):
+                message["tool_calls"].append({"id": call["id"], "name": call["function"]["name"], "arguments": ""})
+            message["tool_calls"][call["index"]]["arguments"] += call.get("function", {}).get("arguments", "")
+        message["finish_reason"] = choice["finish_reason"] or message["finish_reason"]
+    return message
