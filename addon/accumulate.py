@@ -82,7 +82,7 @@ def _part(start: BlockStart, text: str, opaque: Opaque | None) -> Text | ToolCal
     if start.kind is BlockKind.REASONING:
         return Reasoning(text=text, opaque=opaque, redacted=start.redacted)
     return ToolCall(id=start.tool_call_id or "", name=start.tool_name or "", arguments=text,
-                    kind=start.tool_kind)
+                    kind=start.tool_kind, namespace=start.tool_namespace)
 
 
 def accumulate(events: Iterable[Event]) -> Response:

@@ -112,6 +112,7 @@ class ToolCall:
     name: str
     arguments: str
     kind: ToolKind = ToolKind.FUNCTION
+    namespace: str | None = None  # Responses namespace tools; other formats flatten the name
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -149,6 +150,7 @@ class Tool:
     parameters: JSON | None = None  # JSON Schema, kept intact
     kind: ToolKind = ToolKind.FUNCTION
     strict: bool | None = None
+    namespace: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -260,6 +262,7 @@ class BlockStart:
     tool_call_id: str | None = None
     tool_name: str | None = None
     tool_kind: ToolKind = ToolKind.FUNCTION
+    tool_namespace: str | None = None
     redacted: bool = False
 
 

@@ -34,12 +34,26 @@ class SSEDecoder:
 
     def __init__(self, max_event_size: int = DEFAULT_MAX_EVENT_SIZE) -> None:
         self._tail = b""
+        self._pieces: list[bytes] = []  # chunks of one long line, joined once its end arrives
         self._event: str | None = None
         self._data: list[str] = []
         self._size = 0
         self._max = max_event_size
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
+        if b"\n" not in chunk and b"\r" not in chunk:
+            # Still inside one line: keep the piece instead of re-joining a growing buffer (linear, not
+            # quadratic, in the size of a large event).
+            if chunk:
+                self._pieces.append(chunk)
+                self._size += len(chunk)
+                if len(self._tail) + self._size > self._max:
+                    raise UpstreamProtocolError(f"upstream SSE event exceeds {self._max} bytes")
+            return []
+        if self._pieces:
+            self._size -= sum(map(len, self._pieces))
+            self._tail += b"".join(self._pieces)
+            self._pieces = []
         buf = self._tail + chunk if self._tail else chunk
         lines = buf.splitlines(keepends=True)
         if not lines:
@@ -61,6 +75,10 @@ class SSEDecoder:
     def close(self) -> list[SSEEvent]:
         """End of stream: the pending line and event are dispatched even without a blank line."""
         out: list[SSEEvent] = []
+        if self._pieces:
+            self._size -= sum(map(len, self._pieces))
+            self._tail += b"".join(self._pieces)
+            self._pieces = []
         if self._tail:
             self._line(self._tail.rstrip(b"\r\n"), out)
             self._tail = b""
@@ -100,8 +118,9 @@ class SSEDecoder:
 def encode_event(data: str, event: str | None = None) -> bytes:
     """One SSE event, always terminated by a blank line (the SDKs drop an unterminated last event).
 
-    ``data`` must not contain newlines; compact JSON never does.
+    ``data`` must not contain newlines; compact JSON never does. A lone surrogate (JSON may escape
+    one, ``"\\ud800"``, and ``json.loads`` keeps it) cannot be UTF-8: it is written back as its JSON
+    escape, so the event stays valid instead of crashing the stream.
     """
-    if event is None:
-        return f"data: {data}\n\n".encode()
-    return f"event: {event}\ndata: {data}\n\n".encode()
+    text = f"data: {data}\n\n" if event is None else f"event: {event}\ndata: {data}\n\n"
+    return text.encode("utf-8", "backslashreplace")

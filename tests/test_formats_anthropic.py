@@ -870,7 +870,7 @@ PARSE_ERROR_CASES = [
      ErrorKind.INVALID_REQUEST, "messages.1.content.0.tool_use.id: bad"),
     ("unknown type falls back to the status", 402, {"type": "error", "error": {"type": "new_error", "message": "m"}},
      ErrorKind.BILLING, "m"),
-    ("json of another shape", 503, {"detail": "upstream down"}, ErrorKind.OVERLOADED, '{"detail": "upstream down"}'),
+    ("json of another shape", 503, {"detail": "upstream down"}, ErrorKind.OVERLOADED, "upstream down"),
     ("non-json body", 502, b"<html>Bad Gateway</html>", ErrorKind.API_ERROR, "<html>Bad Gateway</html>"),
     ("empty body", 500, b"", ErrorKind.API_ERROR, "500"),
 ]

@@ -7,7 +7,6 @@ same names as its siblings: ``parse_request``, ``render_request``, ``response_ev
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from ..errors import BadRequest, BridgeError, ErrorKind, UpstreamError, UpstreamProtocolError, kind_for_status
@@ -45,6 +44,7 @@ from ..sse import SSEEvent, encode_event
 from .common import (
     JSON,
     Context,
+    InputUnwrapper,
     as_object,
     decode_signature,
     dumps,
@@ -52,13 +52,17 @@ from .common import (
     event_json,
     field_list,
     field_str,
+    flat_tool_name,
+    json_or_none,
     loads_object,
     opt_bool,
     opt_float,
     opt_int,
     opt_str,
     parse_data_url,
+    plain_error,
     safe_tool_id,
+    tool_lookup,
     unsafe_tool_id,
 )
 
@@ -347,7 +351,8 @@ def _render_part(part: Part, ctx: Context) -> JSON | None:
             return _render_image(part)
         case Document():
             return _render_document(part)
-        case ToolCall(id=id_, name=name, arguments=args, kind=kind):
+        case ToolCall(id=id_, name=name, arguments=args, kind=kind, namespace=namespace):
+            name = flat_tool_name(namespace, name)
             if kind is ToolKind.CUSTOM:
                 tool_input: JSON | None = {"input": args}
             else:
@@ -380,6 +385,7 @@ def _render_image(img: Image) -> JSON:
         if parsed is None:
             return {"type": "image", "source": {"type": "url", "url": img.url}}
         media, data = parsed
+    media = "image/jpeg" if media == "image/jpg" else media  # a common misspelling Anthropic rejects
     if media not in _MEDIA_TYPES:
         raise BadRequest(f"image type {media!r} is not supported by Anthropic (jpeg, png, gif, webp)")
     return {"type": "image", "source": {"type": "base64", "media_type": media, "data": data}}
@@ -405,7 +411,7 @@ def _render_tools(req: Request, body: JSON) -> None:
             schema: JSON = {"type": "object", "properties": {"input": {"type": "string"}}, "required": ["input"]}
         else:
             schema = tool.parameters or {"type": "object", "properties": {}}
-        entry: JSON = {"name": tool.name, "input_schema": schema}
+        entry: JSON = {"name": flat_tool_name(tool.namespace, tool.name), "input_schema": schema}
         if tool.description:
             entry["description"] = tool.description
         if tool.strict is not None:
@@ -474,6 +480,8 @@ class StreamParser:
         self._blocks: dict[int, int] = {}  # wire index → block id, for blocks we carry
         self._signature: dict[int, Opaque] = {}
         self._argless: set[int] = set()  # tool blocks whose arguments have not begun
+        self._unwrap: dict[int, InputUnwrapper] = {}  # calls of freeform tools: {"input": …} → raw input
+        self._tools = tool_lookup(ctx)
         self._stop: tuple[str | None, str | None] | None = None
         self._done = False
 
@@ -490,12 +498,7 @@ class StreamParser:
                 return self._delta(data.get("index", -1), data.get("delta") or {})
             case "content_block_stop":
                 bid = self._blocks.pop(data.get("index", -1), None)
-                if bid is None:
-                    return []
-                # A tool_use with no input_json_delta means {}: say so, or clients see "" arguments.
-                args = [BlockDelta(block_id=bid, text="{}")] if bid in self._argless else []
-                self._argless.discard(bid)
-                return [*args, BlockStop(block_id=bid, opaque=self._signature.pop(bid, None))]
+                return [] if bid is None else self._stop_block(bid)
             case "message_delta":
                 delta = data.get("delta") or {}
                 self._stop = (delta.get("stop_reason"), delta.get("stop_sequence"))
@@ -542,12 +545,19 @@ class StreamParser:
             text = ""
             self._signature[bid] = Opaque(origin=NAME, data=str(block.get("data", "")))
         elif kind == "tool_use":
-            events = [BlockStart(block_id=bid, kind=BlockKind.TOOL_CALL, tool_call_id=str(block.get("id", "")),
-                                 tool_name=str(block.get("name", "")))]
+            name = str(block.get("name", ""))
+            tool = self._tools.get(name)
+            start = BlockStart(block_id=bid, kind=BlockKind.TOOL_CALL, tool_call_id=str(block.get("id", "")),
+                               tool_name=tool.name if tool else name, tool_namespace=tool.namespace if tool else None,
+                               tool_kind=tool.kind if tool else ToolKind.FUNCTION)
+            events = [start]
+            if start.tool_kind is ToolKind.CUSTOM:
+                self._unwrap[bid] = InputUnwrapper()
+            else:
+                self._argless.add(bid)
             tool_input = block.get("input")
             text = dumps(tool_input if isinstance(tool_input, dict) else {}) if whole or tool_input else ""
-            if not text:
-                self._argless.add(bid)
+            text = self._args(bid, text)
         else:
             self._ctx.warnings.append(f"upstream content block {kind!r} has no equivalent and was dropped")
             return []
@@ -556,7 +566,7 @@ class StreamParser:
         if text:
             events.append(BlockDelta(block_id=bid, text=text))
         if whole:
-            events.append(BlockStop(block_id=bid, opaque=self._signature.pop(bid, None)))
+            events += self._stop_block(bid)
             del self._blocks[index]
         return events
 
@@ -570,15 +580,30 @@ class StreamParser:
             case "thinking_delta":
                 text = delta.get("thinking") or ""
             case "input_json_delta":
-                text = delta.get("partial_json") or ""
-                if text:
-                    self._argless.discard(bid)
+                text = self._args(bid, delta.get("partial_json") or "")
             case "signature_delta":
                 self._signature[bid] = Opaque(origin=NAME, data=str(delta.get("signature", "")))
                 return []
             case _:
                 return []  # citations_delta and future delta types carry no IR content
         return [BlockDelta(block_id=bid, text=text)] if text else []
+
+    def _args(self, bid: int, fragment: str) -> str:
+        if fragment:
+            self._argless.discard(bid)
+        unwrap = self._unwrap.get(bid)
+        return unwrap.feed(fragment) if unwrap else fragment
+
+    def _stop_block(self, bid: int) -> list[Event]:
+        events: list[Event] = []
+        if bid in self._argless:  # a tool_use without input deltas means {}: clients must not see ""
+            events.append(BlockDelta(block_id=bid, text="{}"))
+            self._argless.discard(bid)
+        unwrap = self._unwrap.pop(bid, None)
+        rest = unwrap.close() if unwrap else ""
+        if rest:
+            events.append(BlockDelta(block_id=bid, text=rest))
+        return [*events, BlockStop(block_id=bid, opaque=self._signature.pop(bid, None))]
 
 
 # --- response: IR → wire ------------------------------------------------------------------------
@@ -603,9 +628,9 @@ def _content_block(part: Text | ToolCall | Reasoning) -> JSON:
     match part:
         case Text(text=text):
             return {"type": "text", "text": text}
-        case ToolCall(id=id_, name=name, arguments=args, kind=kind):
+        case ToolCall(id=id_, name=name, arguments=args, kind=kind, namespace=namespace):
             parsed = {"input": args} if kind is ToolKind.CUSTOM else loads_object(args)
-            return {"type": "tool_use", "id": safe_tool_id(id_), "name": name,
+            return {"type": "tool_use", "id": safe_tool_id(id_), "name": flat_tool_name(namespace, name),
                     "input": parsed if parsed is not None else {"_raw": args}}
         case Reasoning(text=text, opaque=opaque, redacted=True):
             return {"type": "redacted_thinking", "data": _signature_for(opaque)}
@@ -657,7 +682,7 @@ class StreamEmitter:
                     block = {"type": "thinking", "thinking": "", "signature": ""}
                 else:
                     block = {"type": "tool_use", "id": safe_tool_id(event.tool_call_id or ""),
-                             "name": event.tool_name, "input": {}}
+                             "name": flat_tool_name(event.tool_namespace, event.tool_name or ""), "input": {}}
                 out = [_event("content_block_start", {"type": "content_block_start",
                                                       "index": self._index - 1, "content_block": block})]
                 if event.tool_kind is ToolKind.CUSTOM:  # freeform input travels as {"input": "..."}
@@ -727,13 +752,12 @@ def _status_for(kind: ErrorKind) -> int:
 
 def parse_error(status: int, body: bytes) -> UpstreamError:
     """An upstream HTTP error response, whatever its body, as an :class:`UpstreamError`."""
-    data = _json_or_none(body)
+    data = json_or_none(body)
     err = data.get("error") if isinstance(data, dict) else None
     if isinstance(err, dict):
         kind = _ERROR_KIND.get(str(err.get("type")), kind_for_status(status))
         return UpstreamError(str(err.get("message") or f"upstream error {status}"), status=status, kind=kind)
-    text = body.decode("utf-8", "replace").strip()[:500]
-    return UpstreamError(text or f"upstream returned HTTP {status} with no body", status=status)
+    return plain_error(status, data, body)
 
 
 def render_error(err: BridgeError) -> tuple[int, JSON]:
@@ -753,9 +777,4 @@ def auth_headers(api_key: str | None, auth: str | None) -> dict[str, str]:
     return {"authorization": f"Bearer {api_key}"} if auth == "bearer" else {"x-api-key": api_key}
 
 
-def _json_or_none(body: bytes) -> Any:
-    try:
-        return json.loads(body)
-    except ValueError:
-        return None
 

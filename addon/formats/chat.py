@@ -12,7 +12,6 @@ a later turn reaches an Anthropic upstream intact). Upstreams that say ``reasoni
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from typing import Any
 
@@ -59,6 +58,7 @@ from ..sse import SSEEvent, encode_event
 from .common import (
     JSON,
     Context,
+    InputUnwrapper,
     as_object,
     data_url,
     decode_signature,
@@ -67,11 +67,15 @@ from .common import (
     event_json,
     field_list,
     field_str,
+    flat_tool_name,
+    json_or_none,
     opt_bool,
     opt_float,
     opt_int,
     opt_str,
     parse_data_url,
+    plain_error,
+    tool_lookup,
 )
 
 __all__ = [
@@ -134,12 +138,6 @@ def _wire_call_id(call_id: str) -> str:
     if len(call_id) <= _MAX_ID:
         return call_id
     return "call_" + hashlib.sha256(call_id.encode()).hexdigest()[:32]
-
-
-def _tool_names(ctx: Context) -> dict[str, str]:
-    """Wire name → the name the client knows, for every tool the client declared."""
-    tools = ctx.request.tools if ctx.request else ()
-    return {wire_tool_name(t.name): t.name for t in tools}
 
 
 # --- request: wire → IR -------------------------------------------------------------------------
@@ -431,7 +429,7 @@ def _render_assistant(msg: Message) -> JSON:
     if calls:
         wire["tool_calls"] = [
             {"id": _wire_call_id(c.id), "type": "function",
-             "function": {"name": wire_tool_name(c.name),
+             "function": {"name": wire_tool_name(flat_tool_name(c.namespace, c.name)),
                           "arguments": dumps({"input": c.arguments}) if c.kind is ToolKind.CUSTOM else c.arguments}}
             for c in calls]
     reasoning = [p.text for p in msg.content
@@ -461,7 +459,7 @@ def _render_tool(tool: Tool) -> JSON:
         params: JSON = {"type": "object", "properties": {"input": {"type": "string"}}, "required": ["input"]}
     else:
         params = tool.parameters or {"type": "object", "properties": {}}
-    function: JSON = {"name": wire_tool_name(tool.name), "parameters": params}
+    function: JSON = {"name": wire_tool_name(flat_tool_name(tool.namespace, tool.name)), "parameters": params}
     if tool.description:
         function["description"] = tool.description
     if tool.strict is not None:
@@ -504,7 +502,9 @@ class StreamParser:
 
     def __init__(self, ctx: Context) -> None:
         self._ctx = ctx
-        self._names = _tool_names(ctx)
+        self._tools = tool_lookup(ctx, wire_tool_name)
+        self._unwrap: InputUnwrapper | None = None  # the open call is of a freeform tool
+        self._has_args = False
         self._started = False
         self._next_id = 0
         self._open: tuple[int, BlockKind, Any] | None = None  # (block id, kind, tool index or call id)
@@ -587,13 +587,21 @@ class StreamParser:
             call_id = new_id or self._ctx.new_id("call_")
             events += self._close_block()
             name = str(function.get("name", ""))
+            tool = self._tools.get(name)
+            kind = tool.kind if tool else ToolKind.FUNCTION
             events.append(BlockStart(block_id=self._next_id, kind=BlockKind.TOOL_CALL, tool_call_id=call_id,
-                                     tool_name=self._names.get(name, name)))
+                                     tool_name=tool.name if tool else name, tool_kind=kind,
+                                     tool_namespace=tool.namespace if tool else None))
             self._open = (self._next_id, BlockKind.TOOL_CALL, (index, call_id))
+            self._unwrap = InputUnwrapper() if kind is ToolKind.CUSTOM else None
+            self._has_args = False
             self._next_id += 1
         args = function.get("arguments")
         if isinstance(args, str) and args:
-            events.append(BlockDelta(block_id=self._open[0], text=args))  # type: ignore[index]
+            self._has_args = True
+            text = self._unwrap.feed(args) if self._unwrap else args
+            if text:
+                events.append(BlockDelta(block_id=self._open[0], text=text))  # type: ignore[index]
         return events
 
     def _close_block(self) -> list[Event]:
@@ -601,11 +609,16 @@ class StreamParser:
             return []
         bid, kind, key = self._open
         self._open = None
+        events: list[Event] = []
         if kind is BlockKind.TOOL_CALL:
             self._closed_indexes.add(key[0])
+            rest = self._unwrap.close() if self._unwrap else ("" if self._has_args else "{}")
+            if rest:  # the unstreamable rest of a freeform input, or {} for a call with no arguments
+                events.append(BlockDelta(block_id=bid, text=rest))
+            self._unwrap = None
         opaque = self._signature or (Opaque(origin=NAME, data="") if kind is BlockKind.REASONING else None)
         self._signature = None
-        return [BlockStop(block_id=bid, opaque=opaque)]
+        return [*events, BlockStop(block_id=bid, opaque=opaque)]
 
 
 # --- response: IR → wire ------------------------------------------------------------------------
@@ -637,6 +650,13 @@ def _thinking_block(text: str, opaque: Opaque | None, redacted: bool) -> JSON | 
     return {"type": "thinking", "thinking": text, "signature": signature}
 
 
+def _tool_call(call_id: str | None, kind: ToolKind, name: str, arguments: str) -> JSON:
+    """A Chat tool call: ``custom`` with raw input for freeform tools, else ``function``."""
+    if kind is ToolKind.CUSTOM:
+        return {"id": call_id, "type": "custom", "custom": {"name": name, "input": arguments}}
+    return {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+
+
 def _completion_id(upstream_id: str, ctx: Context) -> str:
     return upstream_id if upstream_id.startswith("chatcmpl-") else ctx.new_id("chatcmpl-")
 
@@ -652,8 +672,8 @@ def render_response(resp: Response, ctx: Context) -> JSON:
             message["thinking_blocks"] = blocks
     calls = [p for p in resp.content if isinstance(p, ToolCall)]
     if calls:
-        message["tool_calls"] = [{"id": c.id, "type": "function",
-                                  "function": {"name": c.name, "arguments": c.arguments}} for c in calls]
+        message["tool_calls"] = [_tool_call(c.id, c.kind, flat_tool_name(c.namespace, c.name), c.arguments)
+                                 for c in calls]
     return {
         "id": _completion_id(resp.id, ctx), "object": "chat.completion", "created": ctx.created,
         "model": ctx.client_model or resp.model,
@@ -688,8 +708,8 @@ class StreamEmitter:
             case BlockStart(block_id=bid, kind=BlockKind.TOOL_CALL):
                 self._blocks[bid] = (event, self._tools, [])
                 self._tools += 1
-                call = {"index": self._tools - 1, "id": event.tool_call_id, "type": "function",
-                        "function": {"name": event.tool_name, "arguments": ""}}
+                name = flat_tool_name(event.tool_namespace, event.tool_name or "")
+                call = {"index": self._tools - 1, **_tool_call(event.tool_call_id, event.tool_kind, name, "")}
                 return [self._chunk({"tool_calls": [call]})]
             case BlockStart(block_id=bid):
                 self._blocks[bid] = (event, 0, [])
@@ -701,7 +721,9 @@ class StreamEmitter:
                 if start.kind is BlockKind.REASONING:
                     texts.append(text)
                     return [self._chunk({"reasoning_content": text})]
-                return [self._chunk({"tool_calls": [{"index": index, "function": {"arguments": text}}]})]
+                fragment = ({"custom": {"input": text}} if start.tool_kind is ToolKind.CUSTOM
+                            else {"function": {"arguments": text}})
+                return [self._chunk({"tool_calls": [{"index": index, **fragment}]})]
             case BlockStop(block_id=bid, opaque=opaque):
                 start, _, texts = self._blocks.pop(bid)
                 if start.kind is not BlockKind.REASONING:
@@ -761,15 +783,10 @@ _STATUS_FOR = {ErrorKind.INVALID_REQUEST: 400, ErrorKind.AUTHENTICATION: 401, Er
 
 def parse_error(status: int, body: bytes) -> UpstreamError:
     """An upstream HTTP error response, whatever its body, as an :class:`UpstreamError`."""
-    try:
-        data = json.loads(body)
-    except ValueError:
-        data = None
+    data = json_or_none(body)
     if isinstance(data, dict) and isinstance(data.get("error"), dict):
-        err = _error_from(data["error"], status)
-        return UpstreamError(err.message, status=status, kind=err.kind, param=err.param, code=err.code)
-    text = body.decode("utf-8", "replace").strip()[:500]
-    return UpstreamError(text or f"upstream returned HTTP {status} with no body", status=status)
+        return _error_from(data["error"], status)
+    return plain_error(status, data, body)
 
 
 def render_error(err: BridgeError) -> tuple[int, JSON]:

@@ -14,13 +14,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import BadRequest, UpstreamProtocolError
-from ..ir import Opaque, Request
+from ..errors import BadRequest, UpstreamError, UpstreamProtocolError
+from ..ir import Opaque, Request, Tool
 
 __all__ = [
     "JSON", "Context", "field_str", "field_list", "opt_str", "opt_int", "opt_float", "opt_bool",
-    "parse_data_url", "data_url", "encode_signature", "decode_signature", "safe_tool_id",
-    "unsafe_tool_id", "dumps", "loads_object", "event_json",
+    "parse_data_url", "data_url", "encode_signature", "decode_signature", "safe_tool_id", "unsafe_tool_id",
+    "dumps", "loads_object", "event_json", "json_or_none", "plain_error", "flat_tool_name", "tool_lookup",
+    "InputUnwrapper",
 ]
 
 JSON = dict[str, Any]
@@ -187,3 +188,122 @@ def event_json(text: str) -> JSON:
     if not isinstance(value, dict):
         raise UpstreamProtocolError("upstream sent an SSE event that is not a JSON object")
     return value
+
+
+# --- tools across formats -----------------------------------------------------------------------
+# Responses groups tools in namespaces; the other formats have one flat list. The default namespace
+# Codex uses ("functions") flattens to the bare name, any other to "<namespace>__<name>".
+_DEFAULT_NAMESPACE = "functions"
+
+
+def flat_tool_name(namespace: str | None, name: str) -> str:
+    return name if not namespace or namespace == _DEFAULT_NAMESPACE else f"{namespace}__{name}"
+
+
+def tool_lookup(ctx: Context, wire_name: Callable[[str], str] = lambda n: n) -> dict[str, Tool]:
+    """The client's tools by the name this format gives them on the wire (to map calls back)."""
+    tools = ctx.request.tools if ctx.request else ()
+    return {wire_name(flat_tool_name(t.namespace, t.name)): t for t in tools}
+
+
+_JSON_ESCAPES = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
+
+
+class InputUnwrapper:
+    """Stream the string in ``{"input": "…"}`` out of JSON fragments, escapes undone, as they arrive.
+
+    A freeform (custom) tool travels to formats without custom tools as a function with one string
+    argument ``input``; its call's arguments come back as JSON text in fragments. ``feed`` returns
+    the raw input decoded so far, so a client that knows the tool as custom sees it live. If the
+    model wrote anything other than that shape, ``close`` returns the best reading of the whole text.
+    """
+
+    _START = re.compile(r'^\s*\{\s*"input"\s*:\s*"')
+    _SPECIAL = re.compile(r'[\\"]')
+
+    def __init__(self) -> None:
+        self._raw: list[str] = []
+        self._head = ""  # text before the string value begins
+        self._state = "seek"  # seek | str | esc | done | failed
+        self._pending = ""  # an escape sequence split across fragments
+        self._emitted = False
+
+    def feed(self, fragment: str) -> str:
+        self._raw.append(fragment)
+        if self._state == "seek":
+            self._head += fragment
+            m = self._START.match(self._head)
+            if m is None:
+                if len(self._head) > 64 or not '{"input":"'.startswith(re.sub(r"\s", "", self._head)[:10]):
+                    self._state = "failed"
+                return ""
+            self._state, fragment = "str", self._head[m.end():]
+        if self._state not in ("str", "esc"):
+            return ""
+        out = self._decode(fragment)
+        self._emitted = self._emitted or bool(out)
+        return out
+
+    def close(self) -> str:
+        """Whatever the fragments hold that ``feed`` could not stream (a shape it did not expect)."""
+        if self._state in ("str", "esc", "done") or self._emitted:
+            return ""
+        raw = "".join(self._raw)
+        parsed = loads_object(raw)
+        if parsed is not None and isinstance(parsed.get("input"), str):
+            return parsed["input"]
+        return raw
+
+    def _decode(self, text: str) -> str:
+        out: list[str] = []
+        text = self._pending + text
+        self._pending = ""
+        i = 0
+        while i < len(text) and self._state != "done":
+            m = self._SPECIAL.search(text, i)
+            if m is None:
+                out.append(text[i:])
+                break
+            out.append(text[i:m.start()])
+            if m.group() == '"':
+                self._state = "done"
+                break
+            esc = text[m.start():m.start() + 12]  # room for a \uXXXX\uXXXX surrogate pair
+            if len(esc) < 2 or (esc[1] == "u" and len(esc) < 6):
+                self._pending = text[m.start():]
+                break
+            if esc[1] == "u":
+                code = int(esc[2:6], 16)
+                if 0xD800 <= code < 0xDC00:  # a high surrogate: wait for its low half
+                    if len(esc) < 12:
+                        self._pending = text[m.start():]
+                        break
+                    low = int(esc[8:12], 16) if esc[6:8] == "\\u" else 0
+                    if 0xDC00 <= low < 0xE000:
+                        out.append(chr(0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)))
+                        i = m.start() + 12
+                        continue
+                out.append(chr(code))
+                i = m.start() + 6
+            else:
+                out.append(_JSON_ESCAPES.get(esc[1], esc[1]))
+                i = m.start() + 2
+        return "".join(out)
+
+
+def json_or_none(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except ValueError:
+        return None
+
+
+def plain_error(status: int, data: Any, body: bytes) -> UpstreamError:
+    """An error body that is not in the format's own shape: ``{"error": "…"}`` (Ollama), ``{"detail": …}``
+    (FastAPI, the ChatGPT backend), ``{"message": …}``, an HTML page or nothing at all."""
+    if isinstance(data, dict):
+        for key in ("error", "detail", "message"):
+            if isinstance(data.get(key), str) and data[key]:
+                return UpstreamError(data[key], status=status)
+    text = body.decode("utf-8", "replace").strip()[:500]
+    return UpstreamError(text or f"upstream returned HTTP {status} with no body", status=status)
