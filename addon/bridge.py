@@ -74,7 +74,7 @@ class Bridge:
         if flow.response or flow.error or not flow.live or "bridge" in flow.metadata or self.config is None:
             return
         client_format = detect_format(flow.request.method, flow.request.path)
-        if client_format is None:
+        if client_format not in formats.FORMATS:
             return
         r = route(self.config, client_format)
         client, upstream = formats.get(client_format), formats.get(r.upstream_format)
@@ -90,7 +90,7 @@ class Bridge:
             return
         ep = r.endpoint
         ctx_ = Context(new_id=_new_id, created=int(time.time()), default_max_tokens=ep.default_max_tokens,
-                       max_tokens_limit=ep.max_tokens_limit, drop_params=ep.drop_params)
+                       max_tokens_limit=ep.max_tokens_limit, drop_params=ep.drop_params, flavor=r.flavor)
         try:
             try:
                 flow.request.decode()  # a zstd/gzip request body (Codex) is read as plain JSON

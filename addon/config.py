@@ -6,7 +6,8 @@ Shape (grows with the routing work; unknown keys are rejected so a typo never pa
       - name: local
         url_openai: http://127.0.0.1:11434/v1     # OpenAI base URL (…/chat/completions is appended)
         url_anthropic: http://127.0.0.1:8001      # Anthropic base URL (/v1/messages is appended)
-        openai_preference: chat_completions
+        url_codex: https://chatgpt.com/backend-api/codex  # the ChatGPT Codex backend (/responses appended)
+        openai_preference: chat_completions       # or responses: which API url_openai is spoken in
         api_key_env: LOCAL_API_KEY                # env var holding the key; never the key itself
         auth: bearer                              # bearer | x-api-key (default: the format's own)
         default_max_tokens: 8192                  # when a client sends none and Anthropic needs one
@@ -35,6 +36,7 @@ class Endpoint:
     name: str
     url_anthropic: str | None = None
     url_openai: str | None = None
+    url_codex: str | None = None
     openai_preference: str = "chat_completions"
     api_key_env: str | None = None
     auth: str | None = None
@@ -54,9 +56,9 @@ class Config:
 
 
 _TOP_KEYS = {"endpoints"}
-_ENDPOINT_KEYS = {"name", "url_anthropic", "url_openai", "openai_preference", "api_key_env", "auth",
+_ENDPOINT_KEYS = {"name", "url_anthropic", "url_openai", "url_codex", "openai_preference", "api_key_env", "auth",
                   "default_max_tokens", "max_tokens_limit", "drop_params"}
-_PREFERENCES = ("chat_completions",)
+_PREFERENCES = ("chat_completions", "responses")
 _AUTH = ("bearer", "x-api-key")
 
 
@@ -90,9 +92,9 @@ def parse_config(node: yaml.Node, path: str, environ: Any) -> Config:
         if name in names:
             raise v.error(fields["name"], f"{where}.name", f"duplicate endpoint name {name!r}")
         names.add(name)
-        urls = {k: v.url(values, fields, where, k) for k in ("url_anthropic", "url_openai")}
+        urls = {k: v.url(values, fields, where, k) for k in ("url_anthropic", "url_openai", "url_codex")}
         if not any(urls.values()):
-            raise v.error(ep_node, where, "needs url_anthropic or url_openai (or both)")
+            raise v.error(ep_node, where, "needs url_anthropic, url_openai or url_codex")
         key_env = values.get("api_key_env")
         if key_env is not None:
             key_env = v.string(values, fields, where, "api_key_env")

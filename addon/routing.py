@@ -5,12 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .config import Config, Endpoint
-from .formats import anthropic, chat
 
-__all__ = ["Route", "detect_format", "route"]
+__all__ = ["CLIENT_PATHS", "Route", "detect_format", "route"]
 
-# Path suffixes, so a client whose base URL carries a prefix (/openai/v1/...) is recognised too.
-_CLIENT_PATHS = ((anthropic.PATH, anthropic.NAME), ("/v1" + chat.PATH, chat.NAME))
+# Path suffixes, so a client whose base URL carries a prefix (/openai/v1/..., /backend-api/codex/...)
+# is recognised too. The query string is ignored here and kept on the way upstream.
+CLIENT_PATHS = (("/v1/messages", "anthropic"), ("/v1/chat/completions", "chat"), ("/responses", "responses"))
+# What is appended to an endpoint's base URL for each upstream format.
+_UPSTREAM_PATHS = {"anthropic": "/v1/messages", "chat": "/chat/completions", "responses": "/responses"}
 
 
 def detect_format(method: str, path: str) -> str | None:
@@ -18,7 +20,7 @@ def detect_format(method: str, path: str) -> str | None:
     if method != "POST":
         return None
     bare = path.split("?", 1)[0].rstrip("/")
-    return next((name for suffix, name in _CLIENT_PATHS if bare.endswith(suffix)), None)
+    return next((name for suffix, name in CLIENT_PATHS if bare.endswith(suffix)), None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,17 +29,29 @@ class Route:
     client_format: str
     upstream_format: str
     url: str  # without the query string
+    flavor: str | None = None  # "codex": the ChatGPT backend's rules on top of Responses
 
     @property
     def passthrough(self) -> bool:
         return self.client_format == self.upstream_format
 
 
+def _offers(ep: Endpoint) -> list[tuple[str, str, str | None]]:
+    """(format, base URL, flavor) the endpoint offers, in the order the bridge prefers them."""
+    out: list[tuple[str, str, str | None]] = []
+    if ep.url_openai:
+        out.append(("responses" if ep.openai_preference == "responses" else "chat", ep.url_openai, None))
+    if ep.url_codex:
+        out.append(("responses", ep.url_codex, "codex"))
+    if ep.url_anthropic:
+        out.append(("anthropic", ep.url_anthropic, None))
+    return out
+
+
 def route(config: Config, client_format: str) -> Route:
-    """The first endpoint serves; its URL in the client's own format wins (no translation)."""
+    """The first endpoint serves; a URL in the client's own format wins (no translation)."""
     ep = config.endpoints[0]
-    urls = {anthropic.NAME: ep.url_anthropic, chat.NAME: ep.url_openai}
-    upstream_format = client_format if urls[client_format] else next(f for f, u in urls.items() if u)
-    base = urls[upstream_format] or ""
-    path = anthropic.PATH if upstream_format == anthropic.NAME else chat.PATH
-    return Route(endpoint=ep, client_format=client_format, upstream_format=upstream_format, url=base + path)
+    offers = _offers(ep)
+    fmt, base, flavor = next((o for o in offers if o[0] == client_format), offers[0])
+    return Route(endpoint=ep, client_format=client_format, upstream_format=fmt,
+                 url=base + _UPSTREAM_PATHS[fmt], flavor=flavor)

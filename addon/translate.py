@@ -83,8 +83,7 @@ class Exchange:
         return self.request.stream
 
     def stream(self) -> StreamTranslator:
-        return StreamTranslator(self.upstream.StreamParser(self.ctx), self.client.StreamEmitter(self.ctx),
-                                self.client.render_stream_error)
+        return StreamTranslator(self.upstream.StreamParser(self.ctx), self.client.StreamEmitter(self.ctx))
 
     def error(self, err: BridgeError) -> tuple[int, str, bytes]:
         return error_response(self.client, err)
@@ -126,11 +125,10 @@ class StreamTranslator:
     ignored, so a client never sees a stream that looks complete when it is not.
     """
 
-    def __init__(self, parser, emitter, render_stream_error) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, parser, emitter) -> None:  # type: ignore[no-untyped-def]
         self._decoder = SSEDecoder()
         self._parser = parser
         self._emitter = emitter
-        self._render_error = render_stream_error
         self.failed: BridgeError | None = None
         self.finished = False
 
@@ -163,5 +161,7 @@ class StreamTranslator:
         return out
 
     def _fail(self, err: BridgeError) -> list[bytes]:
+        # The emitter renders it, so the error event fits the stream so far (Responses needs its
+        # response.created first, and the same response id).
         self.failed = err
-        return [self._render_error(err)]
+        return self._emitter.feed(StreamError(status=err.status, kind=err.kind.value, message=err.message))

@@ -54,7 +54,7 @@ endpoints:
     ("endpoints:\n  - name: x\n    url_opnai: http://127.0.0.1:1\n",
      "config.yaml:3: endpoints[0].url_opnai: unknown key"),
     ("endpoints:\n  - url_openai: http://127.0.0.1:1\n", "endpoints[0].name: is required"),
-    ("endpoints:\n  - name: x\n", "config.yaml:2: endpoints[0]: needs url_anthropic or url_openai"),
+    ("endpoints:\n  - name: x\n", "config.yaml:2: endpoints[0]: needs url_anthropic, url_openai or url_codex"),
     ("endpoints:\n  - name: x\n    url_openai: http://127.0.0.1:1\n    api_key_env: NOPE_KEY\n",
      "config.yaml:4: endpoints[0].api_key_env: environment variable NOPE_KEY is not set"),
     ("endpoints:\n  - name: x\n    url_openai: http://127.0.0.1:1\n    auth: basic\n",

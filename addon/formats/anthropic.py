@@ -67,13 +67,12 @@ from .common import (
 )
 
 __all__ = [
-    "NAME", "PATH", "parse_request", "render_request", "response_events", "render_response",
+    "NAME", "parse_request", "render_request", "response_events", "render_response",
     "StreamParser", "StreamEmitter", "parse_error", "render_error", "render_stream_error",
     "AUTH_HEADERS", "OWN_HEADERS", "REQUIRED_HEADERS", "auth_headers",
 ]
 
 NAME = "anthropic"
-PATH = "/v1/messages"
 API_VERSION = "2023-06-01"  # accepts temperature/top_p/top_k; 2026-10-21 rejects them (formats.md §0)
 
 AUTH_HEADERS = ("x-api-key", "authorization")  # the 2.x SDKs send Bearer, older ones x-api-key

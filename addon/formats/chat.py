@@ -79,13 +79,12 @@ from .common import (
 )
 
 __all__ = [
-    "NAME", "PATH", "parse_request", "render_request", "response_events", "render_response",
+    "NAME", "parse_request", "render_request", "response_events", "render_response",
     "StreamParser", "StreamEmitter", "parse_error", "render_error", "render_stream_error",
     "AUTH_HEADERS", "OWN_HEADERS", "REQUIRED_HEADERS", "auth_headers", "wire_tool_name",
 ]
 
 NAME = "chat"
-PATH = "/chat/completions"  # appended to an OpenAI base URL, which ends in /v1
 AUTH_HEADERS = ("authorization", "openai-organization", "openai-project")
 OWN_HEADERS: tuple[str, ...] = ()
 REQUIRED_HEADERS: dict[str, str] = {}

@@ -43,6 +43,7 @@ class Context:
     default_max_tokens: int = 8192
     max_tokens_limit: int | None = None
     drop_params: tuple[str, ...] = ()
+    flavor: str | None = None  # "codex": the upstream is the ChatGPT Codex backend (formats.md §6.6)
     warnings: list[str] = field(default_factory=list)
 
 
