@@ -132,7 +132,7 @@ class Bridge:
             return  # not ours, or the body is already here (replay): translated in response()
         if resp.status_code >= 400 or not exchange.client_stream:
             return  # errors and non-streamed clients get one translated body in response()
-        if not resp.headers.get("content-type", "").startswith(SSE_TYPE):
+        if not exchange.is_stream(resp.headers.get("content-type", "")):
             return
         decode = decoder_for(resp.headers.get("content-encoding", ""))
         if decode is None:
@@ -140,6 +140,7 @@ class Bridge:
                            resp.headers["content-encoding"])
             return
         resp.stream = StreamAdapter(exchange.stream(), decode)
+        resp.headers["content-type"] = SSE_TYPE  # the upstream's may be missing or carry a charset
         resp.headers.pop("content-encoding", None)
         resp.headers.pop("content-length", None)
         if flow.request.http_version.startswith("HTTP/1"):

@@ -58,6 +58,7 @@ class Exchange:
     ctx: Context
     request: Request
     warnings: list[str] = field(default_factory=list)
+    upstream_stream: bool = False  # whether the upstream was asked for a stream
 
     @classmethod
     def start(cls, client: ModuleType, upstream: ModuleType, body: bytes, ctx: Context) -> tuple[Exchange, bytes]:
@@ -76,11 +77,17 @@ class Exchange:
         for key in ctx.drop_params:
             if upstream_body.pop(key, None) is not None:
                 warnings.append(f"{key} dropped (endpoint drop_params)")
-        return cls(client, upstream, ctx, request, warnings), dumps(upstream_body).encode()
+        exchange = cls(client, upstream, ctx, request, warnings, upstream_stream=upstream_body.get("stream") is True)
+        return exchange, dumps(upstream_body).encode()
 
     @property
     def client_stream(self) -> bool:
         return self.request.stream
+
+    def is_stream(self, content_type: str) -> bool:
+        """Whether a 2xx upstream answer is SSE: by its type or, when it has none (the ChatGPT backend
+        has been seen to omit it, formats.md §6.6), by whether a stream was asked for."""
+        return content_type.startswith(SSE_TYPE) or (not content_type and self.upstream_stream)
 
     def stream(self) -> StreamTranslator:
         return StreamTranslator(self.upstream.StreamParser(self.ctx), self.client.StreamEmitter(self.ctx))
@@ -98,7 +105,7 @@ class Exchange:
                 return 200, JSON_TYPE, dumps(self.client.render_response(accumulate(events), self.ctx)).encode()
             except BridgeError as e:
                 return self.error(e)
-        if content_type.startswith(SSE_TYPE):
+        if self.is_stream(content_type):
             translator = self.stream()
             return 200, SSE_TYPE, b"".join(translator.feed(body) + translator.close())
         emitter = self.client.StreamEmitter(self.ctx)
@@ -109,7 +116,7 @@ class Exchange:
         return 200, SSE_TYPE, b"".join(b for ev in events for b in emitter.feed(ev))
 
     def _events(self, content_type: str, body: bytes) -> list[Event]:
-        if content_type.startswith(SSE_TYPE):
+        if self.is_stream(content_type):
             parser = self.upstream.StreamParser(self.ctx)
             decoder = SSEDecoder()
             sse = decoder.feed(body) + decoder.close()
