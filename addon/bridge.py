@@ -19,12 +19,14 @@ _ROOT = str(Path(__file__).resolve().parent.parent)
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
-from mitmproxy import ctx, exceptions, http  # noqa: E402
+from mitmproxy import addonmanager, ctx, exceptions, http  # noqa: E402
+from mitmproxy.net.http.status_codes import RESPONSES  # noqa: E402
 
 from addon import formats  # noqa: E402
 from addon.config import Config, ConfigError, load_config  # noqa: E402
 from addon.decompress import decoder_for  # noqa: E402
 from addon.errors import BadRequest, BridgeError  # noqa: E402
+from addon.formats import Format  # noqa: E402
 from addon.formats.common import Context  # noqa: E402
 from addon.routing import detect_format, route  # noqa: E402
 from addon.translate import SSE_TYPE, Exchange, StreamTranslator, error_response  # noqa: E402
@@ -56,7 +58,7 @@ class Bridge:
         self.config: Config | None = None
         self._exchanges: dict[str, Exchange] = {}
 
-    def load(self, loader) -> None:  # type: ignore[no-untyped-def]
+    def load(self, loader: addonmanager.Loader) -> None:
         loader.add_option("bridge_config", str, "config.yaml",
                           "Path of the bridge's YAML config (endpoints, formats, key env vars).")
 
@@ -65,10 +67,10 @@ class Bridge:
             try:
                 self.config = load_config(ctx.options.bridge_config)
             except ConfigError as e:
-                raise exceptions.OptionsError(str(e)) from None
+                raise exceptions.OptionsError(str(e)) from None  # type: ignore[no-untyped-call]
         if "connection_strategy" in ctx.options and ctx.options.connection_strategy != "lazy":
             # eager connects to the reverse target before any hook can reroute (notes §2).
-            ctx.options.update(connection_strategy="lazy")
+            ctx.options.update(connection_strategy="lazy")  # type: ignore[no-untyped-call]
 
     def request(self, flow: http.HTTPFlow) -> None:
         if flow.response or flow.error or not flow.live or "bridge" in flow.metadata or self.config is None:
@@ -114,7 +116,8 @@ class Bridge:
                     "".join(f"\n  dropped/approximated: {w}" for w in exchange.warnings))
 
     @staticmethod
-    def _set_headers(flow: http.HTTPFlow, client, upstream, api_key: str | None, auth: str | None) -> None:  # type: ignore[no-untyped-def]
+    def _set_headers(flow: http.HTTPFlow, client: Format, upstream: Format, api_key: str | None,
+                     auth: str | None) -> None:
         """The client's credentials never reach a different provider; its format's headers neither."""
         headers = flow.request.headers
         drop = {*client.AUTH_HEADERS, *upstream.AUTH_HEADERS}
@@ -159,7 +162,7 @@ class Bridge:
             resp.status_code, resp.headers.get("content-type", ""), resp.get_content(strict=False) or b"")
         if status != resp.status_code:
             resp.status_code = status
-            resp.reason = http.status_codes.RESPONSES.get(status, "")
+            resp.reason = RESPONSES.get(status, "")
         resp.headers.pop("content-encoding", None)
         resp.headers.pop("transfer-encoding", None)
         resp.headers["content-type"] = content_type

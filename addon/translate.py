@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field, replace
-from types import ModuleType
 
 from .accumulate import accumulate
 from .errors import BadRequest, BridgeError, ErrorKind
-from .formats.common import Context, dumps
+from .formats import EventEmitter, EventParser, Format
+from .formats.common import JSON, Context, dumps
 from .ir import Event, Finish, Request, StreamError
 from .sse import SSEDecoder
 
@@ -32,7 +32,7 @@ SSE_TYPE = "text/event-stream"
 JSON_TYPE = "application/json"
 
 
-def parse_json_body(body: bytes) -> dict:  # type: ignore[type-arg]
+def parse_json_body(body: bytes) -> JSON:
     """The request body as a JSON object, or a :class:`BadRequest` saying what is wrong with it."""
     try:
         value = json.loads(body)
@@ -43,7 +43,7 @@ def parse_json_body(body: bytes) -> dict:  # type: ignore[type-arg]
     return value
 
 
-def error_response(client: ModuleType, err: BridgeError) -> tuple[int, str, bytes]:
+def error_response(client: Format, err: BridgeError) -> tuple[int, str, bytes]:
     """(status, content type, body) of an error answered in the client's format."""
     status, body = client.render_error(err)
     return status, JSON_TYPE, dumps(body).encode()
@@ -53,15 +53,15 @@ def error_response(client: ModuleType, err: BridgeError) -> tuple[int, str, byte
 class Exchange:
     """A request on its way through the bridge: formats of both sides and the translation context."""
 
-    client: ModuleType
-    upstream: ModuleType
+    client: Format
+    upstream: Format
     ctx: Context
     request: Request
     warnings: list[str] = field(default_factory=list)
     upstream_stream: bool = False  # whether the upstream was asked for a stream
 
     @classmethod
-    def start(cls, client: ModuleType, upstream: ModuleType, body: bytes, ctx: Context) -> tuple[Exchange, bytes]:
+    def start(cls, client: Format, upstream: Format, body: bytes, ctx: Context) -> tuple[Exchange, bytes]:
         """Parse the client body and render the upstream body. Raises :class:`BridgeError`."""
         request = client.parse_request(parse_json_body(body))
         warnings = list(request.warnings)
@@ -132,7 +132,7 @@ class StreamTranslator:
     ignored, so a client never sees a stream that looks complete when it is not.
     """
 
-    def __init__(self, parser, emitter) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, parser: EventParser, emitter: EventEmitter) -> None:
         self._decoder = SSEDecoder()
         self._parser = parser
         self._emitter = emitter

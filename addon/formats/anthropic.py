@@ -75,11 +75,12 @@ __all__ = [
 NAME = "anthropic"
 API_VERSION = "2023-06-01"  # accepts temperature/top_p/top_k; 2026-10-21 rejects them (formats.md §0)
 
-AUTH_HEADERS = ("x-api-key", "authorization")  # the 2.x SDKs send Bearer, older ones x-api-key
+AUTH_HEADERS: tuple[str, ...] = ("x-api-key", "authorization")  # the 2.x SDKs send Bearer, older ones x-api-key
 # Headers only an Anthropic upstream understands (dropped toward another format), and the ones a
 # request translated into this format must carry.
-OWN_HEADERS = ("anthropic-version", "anthropic-beta", "anthropic-dangerous-direct-browser-access")
-REQUIRED_HEADERS = {"anthropic-version": API_VERSION}
+OWN_HEADERS: tuple[str, ...] = (
+    "anthropic-version", "anthropic-beta", "anthropic-dangerous-direct-browser-access")
+REQUIRED_HEADERS: dict[str, str] = {"anthropic-version": API_VERSION}
 
 # formats.md §1.7 / §5.8
 _STOP_TO_IR = {
@@ -117,6 +118,7 @@ def parse_request(body: JSON) -> Request:
     messages = tuple(_parse_message(as_object(m, f"messages.{i}"), f"messages.{i}.", warnings)
                      for i, m in enumerate(field_list(body, "messages", "")))
     system = body.get("system")
+    system_parts: tuple[Text, ...]
     if isinstance(system, str):
         system_parts = (Text(text=system),) if system else ()
     elif isinstance(system, list):
@@ -665,7 +667,7 @@ class StreamEmitter:
         match event:
             case MessageStart(id=id_, model=model, usage=usage):
                 self._usage = usage
-                message = {"id": _message_id(id_, self._ctx), "type": "message", "role": "assistant",
+                message: JSON = {"id": _message_id(id_, self._ctx), "type": "message", "role": "assistant",
                            "content": [], "model": self._ctx.client_model or model, "stop_reason": None,
                            "stop_sequence": None, "usage": _usage_to_wire(usage)}
                 return [_event("message_start", {"type": "message_start", "message": message})]

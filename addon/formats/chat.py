@@ -85,7 +85,7 @@ __all__ = [
 ]
 
 NAME = "chat"
-AUTH_HEADERS = ("authorization", "openai-organization", "openai-project")
+AUTH_HEADERS: tuple[str, ...] = ("authorization", "openai-organization", "openai-project")
 OWN_HEADERS: tuple[str, ...] = ()
 REQUIRED_HEADERS: dict[str, str] = {}
 

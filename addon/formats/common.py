@@ -251,9 +251,8 @@ class InputUnwrapper:
             return ""
         raw = "".join(self._raw)
         parsed = loads_object(raw)
-        if parsed is not None and isinstance(parsed.get("input"), str):
-            return parsed["input"]
-        return raw
+        value = parsed.get("input") if parsed is not None else None
+        return value if isinstance(value, str) else raw
 
     def _decode(self, text: str) -> str:
         out: list[str] = []
