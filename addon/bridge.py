@@ -86,8 +86,7 @@ class Bridge:
         flow.metadata["bridge"] = {"client_format": client_format, "upstream_format": r.upstream_format,
                                    "endpoint": r.endpoint.name}
         if r.passthrough:
-            if api_key:
-                self._set_headers(flow, client, upstream, api_key, r.endpoint.auth)
+            self._set_headers(flow, client, upstream, api_key, r.endpoint.auth, r.endpoint.headers)
             logger.info("pass-through %s → endpoint %s", client_format, r.endpoint.name)
             return
         ep = r.endpoint
@@ -107,7 +106,7 @@ class Bridge:
         flow.request.content = body
         flow.request.headers["content-type"] = "application/json"
         flow.request.headers["accept-encoding"] = "identity"  # the stream callable needs plain bytes
-        self._set_headers(flow, client, upstream, api_key, r.endpoint.auth)
+        self._set_headers(flow, client, upstream, api_key, r.endpoint.auth, r.endpoint.headers)
         self._exchanges[flow.id] = exchange
         flow.metadata["bridge"]["model"] = exchange.request.model
         flow.metadata["bridge"]["warnings"] = list(exchange.warnings)
@@ -117,16 +116,22 @@ class Bridge:
 
     @staticmethod
     def _set_headers(flow: http.HTTPFlow, client: Format, upstream: Format, api_key: str | None,
-                     auth: str | None) -> None:
-        """The client's credentials never reach a different provider; its format's headers neither."""
+                     auth: str | None, extra: tuple[tuple[str, str], ...]) -> None:
+        """The client's credentials never reach a different provider; its format's headers neither.
+
+        Pass-through without a configured key is the one case where the client's own key goes on:
+        the upstream speaks the client's format, and the client chose to send it.
+        """
         headers = flow.request.headers
-        drop = {*client.AUTH_HEADERS, *upstream.AUTH_HEADERS}
+        if api_key or client is not upstream:
+            for name in {*client.AUTH_HEADERS, *upstream.AUTH_HEADERS}:
+                headers.pop(name, None)
+            headers.update(upstream.auth_headers(api_key, auth))
         if client is not upstream:
-            drop |= set(client.OWN_HEADERS)
+            for name in client.OWN_HEADERS:
+                headers.pop(name, None)
             headers.update(upstream.REQUIRED_HEADERS)
-        for name in drop:
-            headers.pop(name, None)
-        headers.update(upstream.auth_headers(api_key, auth))
+        headers.update(extra)
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         exchange = self._exchanges.get(flow.id)

@@ -13,11 +13,13 @@ Shape (grows with the routing work; unknown keys are rejected so a typo never pa
         default_max_tokens: 8192                  # when a client sends none and Anthropic needs one
         max_tokens_limit: 16384                   # clamp a client's max_tokens to what the model allows
         drop_params: [reasoning_effort]           # upstream body fields this server rejects
+        headers: {chatgpt-account-id: "…"}        # extra request headers (no secrets: use api_key_env)
 """
 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -43,6 +45,7 @@ class Endpoint:
     default_max_tokens: int = 8192
     max_tokens_limit: int | None = None
     drop_params: tuple[str, ...] = ()
+    headers: tuple[tuple[str, str], ...] = ()
 
     def api_key(self) -> str | None:
         """The key, read from the environment at the moment of use (never stored in the config)."""
@@ -57,7 +60,10 @@ class Config:
 
 _TOP_KEYS = {"endpoints"}
 _ENDPOINT_KEYS = {"name", "url_anthropic", "url_openai", "url_codex", "openai_preference", "api_key_env", "auth",
-                  "default_max_tokens", "max_tokens_limit", "drop_params"}
+                  "default_max_tokens", "max_tokens_limit", "drop_params", "headers"}
+_NON_SCALAR = {"drop_params", "headers"}
+_SECRET_HEADERS = {"authorization", "x-api-key", "proxy-authorization", "cookie"}
+_HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
 _PREFERENCES = ("chat_completions", "responses")
 _AUTH = ("bearer", "x-api-key")
 
@@ -87,7 +93,7 @@ def parse_config(node: yaml.Node, path: str, environ: Any) -> Config:
     for i, ep_node in enumerate(endpoints_node.value):
         where = f"endpoints[{i}]"
         fields = v.mapping(ep_node, where, _ENDPOINT_KEYS, required={"name"})
-        values = {k: v.scalar(n, f"{where}.{k}") for k, n in fields.items() if k != "drop_params"}
+        values = {k: v.scalar(n, f"{where}.{k}") for k, n in fields.items() if k not in _NON_SCALAR}
         name = v.string(values, fields, where, "name")
         if name in names:
             raise v.error(fields["name"], f"{where}.name", f"duplicate endpoint name {name!r}")
@@ -108,6 +114,7 @@ def parse_config(node: yaml.Node, path: str, environ: Any) -> Config:
             default_max_tokens=v.positive_int(values, fields, where, "default_max_tokens", 8192),
             max_tokens_limit=v.positive_int(values, fields, where, "max_tokens_limit", None),
             drop_params=v.string_list(fields, where, "drop_params"),
+            headers=v.headers(fields, where),
         ))
     return Config(path=path, endpoints=tuple(endpoints))
 
@@ -172,6 +179,25 @@ class _Validator:
             if not isinstance(item, str) or not item:
                 raise self.error(node.value[i], f"{where}.{key}[{i}]", "must be a non-empty string")
         return tuple(items)
+
+    def headers(self, nodes: dict[str, yaml.Node], where: str) -> tuple[tuple[str, str], ...]:
+        node = nodes.get("headers")
+        if node is None:
+            return ()
+        if not isinstance(node, yaml.MappingNode):
+            raise self.error(node, f"{where}.headers", "must be a mapping of header names to values")
+        out = []
+        for key_node, value_node in node.value:
+            name, path = str(key_node.value), f"{where}.headers.{key_node.value}"
+            value = self.scalar(value_node, path)
+            if not _HEADER_NAME.match(name):
+                raise self.error(key_node, path, "is not a valid header name")
+            if name.lower() in _SECRET_HEADERS:
+                raise self.error(key_node, path, "carries a credential: name its env var in api_key_env instead")
+            if not isinstance(value, str | int | float) or isinstance(value, bool):
+                raise self.error(value_node, path, "must be a string")
+            out.append((name, str(value)))
+        return tuple(out)
 
     def positive_int(self, values: dict[str, Any], nodes: dict[str, yaml.Node], where: str, key: str,
                      default: Any) -> Any:

@@ -152,3 +152,13 @@ def test_gzip_stream_is_decoded_on_the_fly(bridge) -> None:
     packed = gzip.compress(CHAT_SSE)
     out = f.response.stream(packed[:20]) + f.response.stream(packed[20:]) + f.response.stream(b"")
     assert b'"text":"h\xc3\xa9"' in b"".join(out) and b"message_stop" in b"".join(out)
+
+
+def test_extra_headers_are_sent_and_passthrough_without_key_keeps_the_clients(bridge) -> None:
+    addon, _ = bridge("endpoints:\n  - name: up\n    url_anthropic: http://127.0.0.1:9\n"
+                      "    headers: {x-team: blue}\n")
+    f = anthropic_request(BODY)
+    addon.request(f)
+    assert f.request.headers["x-team"] == "blue"
+    assert f.request.headers["x-api-key"] == "client-secret"  # same format, no key configured: the client's
+    assert f.request.headers["anthropic-version"] == "2023-06-01"

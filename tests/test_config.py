@@ -89,3 +89,23 @@ def test_mitmdump_refuses_to_start_with_a_bad_config(tmp_path: Path) -> None:
     )
     assert proc.returncode != 0
     assert f"{path}:3: endpoints[0].url_openai: must be an http(s) base URL" in proc.stdout + proc.stderr
+
+
+def test_extra_headers(tmp_path: Path) -> None:
+    path = write(tmp_path, "endpoints:\n  - name: x\n    url_codex: https://chatgpt.example.test/backend-api/codex\n"
+                           "    headers: {chatgpt-account-id: acc-1, originator: codex_cli_rs}\n")
+    ep = load_config(path, environ={}).endpoints[0]
+    assert ep.headers == (("chatgpt-account-id", "acc-1"), ("originator", "codex_cli_rs"))
+    assert ep.url_codex == "https://chatgpt.example.test/backend-api/codex"
+
+
+@pytest.mark.parametrize(("headers", "message"), [
+    ("{Authorization: Bearer x}", "endpoints[0].headers.Authorization: carries a credential"),
+    ("{bad name: x}", "endpoints[0].headers.bad name: is not a valid header name"),
+    ("[a, b]", "endpoints[0].headers: must be a mapping"),
+])
+def test_bad_extra_headers(tmp_path: Path, headers: str, message: str) -> None:
+    path = write(tmp_path, f"endpoints:\n  - name: x\n    url_openai: http://127.0.0.1:1/v1\n    headers: {headers}\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(path, environ={})
+    assert f"config.yaml:4: {message}" in str(e.value)
