@@ -13,7 +13,8 @@ import json
 import re
 from typing import Any
 
-__all__ = ["check_anthropic_stream", "check_chat_stream", "fold_anthropic", "fold_chat", "split_sse"]
+__all__ = ["check_anthropic_stream", "check_chat_stream", "check_responses_stream", "fold_anthropic", "fold_chat",
+           "split_sse"]
 
 _TOOL_ID = re.compile(r"^[A-Za-z0-9_-]+$")
 _ANTHROPIC_STOP = {"end_turn", "max_tokens", "stop_sequence", "tool_use", "pause_turn", "refusal",
@@ -295,3 +296,177 @@ def fold_chat(chunks: list[dict[str, Any]]) -> dict[str, Any]:
             message["tool_calls"][call["index"]]["arguments"] += call.get("function", {}).get("arguments", "")
         message["finish_reason"] = choice["finish_reason"] or message["finish_reason"]
     return message
+
+
+# --- Responses (formats.md §4.4, §6.5, §7.14) ----------------------------------------------------
+
+_RESPONSES_TERMINAL = {"response.completed": "completed", "response.incomplete": "incomplete",
+                       "response.failed": "failed"}
+_RESPONSES_ITEM_DELTAS = {"response.output_text.delta": "message", "response.output_text.done": "message",
+                          "response.content_part.added": "message", "response.content_part.done": "message",
+                          "response.reasoning_summary_part.added": "reasoning",
+                          "response.reasoning_summary_part.done": "reasoning",
+                          "response.reasoning_summary_text.delta": "reasoning",
+                          "response.reasoning_summary_text.done": "reasoning",
+                          "response.function_call_arguments.delta": "function_call",
+                          "response.function_call_arguments.done": "function_call",
+                          "response.custom_tool_call_input.delta": "custom_tool_call",
+                          "response.custom_tool_call_input.done": "custom_tool_call"}
+
+
+# The closing events each item type needs before its output_item.done (the canonical order, §4.4).
+_RESPONSES_CLOSERS = {"message": {"response.output_text.done", "response.content_part.done"},
+                      "function_call": {"response.function_call_arguments.done"},
+                      "custom_tool_call": {"response.custom_tool_call_input.done"}}
+_RESPONSES_SUMMARY_CLOSERS = {"response.reasoning_summary_text.done", "response.reasoning_summary_part.done"}
+
+
+def _check_responses_usage(usage: Any) -> None:
+    """Codex parses usage all or nothing (§6.5); the SDK types mark every field required (§3.5)."""
+    for key in ("input_tokens", "output_tokens", "total_tokens"):
+        assert isinstance(usage[key], int), usage
+    assert usage["total_tokens"] == usage["input_tokens"] + usage["output_tokens"], usage
+    assert isinstance(usage["input_tokens_details"]["cached_tokens"], int), usage
+    assert isinstance(usage["output_tokens_details"]["reasoning_tokens"], int), usage
+
+
+def check_responses_stream(raw: bytes) -> list[dict[str, Any]]:
+    """Assert the Responses stream grammar the SDK's ``responses.stream`` helper and Codex rely on;
+    returns the event objects.
+
+    The stream opens with response.created and ends with exactly one terminal event
+    (completed, incomplete or failed) whose ``output`` holds every finished item, in order.
+    """
+    events: list[dict[str, Any]] = []
+    for fields in split_sse(raw):
+        names = [n for n, _ in fields]
+        assert names in (["event", "data"], ["data"]), f"expected an optional event: line and one data: line: {fields}"
+        data = json.loads(fields[-1][1])
+        assert isinstance(data, dict) and isinstance(data.get("type"), str), fields
+        if names[0] == "event":
+            assert fields[0][1] == data["type"], f"event name {fields[0][1]!r} differs from type {data['type']!r}"
+        assert data.get("sequence_number") == len(events), \
+            f"sequence_number {data.get('sequence_number')}, expected {len(events)}"
+        events.append(data)
+
+    assert events and events[0]["type"] == "response.created", "the first event is not response.created"
+    assert events[-1]["type"] in _RESPONSES_TERMINAL, f"stream ends with {events[-1]['type']!r}, not a terminal event"
+    resp_id = events[0]["response"]["id"]
+    assert isinstance(resp_id, str) and resp_id, events[0]
+    added: dict[int, dict[str, Any]] = {}  # output_index → the added item
+    text: dict[int, list[str]] = {}  # output_index → streamed text / arguments / input
+    summary_parts: dict[int, int] = {}
+    summaries: dict[int, list[str]] = {}  # output_index → text of each summary part
+    closed: dict[int, set[str]] = {}  # output_index → the .done events seen for it
+    done: list[dict[str, Any]] = []
+    open_index: int | None = None
+    for data in events:
+        kind = data["type"]
+        if kind.startswith("response.") and "response" in data:  # lifecycle: one identity (§4.4)
+            assert data["response"]["id"] == resp_id, "lifecycle response identity changed"
+            assert data["response"]["object"] == "response", data
+        if kind in ("response.created", "response.in_progress"):
+            assert data["response"]["status"] in ("in_progress", "queued"), data
+            assert data["response"]["output"] == [], data
+            assert not added, f"{kind} after an output item"
+        elif kind == "response.output_item.added":
+            assert open_index is None, f"item {data['output_index']} added while item {open_index} is open"
+            index, item = data["output_index"], data["item"]
+            assert index == len(added), f"output_index {index}, expected {len(added)} (no gaps, §4.4)"
+            assert isinstance(item.get("id"), str) and item["id"], item
+            if item["type"] == "message":
+                assert item["role"] == "assistant" and item["content"] == [] and item["status"] == "in_progress", item
+            elif item["type"] == "reasoning":
+                assert item["summary"] == [], item
+            elif item["type"] == "function_call":
+                assert item["arguments"] == "" and isinstance(item["call_id"], str) and item["name"], item
+            else:
+                assert item["type"] == "custom_tool_call", item
+                assert item["input"] == "" and isinstance(item["call_id"], str) and item["name"], item
+            added[index], text[index], summary_parts[index], closed[index] = item, [], 0, set()
+            summaries[index] = []
+            open_index = index
+        elif kind in _RESPONSES_ITEM_DELTAS:
+            index = data["output_index"]
+            assert index == open_index, f"{kind} for item {index}, open item is {open_index}"
+            item = added[index]
+            assert item["type"] == _RESPONSES_ITEM_DELTAS[kind], f"{kind} inside a {item['type']} item"
+            assert data["item_id"] == item["id"], data
+            streamed = "".join(text[index])
+            if item["type"] == "reasoning":  # per summary part: added, deltas, text.done, part.done
+                assert data["summary_index"] == summary_parts[index] - (kind != "response.reasoning_summary_part.added")
+                if kind == "response.reasoning_summary_part.added":
+                    assert closed[index] in (set(), _RESPONSES_SUMMARY_CLOSERS), "summary part added inside another"
+                    closed[index] = set()
+                    text[index] = []
+                streamed = "".join(text[index])
+            if kind.endswith(".done"):
+                assert kind not in closed[index], f"{kind} twice for item {index}"
+                closed[index].add(kind)
+                if kind == "response.reasoning_summary_part.done":
+                    summaries[index].append(streamed)
+            else:
+                assert not closed[index], f"{kind} after the item's (or summary part's) content was done"
+            if kind == "response.content_part.added":
+                assert data["content_index"] == 0 and data["part"] == {"type": "output_text", "text": "",
+                                                                      "annotations": []}, data
+                summary_parts[index] = 1
+            elif kind == "response.reasoning_summary_part.added":
+                assert data["part"] == {"type": "summary_text", "text": ""}, data
+                summary_parts[index] += 1
+            elif kind.endswith(".delta"):
+                if item["type"] == "message":
+                    assert summary_parts[index] == 1, "output_text.delta before content_part.added"
+                    assert data["logprobs"] == [] and data["content_index"] == 0, data
+                assert isinstance(data["delta"], str), data
+                text[index].append(data["delta"])
+            elif kind in ("response.output_text.done", "response.reasoning_summary_text.done"):
+                assert data["text"] == streamed, f"{kind} text differs from its deltas"
+            elif kind in ("response.content_part.done", "response.reasoning_summary_part.done"):
+                assert data["part"]["text"] == streamed, data
+            elif kind == "response.function_call_arguments.done":
+                assert data["arguments"] == streamed, data
+            else:
+                assert data["input"] == streamed, data
+        elif kind == "response.output_item.done":
+            index, item = data["output_index"], data["item"]
+            assert index == open_index, f"item {index} done, open item is {open_index}"
+            first = added[index]
+            identity = ("type", "id", "call_id")
+            assert [item.get(k) for k in identity] == [first.get(k) for k in identity], "output item identity changed"
+            streamed = "".join(text[index])
+            needed = _RESPONSES_SUMMARY_CLOSERS if summary_parts[index] else set()
+            needed = _RESPONSES_CLOSERS.get(item["type"], needed)
+            assert closed[index] == needed, f"item {index} done after {sorted(closed[index])}, needs {sorted(needed)}"
+            if item["type"] == "message":
+                assert item["status"] == "completed", item
+                assert [p["type"] for p in item["content"]] == ["output_text"], "a message holds one output_text"
+                assert item["content"][0]["text"] == streamed, item
+            elif item["type"] == "reasoning":
+                assert item["summary"] == [{"type": "summary_text", "text": t} for t in summaries[index]], item
+                assert item.get("encrypted_content") is None or isinstance(item["encrypted_content"], str), item
+            elif item["type"] == "function_call":
+                assert item["arguments"] == streamed and item["status"] == "completed", item
+                assert item["name"] == first["name"], item
+            else:
+                assert item["input"] == streamed and item["name"] == first["name"], item
+            done.append(item)
+            open_index = None
+        elif kind in _RESPONSES_TERMINAL:
+            assert data is events[-1], f"{kind} is not the last event"
+            response = data["response"]
+            assert response["status"] == _RESPONSES_TERMINAL[kind], response
+            assert response["output"] == done, "the terminal output is not every finished item, in order"
+            if kind == "response.failed":
+                assert isinstance(response["error"]["code"], str) and isinstance(response["error"]["message"], str)
+                continue
+            assert open_index is None, f"{kind} while item {open_index} is open"
+            _check_responses_usage(response["usage"])
+            if kind == "response.incomplete":
+                assert isinstance(response["incomplete_details"]["reason"], str), response
+            for item in done:
+                if item["type"] == "function_call":
+                    json.loads(item["arguments"])  # raises on invalid JSON
+        else:
+            raise AssertionError(f"unexpected event {kind!r}")
+    return events

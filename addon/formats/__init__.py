@@ -8,7 +8,7 @@ from typing import Protocol
 from ..errors import BridgeError, UpstreamError
 from ..ir import Event, Request, Response
 from ..sse import SSEEvent
-from . import anthropic, chat
+from . import anthropic, chat, responses
 from .common import JSON, Context
 
 __all__ = ["FORMATS", "EventEmitter", "EventParser", "Format", "get"]
@@ -50,7 +50,7 @@ class Format(Protocol):
     def StreamEmitter(self) -> Callable[[Context], EventEmitter]: ...
 
 
-FORMATS: dict[str, Format] = {anthropic.NAME: anthropic, chat.NAME: chat}
+FORMATS: dict[str, Format] = {anthropic.NAME: anthropic, chat.NAME: chat, responses.NAME: responses}
 
 
 def get(name: str) -> Format:

@@ -15,13 +15,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import BadRequest, UpstreamError, UpstreamProtocolError
-from ..ir import Opaque, Request, Tool
+from ..ir import Opaque, ReasoningConfig, Request, Tool
 
 __all__ = [
     "JSON", "Context", "field_str", "field_list", "opt_str", "opt_int", "opt_float", "opt_bool",
     "parse_data_url", "data_url", "encode_signature", "decode_signature", "safe_tool_id", "unsafe_tool_id",
     "dumps", "loads_object", "event_json", "json_or_none", "plain_error", "flat_tool_name", "tool_lookup",
-    "InputUnwrapper",
+    "InputUnwrapper", "encode_redacted_signature", "is_redacted_signature", "reasoning_effort",
 ]
 
 JSON = dict[str, Any]
@@ -140,6 +140,26 @@ def decode_signature(signature: str, native_origin: str) -> Opaque | None:
     return Opaque(origin=body["o"], data=str(body.get("d") or ""))
 
 
+def encode_redacted_signature(opaque: Opaque | None) -> str:
+    """:func:`encode_signature` for a redacted block (Anthropic ``redacted_thinking``), for a format
+    whose reasoning has no flag of its own to say so (a Responses reasoning item). :func:`decode_signature`
+    reads it as usual; :func:`is_redacted_signature` tells the two apart."""
+    body = {"o": opaque.origin, "d": opaque.data, "r": 1} if opaque else {"o": None, "d": None, "r": 1}
+    raw = json.dumps(body, separators=(",", ":")).encode()
+    return _ENVELOPE + base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def is_redacted_signature(signature: str) -> bool:
+    if not signature.startswith(_ENVELOPE):
+        return False
+    payload = signature[len(_ENVELOPE):]
+    try:
+        body = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (ValueError, binascii.Error):
+        return False
+    return isinstance(body, dict) and body.get("r") == 1
+
+
 # --- tool call ids ------------------------------------------------------------------------------
 # Anthropic requires ^[a-zA-Z0-9_-]+$. Foreign ids that do not match are encoded reversibly, so the
 # upstream that minted them gets them back unchanged on the next turn, with no state kept.
@@ -161,6 +181,22 @@ def unsafe_tool_id(call_id: str) -> str:
         return base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)).decode()
     except (ValueError, binascii.Error):
         return call_id
+
+
+# --- reasoning effort ---------------------------------------------------------------------------
+# OpenAI formats take an effort word; an Anthropic thinking budget maps to the nearest one (formats.md §5.7).
+_BUDGET_EFFORT = ((2048, "low"), (8192, "medium"), (24576, "high"))
+
+
+def reasoning_effort(cfg: ReasoningConfig | None) -> str | None:
+    """The effort word for an OpenAI upstream, or None to leave the model's default."""
+    if cfg is None or not cfg.enabled:
+        return None
+    if cfg.effort:
+        return cfg.effort
+    if cfg.budget_tokens:
+        return next((e for limit, e in _BUDGET_EFFORT if cfg.budget_tokens <= limit), "xhigh")
+    return None
 
 
 # --- JSON ---------------------------------------------------------------------------------------

@@ -1,0 +1,105 @@
+"""The Codex CLI itself, through a real mitmdump running the bridge, against Anthropic and Chat upstreams.
+
+Codex speaks only the Responses API. With its default model it sends its tools as ``namespace`` tools
+in an ``additional_tools`` input item and reaches the shell through a freeform JavaScript tool,
+``exec``; with ``-m gpt-5.5`` it sends flat tools and a JSON ``exec_command``. Both must work. Needs
+the ``codex`` binary: ``CODEX_BIN``, or ``.tmp/codex/node_modules/.bin/codex`` (``.ci/run`` installs
+it); skipped without it unless ``BRIDGE_REQUIRE_CLIENTS=1``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, UPSTREAM_KEY
+from tests.mock_upstream import Reply, ToolCallSpec
+
+CODEX = Path(os.environ.get("CODEX_BIN") or ROOT / ".tmp/codex/node_modules/.bin/codex")
+COMMAND = "echo bridge-ok > proof.txt && cat proof.txt"
+# The default model's shell: JavaScript for Codex's `exec` tool, calling its nested exec_command.
+EXEC_JS = f"const r = await tools.exec_command({{cmd: {json.dumps(COMMAND)}}});\ntext(r);"
+
+
+@pytest.fixture
+def codex() -> Path:
+    if not CODEX.exists():
+        if os.environ.get("BRIDGE_REQUIRE_CLIENTS") == "1":
+            pytest.fail(f"Codex CLI not found at {CODEX}")
+        pytest.skip(f"Codex CLI not installed at {CODEX} (npm install @openai/codex)")
+    return CODEX
+
+
+def run_codex(codex: Path, base_url: str, tmp_path: Path, model: str | None) -> tuple[list[dict], str, Path]:
+    home, work = tmp_path / "codex-home", tmp_path / "work"
+    home.mkdir()
+    work.mkdir()
+    (home / "config.toml").write_text(f'''model_provider = "bridge"
+approval_policy = "never"
+sandbox_mode = "danger-full-access"
+[analytics]
+enabled = false
+[model_providers.bridge]
+name = "bridge"
+base_url = "{base_url}/v1"
+env_key = "BRIDGE_CLIENT_KEY"
+wire_api = "responses"
+''')
+    last = tmp_path / "last.txt"
+    args = [str(codex), "exec", "--skip-git-repo-check", "--json", "-o", str(last)]
+    args += ["-m", model] if model else []
+    env = {"PATH": os.environ["PATH"], "HOME": str(home), "CODEX_HOME": str(home), "BRIDGE_CLIENT_KEY": "client-key"}
+    run = subprocess.run([*args, "Write bridge-ok to proof.txt with a shell command."], cwd=work, env=env,
+                         capture_output=True, text=True, timeout=240, stdin=subprocess.DEVNULL)
+    events = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    return events, last.read_text() if last.exists() else "", work
+
+
+@pytest.mark.parametrize("model", [None, "gpt-5.5"], ids=["default-model", "gpt-5.5"])
+@pytest.mark.parametrize("upstream", ["anthropic", "chat"])
+def test_codex_runs_a_shell_command(codex: Path, mock, bridge, tmp_path: Path, upstream: str,
+                                    model: str | None) -> None:
+    proc = bridge(upstream)
+    call = (ToolCallSpec("call_cx1", "exec", {"input": EXEC_JS}) if model is None
+            else ToolCallSpec("call_cx1", "exec_command", {"cmd": COMMAND}))
+    mock.next_reply(Reply(text=None, reasoning="I should run the command.", signature="sig-codex-1",
+                          tool_calls=[call]))
+    mock.next_reply(Reply(text="Done: the file says bridge-ok."))
+    events, last, work = run_codex(codex, proc.url, tmp_path, model)
+
+    assert any(e["type"] == "turn.completed" for e in events), events
+    assert not any(e["type"] == "turn.failed" for e in events), events
+    assert last.strip() == "Done: the file says bridge-ok."
+    assert (work / "proof.txt").read_text() == "bridge-ok\n"  # the tool call really ran
+
+    first, second = mock.requests[-2:]
+    for rec in (first, second):
+        assert UPSTREAM_KEY in rec.all_header_values and "client-key" not in rec.all_header_values
+    if upstream == "anthropic":
+        assert second.path.startswith("/v1/messages")
+        tools = {t["name"]: t for t in first.json["tools"]}
+        assistant, results = second.json["messages"][-2:]
+        thinking = [b for b in assistant["content"] if b["type"] == "thinking"]
+        assert thinking == [{"type": "thinking", "thinking": "I should run the command.", "signature": "sig-codex-1"}]
+        calls = [b for b in assistant["content"] if b["type"] == "tool_use"]
+        assert [(c["id"], c["name"]) for c in calls] == [("call_cx1", call.name)]
+        result = next(b for b in results["content"] if b["type"] == "tool_result")
+        assert result["tool_use_id"] == "call_cx1"
+        assert "bridge-ok" in json.dumps(result["content"])
+    else:
+        assert second.path.startswith("/v1/chat/completions")
+        tools = {t["function"]["name"]: t["function"] for t in first.json["tools"]}
+        assistant = next(m for m in second.json["messages"] if m["role"] == "assistant")
+        assert assistant["reasoning_content"] == "I should run the command."
+        assert [(c["id"], c["function"]["name"]) for c in assistant["tool_calls"]] == [("call_cx1", call.name)]
+        result = next(m for m in second.json["messages"] if m["role"] == "tool")
+        assert result["tool_call_id"] == "call_cx1" and "bridge-ok" in result["content"]
+    assert call.name in tools
+    if model is None:  # the freeform tool travels as a function with one string argument
+        schema = tools["exec"].get("input_schema") or tools["exec"].get("parameters")
+        assert schema["required"] == ["input"]
