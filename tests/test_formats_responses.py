@@ -25,7 +25,6 @@ from addon.formats import responses as R
 from addon.formats.common import (
     Context,
     decode_signature,
-    encode_redacted_signature,
     encode_signature,
     is_redacted_signature,
 )
@@ -255,7 +254,7 @@ PARSE_ONLY = [
      (asst(Reasoning(text="t", opaque=Opaque(origin="anthropic", data="EqQBsig"))),)),
     ("a redacted Anthropic block stays redacted",
      [{"type": "reasoning", "summary": [],
-       "encrypted_content": encode_redacted_signature(Opaque(origin="anthropic", data="EmwKredacted"))}],
+       "encrypted_content": encode_signature(Opaque(origin="anthropic", data="EmwKredacted"), redacted=True)}],
      (asst(Reasoning(text="", redacted=True, opaque=Opaque(origin="anthropic", data="EmwKredacted"))),)),
     ("namespaced custom call, output as input_text parts (Codex)",
      [{"type": "custom_tool_call", "status": "completed", "call_id": "c1", "name": "exec", "namespace": "functions",

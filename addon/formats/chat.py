@@ -75,6 +75,7 @@ from .common import (
     opt_str,
     parse_data_url,
     plain_error,
+    reasoning_effort,
     tool_lookup,
 )
 
@@ -116,7 +117,6 @@ _ERROR_KIND = {
     "rate_limit_exceeded": ErrorKind.RATE_LIMIT, "server_error": ErrorKind.API_ERROR, "timeout": ErrorKind.TIMEOUT,
     "server_is_overloaded": ErrorKind.OVERLOADED, "slow_down": ErrorKind.OVERLOADED,
 }
-_BUDGET_EFFORT = ((2048, "low"), (8192, "medium"), (24576, "high"))  # thinking budget → effort
 # Request fields the IR carries; any other (logprobs, seed, penalties, store, …) is reported.
 _TRANSLATED = {"model", "messages", "tools", "tool_choice", "parallel_tool_calls", "max_completion_tokens",
                "max_tokens", "temperature", "top_p", "stop", "response_format", "reasoning_effort", "stream",
@@ -371,7 +371,7 @@ def render_request(req: Request, ctx: Context) -> JSON:
         body["response_format"] = {"type": "json_schema", "json_schema": spec}
     elif fmt:
         body["response_format"] = {"type": fmt.type}
-    effort = _effort(req.reasoning)
+    effort = reasoning_effort(req.reasoning)
     if effort:
         body["reasoning_effort"] = effort
     if req.user and len(req.user) <= 128:
@@ -382,16 +382,6 @@ def render_request(req: Request, ctx: Context) -> JSON:
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}  # or the stream carries no usage at all
     return body
-
-
-def _effort(cfg: ReasoningConfig | None) -> str | None:
-    if cfg is None or not cfg.enabled:
-        return None
-    if cfg.effort:
-        return cfg.effort
-    if cfg.budget_tokens:
-        return next((e for limit, e in _BUDGET_EFFORT if cfg.budget_tokens <= limit), "xhigh")
-    return None
 
 
 def _render_message(msg: Message, ctx: Context) -> list[JSON]:

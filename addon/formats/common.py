@@ -21,7 +21,7 @@ __all__ = [
     "JSON", "Context", "field_str", "field_list", "opt_str", "opt_int", "opt_float", "opt_bool",
     "parse_data_url", "data_url", "encode_signature", "decode_signature", "safe_tool_id", "unsafe_tool_id",
     "dumps", "loads_object", "event_json", "json_or_none", "plain_error", "flat_tool_name", "tool_lookup",
-    "InputUnwrapper", "encode_redacted_signature", "is_redacted_signature", "reasoning_effort",
+    "InputUnwrapper", "is_redacted_signature", "reasoning_effort",
 ]
 
 JSON = dict[str, Any]
@@ -119,45 +119,43 @@ def data_url(media_type: str, data: str) -> str:
 _ENVELOPE = "bridge1."
 
 
-def encode_signature(opaque: Opaque | None) -> str:
-    """Wrap a foreign opaque payload (or none) so it survives a round trip through a client."""
-    body = {"o": opaque.origin, "d": opaque.data} if opaque else {"o": None, "d": None}
+def encode_signature(opaque: Opaque | None, *, redacted: bool = False) -> str:
+    """Wrap a foreign opaque payload (or none) so it survives a round trip through a client.
+
+    ``redacted`` marks an Anthropic ``redacted_thinking`` block for a format whose reasoning has no
+    flag of its own to say so (a Responses reasoning item); :func:`is_redacted_signature` reads it.
+    """
+    body: dict[str, Any] = {"o": opaque.origin, "d": opaque.data} if opaque else {"o": None, "d": None}
+    if redacted:
+        body["r"] = 1
     raw = json.dumps(body, separators=(",", ":")).encode()
     return _ENVELOPE + base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _envelope(signature: str) -> dict[str, Any] | None:
+    if not signature.startswith(_ENVELOPE):
+        return None
+    payload = signature[len(_ENVELOPE):]
+    try:
+        body = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (ValueError, binascii.Error):
+        return None
+    return body if isinstance(body, dict) else None
 
 
 def decode_signature(signature: str, native_origin: str) -> Opaque | None:
     """Undo :func:`encode_signature`; any other non-empty string is the native format's own."""
     if not signature.startswith(_ENVELOPE):
         return Opaque(origin=native_origin, data=signature) if signature else None
-    payload = signature[len(_ENVELOPE):]
-    try:
-        body = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    except (ValueError, binascii.Error):
-        return None
-    if not isinstance(body, dict) or not isinstance(body.get("o"), str):
+    body = _envelope(signature)
+    if body is None or not isinstance(body.get("o"), str):
         return None
     return Opaque(origin=body["o"], data=str(body.get("d") or ""))
 
 
-def encode_redacted_signature(opaque: Opaque | None) -> str:
-    """:func:`encode_signature` for a redacted block (Anthropic ``redacted_thinking``), for a format
-    whose reasoning has no flag of its own to say so (a Responses reasoning item). :func:`decode_signature`
-    reads it as usual; :func:`is_redacted_signature` tells the two apart."""
-    body = {"o": opaque.origin, "d": opaque.data, "r": 1} if opaque else {"o": None, "d": None, "r": 1}
-    raw = json.dumps(body, separators=(",", ":")).encode()
-    return _ENVELOPE + base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
 def is_redacted_signature(signature: str) -> bool:
-    if not signature.startswith(_ENVELOPE):
-        return False
-    payload = signature[len(_ENVELOPE):]
-    try:
-        body = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    except (ValueError, binascii.Error):
-        return False
-    return isinstance(body, dict) and body.get("r") == 1
+    body = _envelope(signature)
+    return body is not None and body.get("r") == 1
 
 
 # --- tool call ids ------------------------------------------------------------------------------

@@ -69,7 +69,6 @@ from .common import (
     data_url,
     decode_signature,
     dumps,
-    encode_redacted_signature,
     encode_signature,
     event_json,
     field_list,
@@ -523,7 +522,7 @@ def _message_item(item_id: str, text: str | None, status: str = "completed") -> 
 def _reasoning_item(item_id: str, text: str, opaque: Opaque | None, redacted: bool) -> JSON:
     item: JSON = {"id": item_id, "type": "reasoning", "summary": _summary(text)}
     if redacted:  # an envelope that remembers it, so the client's echo becomes redacted_thinking again
-        item["encrypted_content"] = encode_redacted_signature(opaque)
+        item["encrypted_content"] = encode_signature(opaque, redacted=True)
     elif opaque is not None and opaque.origin == NAME:
         if opaque.data:
             item["encrypted_content"] = opaque.data
