@@ -2,8 +2,10 @@
 
 ``mock`` is the session's :class:`~tests.mock_upstream.MockUpstream`, emptied before each test.
 ``bridge(upstream)`` starts (once per configuration and session) ``mitmdump -s addon/bridge.py`` on a
-free loopback port, in front of the mock, with an endpoint whose upstream format is ``"chat"``
-(``url_openai``) or ``"anthropic"`` (``url_anthropic``), and returns a :class:`BridgeProcess`.
+free loopback port, in front of the mock, with an endpoint whose upstream is ``"chat"`` (``url_openai``,
+Chat Completions), ``"responses"`` (``url_openai`` with ``openai_preference: responses``),
+``"anthropic"`` (``url_anthropic``) or ``"codex"`` (``url_codex``: the mock's ChatGPT Codex backend at
+``/backend-api/codex``), and returns a :class:`BridgeProcess`.
 mitmdump runs without ``-q`` but with ``termlog_verbosity=warn`` and ``flow_detail=0``: quiet, except the
 bridge's own warnings. When a test fails, what each mitmdump logged during it is attached to the report.
 """
@@ -124,12 +126,14 @@ def mock(mock_upstream: MockUpstream) -> Iterator[MockUpstream]:
 @pytest.fixture(scope="session")
 def bridge(tmp_path_factory: pytest.TempPathFactory,
            mock_upstream: MockUpstream) -> Iterator[Callable[..., BridgeProcess]]:
-    """Factory: ``bridge("chat")`` / ``bridge("anthropic")``, extra endpoint keys as keywords."""
+    """Factory: ``bridge("chat" | "responses" | "anthropic" | "codex")``, extra endpoint keys as keywords."""
     started: dict[str, BridgeProcess] = {}
 
     def make(upstream: str, **endpoint: object) -> BridgeProcess:
         urls = {"chat": {"url_openai": f"{mock_upstream.url}/v1", "openai_preference": "chat_completions"},
-                "anthropic": {"url_anthropic": mock_upstream.url}}
+                "responses": {"url_openai": f"{mock_upstream.url}/v1", "openai_preference": "responses"},
+                "anthropic": {"url_anthropic": mock_upstream.url},
+                "codex": {"url_codex": f"{mock_upstream.url}/backend-api/codex"}}
         spec = {"name": f"mock-{upstream}", **urls[upstream], "api_key_env": UPSTREAM_KEY_ENV, **endpoint}
         key = json.dumps(spec, sort_keys=True)
         if key not in started:

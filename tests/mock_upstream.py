@@ -1,12 +1,16 @@
-"""A scripted mock LLM upstream that speaks Anthropic Messages and OpenAI Chat Completions.
+"""A scripted mock LLM upstream that speaks Anthropic Messages, OpenAI Chat Completions and Responses.
 
-``POST /v1/messages`` answers in the Anthropic format, ``POST …/chat/completions`` in the Chat format.
-Every request is recorded (method, path with query, headers, raw body, parsed JSON). Each answer
-comes from the next :class:`Reply` queued with :meth:`MockUpstream.next_reply` (a default text reply
-when the queue is empty) and is rendered in the format of the path: one JSON body, or, when the
-request says ``"stream": true``, real SSE over chunked transfer encoding with one write and flush
-per event. Faults: an HTTP error status with the format's error JSON, a connection cut mid-stream
-(no chunked terminator), and a stream that ends cleanly before its terminal event.
+``POST /v1/messages`` answers in the Anthropic format, ``POST …/chat/completions`` in the Chat format,
+``POST …/responses`` in the Responses format (formats.md §3, §4.4). ``POST …/backend-api/codex/responses``
+plays the ChatGPT Codex backend: it refuses what that backend refuses (formats.md §6.6) with HTTP 400
+and a FastAPI-style ``{"detail": …}`` body, and otherwise answers like Responses. Every request is
+recorded (method, path with query, headers, raw body, parsed JSON). Each answer comes from the next
+:class:`Reply` queued with :meth:`MockUpstream.next_reply` (a default text reply when the queue is
+empty) and is rendered in the format of the path: one JSON body, or, when the request says
+``"stream": true``, real SSE over chunked transfer encoding with one write and flush per event.
+Faults: an HTTP error status with the format's error JSON, an in-stream error (Responses:
+``response.failed``), a connection cut mid-stream (no chunked terminator), and a stream that ends
+cleanly before its terminal event.
 
 Run standalone: ``python -m tests.mock_upstream --port 8001`` (answers every request with a default
 text reply; Ctrl-C stops it).
@@ -24,7 +28,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-__all__ = ["ToolCallSpec", "Reply", "Recorded", "MockUpstream", "ANTHROPIC_TO_CHAT_STOP"]
+__all__ = ["ToolCallSpec", "Reply", "Recorded", "MockUpstream", "ANTHROPIC_TO_CHAT_STOP",
+           "RESPONSES_INCOMPLETE_REASON", "CODEX_PATH"]
 
 ANTHROPIC_TO_CHAT_STOP = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length",
                           "tool_use": "tool_calls", "refusal": "content_filter"}
@@ -34,16 +39,35 @@ _ANTHROPIC_ERROR_TYPE = {400: "invalid_request_error", 401: "authentication_erro
 _CHAT_ERROR_TYPE = {400: "invalid_request_error", 401: "invalid_request_error", 404: "invalid_request_error",
                     500: "server_error", 503: "server_error"}
 _CHAT_ERROR_CODE = {401: "invalid_api_key", 404: "model_not_found", 429: "rate_limit_exceeded"}
+# A stop reason (Anthropic or Chat value) that ends a Responses answer as response.incomplete, and the
+# incomplete_details.reason it gives; every other stop is status completed (formats.md §5.8).
+RESPONSES_INCOMPLETE_REASON = {"max_tokens": "max_output_tokens", "length": "max_output_tokens",
+                               "model_context_window_exceeded": "max_output_tokens",
+                               "refusal": "content_filter", "content_filter": "content_filter"}
+CODEX_PATH = "/backend-api/codex/responses"
 
 
 @dataclass(frozen=True)
 class ToolCallSpec:
+    """One tool call. ``kind="custom"`` is a freeform tool's call (Codex's apply_patch/exec): ``arguments``
+    is then the raw input string, answered by Responses as a ``custom_tool_call``, and by Anthropic and
+    Chat, which have no freeform tools, as a function call with the arguments ``{"input": <string>}``
+    (how the bridge offers a freeform tool to them)."""
+
     id: str
     name: str
     arguments: dict[str, Any] | str  # an object is sent as JSON; a string is sent as is
+    kind: str = "function"  # or "custom"
 
     @property
     def arguments_json(self) -> str:
+        """The function arguments as JSON text (a custom call's input wrapped as {"input": …})."""
+        if self.kind == "custom":
+            return json.dumps({"input": self.arguments})
+        return self.arguments if isinstance(self.arguments, str) else json.dumps(self.arguments)
+
+    @property
+    def custom_input(self) -> str:
         return self.arguments if isinstance(self.arguments, str) else json.dumps(self.arguments)
 
 
@@ -52,8 +76,8 @@ class Reply:
     """What the mock answers to one request, independent of the wire format it is rendered in."""
 
     text: str | None = "Hello from the mock."
-    reasoning: str | None = None  # Anthropic thinking block / Chat reasoning_content, before the text
-    signature: str = "mock-signature"  # the Anthropic thinking block's signature
+    reasoning: str | None = None  # Anthropic thinking / Chat reasoning_content / Responses reasoning summary
+    signature: str = "mock-signature"  # the Anthropic thinking signature; Responses: the encrypted_content
     redacted: str | None = None  # Anthropic only: a redacted_thinking block's data, after the thinking
     tool_calls: Sequence[ToolCallSpec] = ()
     stop: str | None = None  # Anthropic value, mapped for Chat (a Chat value goes out as is); None: by content
@@ -66,6 +90,7 @@ class Reply:
     error_json: dict[str, Any] | None = None  # the whole error body, instead of one built from the fields above
     raw_error: bytes | None = None  # an error body that is not the format's JSON (e.g. a proxy's HTML page)
     error_after: int | None = None  # streamed: after N events send the format's in-stream error, then end
+    # (Anthropic event: error, Chat data: {"error": …}, Responses response.failed with error_type as its code)
     cut_after: int | None = None  # streamed: close the socket after N events, no chunked terminator
     end_after: int | None = None  # streamed: end the body cleanly after N events (terminal events lost)
     hold_after: int | None = None  # streamed: after N events wait until `release` is set (max 10 s)
@@ -80,6 +105,11 @@ class Reply:
     def wire_stop(self, fmt: str) -> str:
         stop = self.stop or ("tool_use" if self.tool_calls else "end_turn")
         return stop if fmt == "anthropic" else ANTHROPIC_TO_CHAT_STOP.get(stop, stop)
+
+    def responses_status(self) -> tuple[str, str | None]:
+        """(status, incomplete_details.reason) of the Responses answer."""
+        reason = RESPONSES_INCOMPLETE_REASON.get(self.stop or "")
+        return ("incomplete", reason) if reason else ("completed", None)
 
 
 @dataclass
@@ -215,6 +245,139 @@ def chat_events(reply: Reply, include_usage: bool) -> list[bytes]:
     return [f"data: {json.dumps(c)}\n\n".encode() for c in chunks] + [b"data: [DONE]\n\n"]
 
 
+# --- Responses rendering ------------------------------------------------------------------------
+
+
+def responses_usage(reply: Reply) -> dict[str, Any]:
+    if reply.usage is not None:
+        return dict(reply.usage)
+    return {"input_tokens": 12, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 7,
+            "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 19}
+
+
+def response_object(reply: Reply, status: str, output: list[dict[str, Any]], usage: dict[str, Any] | None,
+                    request: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A Response (formats.md §3.4); like the API it echoes some request settings."""
+    request = request or {}
+    reason = reply.responses_status()[1] if status == "incomplete" else None
+    return {"id": "resp_mock0001", "object": "response", "created_at": 1700000000, "status": status,
+            "background": False, "error": None, "incomplete_details": {"reason": reason} if reason else None,
+            "instructions": request.get("instructions"), "max_output_tokens": request.get("max_output_tokens"),
+            "model": reply.model, "output": output, "parallel_tool_calls": True, "previous_response_id": None,
+            "reasoning": {"effort": None, "summary": None}, "store": request.get("store", True),
+            "temperature": 1.0, "text": {"format": {"type": "text"}}, "tool_choice": "auto", "tools": [],
+            "top_p": 1.0, "truncation": "disabled", "usage": usage, "metadata": {}}
+
+
+def _reasoning_item(reply: Reply, done: bool) -> dict[str, Any]:
+    summary = [{"type": "summary_text", "text": reply.reasoning}] if done else []
+    item: dict[str, Any] = {"id": "rs_mock0001", "type": "reasoning", "summary": summary}
+    if done:  # the encrypted payload is whole only in output_item.done (formats.md §3.2)
+        item["encrypted_content"] = reply.signature
+    return item
+
+
+def _message_item(text: str | None, status: str) -> dict[str, Any]:
+    content = [] if text is None else [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}]
+    return {"id": "msg_mock0001", "type": "message", "status": status, "role": "assistant", "content": content}
+
+
+def _call_item(call: ToolCallSpec, n: int, done: bool) -> dict[str, Any]:
+    status = "completed" if done else "in_progress"
+    if call.kind == "custom":
+        return {"id": f"ctc_mock{n:04d}", "type": "custom_tool_call", "status": status, "call_id": call.id,
+                "name": call.name, "input": call.custom_input if done else ""}
+    return {"id": f"fc_mock{n:04d}", "type": "function_call", "status": status, "call_id": call.id,
+            "name": call.name, "arguments": call.arguments_json if done else ""}
+
+
+def responses_output(reply: Reply) -> list[dict[str, Any]]:
+    status = reply.responses_status()[0]
+    output = []
+    if reply.reasoning is not None:
+        output.append(_reasoning_item(reply, True))
+    if reply.text is not None:
+        output.append(_message_item(reply.text, "incomplete" if status == "incomplete" else "completed"))
+    output += [_call_item(call, n, True) for n, call in enumerate(reply.tool_calls, 1)]
+    return output
+
+
+def responses_body(reply: Reply, request: dict[str, Any] | None = None) -> dict[str, Any]:
+    return response_object(reply, reply.responses_status()[0], responses_output(reply), responses_usage(reply),
+                           request)
+
+
+def responses_events(reply: Reply, request: dict[str, Any] | None = None) -> list[bytes]:
+    """The Responses stream (formats.md §4.4): lifecycle events, each output item bracketed by
+    output_item.added/.done with its deltas between, then the terminal event with the full output."""
+    events: list[dict[str, Any]] = []
+
+    def emit(kind: str, **fields: Any) -> None:
+        events.append({"type": kind, "sequence_number": len(events), **fields})
+
+    status, _ = reply.responses_status()
+    shell = response_object(reply, "in_progress", [], None, request)
+    emit("response.created", response=shell)
+    emit("response.in_progress", response=shell)
+    done_items = responses_output(reply)
+    index = 0
+    if reply.reasoning is not None:
+        item, ref = done_items[index], {"item_id": "rs_mock0001", "output_index": index}
+        emit("response.output_item.added", output_index=index, item=_reasoning_item(reply, False))
+        emit("response.reasoning_summary_part.added", **ref, summary_index=0, part={"type": "summary_text", "text": ""})
+        for piece in _pieces(reply.reasoning, reply.piece):
+            emit("response.reasoning_summary_text.delta", **ref, summary_index=0, delta=piece)
+        emit("response.reasoning_summary_text.done", **ref, summary_index=0, text=reply.reasoning)
+        emit("response.reasoning_summary_part.done", **ref, summary_index=0,
+             part={"type": "summary_text", "text": reply.reasoning})
+        emit("response.output_item.done", output_index=index, item=item)
+        index += 1
+    if reply.text is not None:
+        item, ref = done_items[index], {"item_id": "msg_mock0001", "output_index": index}
+        emit("response.output_item.added", output_index=index, item=_message_item(None, "in_progress"))
+        emit("response.content_part.added", **ref, content_index=0,
+             part={"type": "output_text", "text": "", "annotations": [], "logprobs": []})
+        for piece in _pieces(reply.text, reply.piece):
+            emit("response.output_text.delta", **ref, content_index=0, delta=piece, logprobs=[])
+        emit("response.output_text.done", **ref, content_index=0, text=reply.text, logprobs=[])
+        emit("response.content_part.done", **ref, content_index=0, part=item["content"][0])
+        emit("response.output_item.done", output_index=index, item=item)
+        index += 1
+    for n, call in enumerate(reply.tool_calls, 1):
+        item = done_items[index]
+        ref = {"item_id": item["id"], "output_index": index}
+        emit("response.output_item.added", output_index=index, item=_call_item(call, n, False))
+        if call.kind == "custom":
+            for piece in _thirds(call.custom_input):
+                emit("response.custom_tool_call_input.delta", **ref, delta=piece)
+            emit("response.custom_tool_call_input.done", **ref, input=call.custom_input)
+        else:
+            for piece in _thirds(call.arguments_json):
+                emit("response.function_call_arguments.delta", **ref, delta=piece)
+            emit("response.function_call_arguments.done", **ref, name=call.name, arguments=call.arguments_json)
+        emit("response.output_item.done", output_index=index, item=item)
+        index += 1
+    final = response_object(reply, status, done_items, responses_usage(reply), request)
+    emit("response.completed" if status == "completed" else "response.incomplete", response=final)
+    return [f"event: {e['type']}\ndata: {json.dumps(e)}\n\n".encode() for e in events]
+
+
+def codex_refusal(body: Any) -> str | None:
+    """What the ChatGPT Codex backend says (HTTP 400 ``{"detail": …}``) to a body it refuses (§6.6)."""
+    if not isinstance(body, dict):
+        return "Invalid request body"
+    if body.get("store") is not False:  # public Responses defaults store to true
+        return "Store must be set to false"
+    if body.get("stream") is not True:
+        return "Stream must be set to true"
+    if not isinstance(body.get("instructions"), str):
+        return "Instructions are required"
+    for key in ("max_output_tokens", "temperature", "top_p"):
+        if key in body:
+            return f"Unsupported parameter: {key}"
+    return None
+
+
 def error_body(fmt: str, reply: Reply, status: int) -> dict[str, Any]:
     if reply.error_json is not None:
         return reply.error_json
@@ -228,10 +391,16 @@ def error_body(fmt: str, reply: Reply, status: int) -> dict[str, Any]:
     return {"error": {"message": reply.error_message, "type": kind, "param": None, "code": code}}
 
 
-def stream_error_event(fmt: str, reply: Reply) -> bytes:
-    """The in-stream error after a 200 (Anthropic ``event: error``; Chat ``data: {"error": …}``)."""
+def stream_error_event(fmt: str, reply: Reply, sequence_number: int = 0) -> bytes:
+    """The in-stream error after a 200 (Anthropic ``event: error``; Chat ``data: {"error": …}``;
+    Responses ``response.failed`` whose ``response.error`` has the code and message)."""
     if fmt == "anthropic":
         return f"event: error\ndata: {json.dumps(error_body(fmt, reply, 529))}\n\n".encode()
+    if fmt == "responses":
+        failed = response_object(reply, "failed", [], None)
+        failed["error"] = {"code": reply.error_type or "server_error", "message": reply.error_message}
+        event = {"type": "response.failed", "sequence_number": sequence_number, "response": failed}
+        return f"event: response.failed\ndata: {json.dumps(event)}\n\n".encode()
     return f"data: {json.dumps(error_body(fmt, reply, 500))}\n\n".encode()
 
 
@@ -276,10 +445,15 @@ class _Handler(BaseHTTPRequestHandler):
             fmt = "anthropic"
         elif bare.endswith("/chat/completions"):
             fmt = "chat"
+        elif bare.endswith("/responses"):
+            fmt = "responses"
         else:
             self._send_json(404, {"error": {"message": f"no route for POST {self.path}", "type": "not_found"}})
             return
         reply = self.server.mock._take_reply()
+        if bare.endswith(CODEX_PATH) and (refusal := codex_refusal(parsed)) is not None:
+            self._send_json(400, {"detail": refusal})
+            return
         if reply.status >= 400 and reply.raw_error is not None:
             self._send_raw(reply.status, reply.raw_error, reply.headers.get("content-type", "text/html"))
             return
@@ -287,13 +461,20 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(reply.status, error_body(fmt, reply, reply.status), reply)
             return
         stream = isinstance(parsed, dict) and parsed.get("stream") is True
+        request = parsed if isinstance(parsed, dict) else {}
         if not stream or reply.as_json:
-            self._send_json(200, anthropic_body(reply) if fmt == "anthropic" else chat_body(reply), reply)
+            bodies = {"anthropic": anthropic_body, "chat": chat_body, "responses": responses_body}
+            self._send_json(200, responses_body(reply, request) if fmt == "responses" else bodies[fmt](reply), reply)
             return
-        include_usage = bool(isinstance(parsed, dict) and (parsed.get("stream_options") or {}).get("include_usage"))
-        events = anthropic_events(reply) if fmt == "anthropic" else chat_events(reply, include_usage)
+        include_usage = bool((request.get("stream_options") or {}).get("include_usage"))
+        if fmt == "anthropic":
+            events = anthropic_events(reply)
+        elif fmt == "chat":
+            events = chat_events(reply, include_usage)
+        else:
+            events = responses_events(reply, request)
         if reply.error_after is not None:
-            events = [*events[:reply.error_after], stream_error_event(fmt, reply)]
+            events = [*events[:reply.error_after], stream_error_event(fmt, reply, reply.error_after)]
         if reply.keepalive:
             events = [b": keep-alive\n\n" + e for e in events]
         if reply.crlf:
