@@ -1,4 +1,4 @@
-"""Claude Code itself, through a real mitmdump running the bridge, against a Chat Completions upstream.
+"""Claude Code itself, through a real mitmdump running the bridge, against Chat, Responses and Codex upstreams.
 
 The real client is the strictest oracle we have: it sends what Claude Code 2.1 sends (system blocks
 with cache_control, a system message inside ``messages``, adaptive thinking, a dozen tools with
@@ -32,13 +32,13 @@ def claude() -> Path:
     return CLAUDE
 
 
-def test_claude_code_runs_a_shell_command_through_a_chat_upstream(
-    claude: Path, mock, bridge, tmp_path: Path
-) -> None:
-    proc = bridge("chat")
+@pytest.mark.parametrize("upstream", ["chat", "responses", "codex"])
+def test_claude_code_runs_a_shell_command(claude: Path, mock, bridge, tmp_path: Path, upstream: str) -> None:
+    proc = bridge(upstream)
     command = "echo bridge-ok > proof.txt && cat proof.txt"
-    mock.next_reply(Reply(text="I'll run it.", tool_calls=[ToolCallSpec("call_cc1", "Bash", {
-        "command": command, "description": "Write the proof file"})]))
+    mock.next_reply(Reply(text="I'll run it.", reasoning="The user wants a file.", signature="enc-cc-1",
+                          tool_calls=[ToolCallSpec("call_cc1", "Bash", {
+                              "command": command, "description": "Write the proof file"})]))
     mock.next_reply(Reply(text="The command printed bridge-ok."))
     work = tmp_path / "work"
     work.mkdir()
@@ -56,12 +56,32 @@ def test_claude_code_runs_a_shell_command_through_a_chat_upstream(
 
     first, second = mock.requests
     for rec in (first, second):
-        assert rec.path.startswith("/v1/chat/completions")
         assert rec.headers["authorization"] == f"Bearer {UPSTREAM_KEY}"
         assert CLIENT_KEY not in rec.all_header_values
-        assert rec.json["stream"] is True and rec.json["stream_options"] == {"include_usage": True}
-        assert "Bash" in [t["function"]["name"] for t in rec.json["tools"]]
-    assistant, tool = second.json["messages"][-2:]
-    assert assistant["tool_calls"][0]["id"] == "call_cc1"
-    assert json.loads(assistant["tool_calls"][0]["function"]["arguments"])["command"] == command
-    assert tool == {"role": "tool", "tool_call_id": "call_cc1", "content": "bridge-ok"}
+    if upstream == "chat":
+        for rec in (first, second):
+            assert rec.path.startswith("/v1/chat/completions")
+            assert rec.json["stream"] is True and rec.json["stream_options"] == {"include_usage": True}
+            assert "Bash" in [t["function"]["name"] for t in rec.json["tools"]]
+        assistant, tool = second.json["messages"][-2:]
+        assert assistant["tool_calls"][0]["id"] == "call_cc1"
+        assert json.loads(assistant["tool_calls"][0]["function"]["arguments"])["command"] == command
+        assert tool == {"role": "tool", "tool_call_id": "call_cc1", "content": "bridge-ok"}
+        assert assistant["reasoning_content"] == "The user wants a file."  # echoed by Claude Code, restored
+        return
+    # Responses, or the ChatGPT Codex backend's flavour of it
+    path = "/backend-api/codex/responses" if upstream == "codex" else "/v1/responses"
+    for rec in (first, second):
+        assert rec.path.startswith(path)
+        assert rec.json["store"] is False and rec.json["stream"] is True
+        assert "Bash" in [t["name"] for t in rec.json["tools"]]
+        if upstream == "codex":
+            assert rec.json["instructions"] and "max_output_tokens" not in rec.json
+    call = next(i for i in second.json["input"] if i.get("type") == "function_call")
+    output = next(i for i in second.json["input"] if i.get("type") == "function_call_output")
+    assert call["call_id"] == "call_cc1" and json.loads(call["arguments"])["command"] == command
+    assert output["call_id"] == "call_cc1" and output["output"] == "bridge-ok"
+    # Claude Code echoed the thinking block the bridge made of the reasoning item: the upstream gets
+    # its own encrypted_content back, unchanged.
+    reasoning = next(i for i in second.json["input"] if i.get("type") == "reasoning")
+    assert reasoning["encrypted_content"] == "enc-cc-1"
