@@ -199,6 +199,7 @@ class Request:
     stream: bool = False
     include_usage: bool = False  # the client asked for usage in its stream (Chat stream_options)
     user: str | None = None
+    cache_key: str | None = None  # OpenAI prompt_cache_key: routes requests to a warm prompt cache
     warnings: tuple[str, ...] = ()  # what the parse dropped or approximated
 
 

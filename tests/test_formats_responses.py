@@ -305,11 +305,19 @@ def test_parse_warns_about_everything_it_drops() -> None:
         "tools": [{"type": "web_search"}, {"type": "function", "name": "f"}], "tool_choice": {"type": "file_search"},
         "input": [{"type": "item_reference", "id": "msg_1"}, msg("user", itext("x")),
                   {"type": "local_shell_call", "call_id": "c", "action": {"type": "exec", "command": ["ls"]}}]})
-    for needle in ("store", "prompt_cache_key", "truncation", "metadata", "message.output_text.logprobs",
+    for needle in ("store", "truncation", "metadata", "message.output_text.logprobs",
                    "text.verbosity", "web_search", "file_search", "item_reference", "local_shell_call"):
         assert any(needle in w for w in got.warnings), needle
     assert not any("reasoning.encrypted_content" in w for w in got.warnings)
     assert [t.name for t in got.tools] == ["f"] and got.messages == (user(Text(text="x")),)
+    assert got.cache_key == "k" and not any("prompt_cache_key" in w for w in got.warnings)
+
+
+def test_prompt_cache_key_reaches_openai_upstreams_only() -> None:
+    req = R.parse_request({"model": "m", "input": "x", "prompt_cache_key": "thread-1"})
+    assert R.render_request(req, make_ctx(req))["prompt_cache_key"] == "thread-1"
+    assert C.render_request(req, make_ctx(req))["prompt_cache_key"] == "thread-1"
+    assert "prompt_cache_key" not in json.dumps(A.render_request(req, make_ctx(req)))
 
 
 def test_parse_custom_tool_keeps_grammar_in_description() -> None:
@@ -453,7 +461,8 @@ def test_parse_codex_request() -> None:
     )
     assert got.system == () and got.stream is True and got.parallel_tool_calls is False
     assert got.tool_choice == ToolChoice(mode="auto") and got.reasoning == ReasoningConfig(effort="low")
-    assert sorted(w.split()[0] for w in got.warnings) == ["client_metadata", "prompt_cache_key", "text.verbosity"]
+    assert sorted(w.split()[0] for w in got.warnings) == ["client_metadata", "text.verbosity"]
+    assert got.cache_key == "01a1fc81"
 
 
 def test_codex_request_rendered_for_anthropic() -> None:

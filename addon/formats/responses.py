@@ -97,10 +97,10 @@ OWN_HEADERS: tuple[str, ...] = ()
 REQUIRED_HEADERS: dict[str, str] = {}
 
 # Request fields the IR carries (store/include/stream_options are about this API's own state and
-# stream); any other (prompt_cache_key, metadata, truncation, client_metadata, …) is reported.
+# stream); any other (metadata, truncation, client_metadata, …) is reported.
 _TRANSLATED = {"model", "input", "instructions", "tools", "tool_choice", "parallel_tool_calls", "max_output_tokens",
                "temperature", "top_p", "text", "reasoning", "stream", "stream_options", "safety_identifier", "user",
-               "store", "include"}
+               "prompt_cache_key", "store", "include"}
 _ASSISTANT_ITEMS = {"reasoning", "function_call", "custom_tool_call"}
 _OUTPUT_ITEMS = {"function_call_output", "custom_tool_call_output"}
 _DEFAULT_INSTRUCTIONS = "You are a helpful assistant."  # the Codex backend refuses a request without any (§6.6)
@@ -160,6 +160,7 @@ def parse_request(body: JSON) -> Request:
         reasoning=None if reasoning is None else ReasoningConfig(enabled=effort != "none", effort=effort),
         stream=bool(opt_bool(body, "stream")),
         user=opt_str(body, "safety_identifier") or opt_str(body, "user"),
+        cache_key=opt_str(body, "prompt_cache_key"),
         warnings=tuple(warnings),
     )
 
@@ -369,6 +370,8 @@ def render_request(req: Request, ctx: Context) -> JSON:
     elif req.user:
         ctx.warnings.append("user dropped: " + ("the Codex backend takes no safety_identifier" if codex
                                                 else "safety_identifier is limited to 128 characters"))
+    if req.cache_key:
+        body["prompt_cache_key"] = req.cache_key
     body["store"] = False  # the API stores by default: a privacy problem, and refused by Codex (§7.23)
     if req.stream or codex:
         body["stream"] = True  # Codex refuses anything else; the addon folds it for a non-streaming client
