@@ -85,7 +85,10 @@ class Bridge:
         api_key = r.endpoint.api_key()
         flow.metadata["bridge"] = {"client_format": client_format, "upstream_format": r.upstream_format,
                                    "endpoint": r.endpoint.name}
-        if r.passthrough:
+        # A flavoured upstream (the Codex backend) takes pass-through only when the request already
+        # keeps its rules; otherwise the request is translated like any other.
+        if r.passthrough and (r.flavor is None or upstream.passes_through(flow.request.get_content(strict=False)
+                                                                           or b"", r.flavor)):
             self._set_headers(flow, client, upstream, api_key, r.endpoint.auth, r.endpoint.headers)
             logger.info("pass-through %s → endpoint %s", client_format, r.endpoint.name)
             return

@@ -1348,3 +1348,17 @@ def test_render_response_ids_and_usage(response: Response) -> None:
     assert body["id"] == response.id if response.id.startswith("resp_") else body["id"].startswith("resp_")
     assert body["usage"]["total_tokens"] == response.usage.total_input + (response.usage.output_tokens or 0)
     assert body["object"] == "response" and body["created_at"] == 1_700_000_000
+
+
+@pytest.mark.parametrize(("body", "ok"), [
+    ({"model": "m", "input": "x", "instructions": "i", "store": False, "stream": True}, True),  # the Codex CLI's
+    ({"model": "m", "input": "x", "instructions": "i", "stream": True}, False),  # store defaults to true
+    ({"model": "m", "input": "x", "instructions": "i", "store": False, "stream": False}, False),
+    ({"model": "m", "input": "x", "store": False, "stream": True}, False),
+    ({"model": "m", "input": "x", "instructions": "i", "store": False, "stream": True, "max_output_tokens": 9}, False),
+])
+def test_codex_backend_takes_pass_through_only_when_its_rules_hold(body: dict[str, Any], ok: bool) -> None:
+    raw = json.dumps(body).encode()
+    assert R.passes_through(raw, "codex") is ok
+    assert R.passes_through(raw, "other") is True
+    assert R.passes_through(b"not json", "codex") is False

@@ -69,7 +69,7 @@ from .common import (
 __all__ = [
     "NAME", "parse_request", "render_request", "response_events", "render_response",
     "StreamParser", "StreamEmitter", "parse_error", "render_error", "render_stream_error",
-    "AUTH_HEADERS", "OWN_HEADERS", "REQUIRED_HEADERS", "auth_headers",
+    "AUTH_HEADERS", "OWN_HEADERS", "REQUIRED_HEADERS", "auth_headers", "passes_through",
 ]
 
 NAME = "anthropic"
@@ -779,3 +779,8 @@ def auth_headers(api_key: str | None, auth: str | None) -> dict[str, str]:
 
 
 
+
+
+def passes_through(body: bytes, flavor: str) -> bool:
+    """Whether a request already in this format suits a flavoured upstream as is (no flavours here)."""
+    return True

@@ -82,7 +82,7 @@ from .common import (
 __all__ = [
     "NAME", "parse_request", "render_request", "response_events", "render_response",
     "StreamParser", "StreamEmitter", "parse_error", "render_error", "render_stream_error",
-    "AUTH_HEADERS", "OWN_HEADERS", "REQUIRED_HEADERS", "auth_headers", "wire_tool_name",
+    "AUTH_HEADERS", "OWN_HEADERS", "REQUIRED_HEADERS", "auth_headers", "passes_through", "wire_tool_name",
 ]
 
 NAME = "chat"
@@ -801,3 +801,8 @@ def auth_headers(api_key: str | None, auth: str | None) -> dict[str, str]:
         return {}
     return {"x-api-key": api_key} if auth == "x-api-key" else {"authorization": f"Bearer {api_key}"}
 
+
+
+def passes_through(body: bytes, flavor: str) -> bool:
+    """Whether a request already in this format suits a flavoured upstream as is (no flavours here)."""
+    return True

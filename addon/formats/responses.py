@@ -88,7 +88,7 @@ from .common import (
 __all__ = [
     "NAME", "parse_request", "render_request", "response_events", "render_response",
     "StreamParser", "StreamEmitter", "parse_error", "render_error", "render_stream_error",
-    "AUTH_HEADERS", "OWN_HEADERS", "REQUIRED_HEADERS", "auth_headers",
+    "AUTH_HEADERS", "OWN_HEADERS", "REQUIRED_HEADERS", "auth_headers", "passes_through",
 ]
 
 NAME = "responses"
@@ -1020,3 +1020,19 @@ def auth_headers(api_key: str | None, auth: str | None) -> dict[str, str]:
     if not api_key:
         return {}
     return {"x-api-key": api_key} if auth == "x-api-key" else {"authorization": f"Bearer {api_key}"}
+
+
+_CODEX_REFUSES = ("max_output_tokens", "temperature", "top_p")
+
+
+def passes_through(body: bytes, flavor: str) -> bool:
+    """Whether a Responses request already keeps the Codex backend's rules (§6.6) and can go as is.
+
+    The Codex CLI's own requests do; a plain SDK client's usually do not (store defaults to true),
+    and is then translated: streamed upstream, folded for it when it did not ask for a stream.
+    """
+    if flavor != "codex":
+        return True
+    data = json_or_none(body)
+    return (isinstance(data, dict) and data.get("store") is False and data.get("stream") is True
+            and bool(data.get("instructions")) and not any(key in data for key in _CODEX_REFUSES))
