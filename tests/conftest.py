@@ -165,3 +165,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             text = proc.log()[start.get(proc.name, 0):][-4000:]
             report.sections.append((f"mitmdump {proc.name} log during the test", text or "(nothing)"))
     return report
+
+
+def require_cli(path: Path, name: str, package: str) -> Path:
+    """A real client's binary, or a skip (a failure when BRIDGE_REQUIRE_CLIENTS=1, as in CI)."""
+    if not path.exists():
+        if os.environ.get("BRIDGE_REQUIRE_CLIENTS") == "1":
+            pytest.fail(f"{name} not found at {path}")
+        pytest.skip(f"{name} not installed at {path} (npm install {package})")
+    return path

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import CLIENT_KEY, ROOT, UPSTREAM_KEY
+from tests.conftest import CLIENT_KEY, ROOT, UPSTREAM_KEY, require_cli
 from tests.mock_upstream import Reply, ToolCallSpec
 
 CLAUDE = Path(os.environ.get("CLAUDE_BIN") or ROOT / ".tmp/claude-code/node_modules/.bin/claude")
@@ -25,11 +25,7 @@ CLAUDE = Path(os.environ.get("CLAUDE_BIN") or ROOT / ".tmp/claude-code/node_modu
 
 @pytest.fixture
 def claude() -> Path:
-    if not CLAUDE.exists():
-        if os.environ.get("BRIDGE_REQUIRE_CLIENTS") == "1":
-            pytest.fail(f"Claude Code not found at {CLAUDE}")
-        pytest.skip(f"Claude Code not installed at {CLAUDE} (npm install @anthropic-ai/claude-code)")
-    return CLAUDE
+    return require_cli(CLAUDE, "Claude Code", "@anthropic-ai/claude-code")
 
 
 @pytest.mark.parametrize("upstream", ["chat", "responses", "codex"])

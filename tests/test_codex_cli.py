@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, UPSTREAM_KEY
+from tests.conftest import ROOT, UPSTREAM_KEY, require_cli
 from tests.mock_upstream import Reply, ToolCallSpec
 
 CODEX = Path(os.environ.get("CODEX_BIN") or ROOT / ".tmp/codex/node_modules/.bin/codex")
@@ -27,11 +27,7 @@ EXEC_JS = f"const r = await tools.exec_command({{cmd: {json.dumps(COMMAND)}}});\
 
 @pytest.fixture
 def codex() -> Path:
-    if not CODEX.exists():
-        if os.environ.get("BRIDGE_REQUIRE_CLIENTS") == "1":
-            pytest.fail(f"Codex CLI not found at {CODEX}")
-        pytest.skip(f"Codex CLI not installed at {CODEX} (npm install @openai/codex)")
-    return CODEX
+    return require_cli(CODEX, "Codex CLI", "@openai/codex")
 
 
 def run_codex(codex: Path, base_url: str, tmp_path: Path, model: str | None) -> tuple[list[dict], str, Path]:
