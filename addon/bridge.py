@@ -1,18 +1,23 @@
 """mitmproxy entry point: ``mitmdump -s addon/bridge.py --set bridge_config=config.yaml``.
 
-Glue only: options, hooks, and the per-flow stream adapter. Which format a request is in, where it
-goes and how it is translated are decided by ``routing``, ``translate`` and ``formats``; no field of
-any wire format is named here. See mitmproxy-notes.md for the traps each hook steps around.
+Glue only: options, hooks, and the per-flow stream adapter. What a request is, where it goes and how
+it is translated are decided by ``plan`` (with ``routing``, ``translate`` and ``formats``); no field
+of any wire format is named here. See mitmproxy-notes.md for the traps each hook steps around.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import ipaddress
 import logging
+import os
 import sys
 import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 # mitmproxy loads this file as a script, not as part of the ``addon`` package.
 _ROOT = str(Path(__file__).resolve().parent.parent)
@@ -21,17 +26,17 @@ if _ROOT not in sys.path:
 
 from mitmproxy import addonmanager, ctx, exceptions, http  # noqa: E402
 from mitmproxy.net.http.status_codes import RESPONSES  # noqa: E402
+from mitmproxy.proxy.mode_specs import ProxyMode  # noqa: E402
 
-from addon import formats  # noqa: E402
 from addon.config import Config, ConfigError, load_config  # noqa: E402
 from addon.decompress import decoder_for  # noqa: E402
-from addon.errors import BadRequest, BridgeError  # noqa: E402
-from addon.formats import Format  # noqa: E402
-from addon.formats.common import Context  # noqa: E402
-from addon.routing import detect_format, route  # noqa: E402
-from addon.translate import SSE_TYPE, Exchange, StreamTranslator, error_response  # noqa: E402
+from addon.plan import plan  # noqa: E402
+from addon.routing import detect  # noqa: E402
+from addon.translate import SSE_TYPE, Exchange, ModelRenamer, StreamTranslator  # noqa: E402
 
 logger = logging.getLogger("bridge")
+
+_LOOPBACK_NAMES = {"localhost", "ip6-localhost"}
 
 
 def _new_id(prefix: str) -> str:
@@ -41,7 +46,7 @@ def _new_id(prefix: str) -> str:
 class StreamAdapter:
     """The ``flow.response.stream`` callable: bytes per network chunk, then ``b""`` at the end."""
 
-    def __init__(self, translator: StreamTranslator, decode: Callable[[bytes], bytes]) -> None:
+    def __init__(self, translator: StreamTranslator | ModelRenamer, decode: Callable[[bytes], bytes]) -> None:
         self.translator = translator
         self._decode = decode
 
@@ -53,104 +58,155 @@ class StreamAdapter:
         return (self.translator.feed(tail) if tail else []) + self.translator.close()
 
 
+class _Flow:
+    """What the bridge remembers about a flow between its hooks (never stored in the flow itself).
+
+    A plain class: mitmproxy runs this file as a script outside ``sys.modules``, where a dataclass
+    cannot resolve its own annotations.
+    """
+
+    __slots__ = ("exchange", "renamer", "started", "streamed", "summary")
+
+    def __init__(self, summary: dict[str, Any], exchange: Exchange | None, renamer: ModelRenamer | None) -> None:
+        self.summary = summary
+        self.exchange = exchange
+        self.renamer = renamer
+        self.streamed: StreamTranslator | ModelRenamer | None = None
+        self.started = time.monotonic()
+
+
+def _is_loopback(host: str) -> bool:
+    if host in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 class Bridge:
     def __init__(self) -> None:
         self.config: Config | None = None
-        self._exchanges: dict[str, Exchange] = {}
+        self._flows: dict[str, _Flow] = {}
+        self._mtime: float | None = None
+        self._watcher: asyncio.Task[None] | None = None
 
     def load(self, loader: addonmanager.Loader) -> None:
         loader.add_option("bridge_config", str, "config.yaml",
-                          "Path of the bridge's YAML config (endpoints, formats, key env vars).")
+                          "Path of the bridge's YAML config (endpoints, formats, key env vars). "
+                          "Reloaded when the file changes.")
 
     def configure(self, updated: set[str]) -> None:
         if "bridge_config" in updated:
             try:
                 self.config = load_config(ctx.options.bridge_config)
+                self._mtime = _mtime(ctx.options.bridge_config)
             except ConfigError as e:
                 raise exceptions.OptionsError(str(e)) from None  # type: ignore[no-untyped-call]
         if "connection_strategy" in ctx.options and ctx.options.connection_strategy != "lazy":
             # eager connects to the reverse target before any hook can reroute (notes §2).
             ctx.options.update(connection_strategy="lazy")  # type: ignore[no-untyped-call]
+        self._check_exposure()
+
+    def _check_exposure(self) -> None:
+        """Say so when the bridge is reachable beyond loopback: without client keys, only loopback
+        clients are served (the bridge holds upstream keys; it must never be an open relay)."""
+        if self.config is None or self.config.client_keys_env or "listen_host" not in ctx.options:
+            return
+        hosts = {ProxyMode.parse(spec).custom_listen_host or ctx.options.listen_host for spec in ctx.options.mode}
+        exposed = sorted(h or "all interfaces" for h in hosts if not _is_loopback(h))
+        if exposed:
+            logger.warning("listening on %s without client_keys_env: only loopback clients will be served; "
+                           "set client_keys_env in %s to serve others", ", ".join(exposed), self.config.path)
+
+    async def running(self) -> None:
+        self._watcher = asyncio.create_task(self._watch_config())
+
+    async def done(self) -> None:
+        if self._watcher:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+
+    async def _watch_config(self) -> None:
+        """Reload the config when its file changes; a broken edit keeps the last good config."""
+        while True:
+            await asyncio.sleep(1.0)
+            path = ctx.options.bridge_config
+            mtime = _mtime(path)
+            if mtime is None or mtime == self._mtime:
+                continue
+            self._mtime = mtime
+            try:
+                self.config = load_config(path)
+                logger.info("config reloaded from %s", path)
+            except ConfigError as e:
+                logger.error("config not reloaded, keeping the previous one: %s", e)
+
+    def _ours(self, flow: http.HTTPFlow) -> bool:
+        """In regular and upstream proxy mode the bridge acts only on the LLM API hosts it knows."""
+        mode = flow.client_conn.proxy_mode.type_name
+        return mode not in ("regular", "upstream") or (
+            self.config is not None and flow.request.pretty_host.lower() in self.config.intercept_hosts)
 
     def request(self, flow: http.HTTPFlow) -> None:
         if flow.response or flow.error or not flow.live or "bridge" in flow.metadata or self.config is None:
             return
-        client_format = detect_format(flow.request.method, flow.request.path)
-        if client_format not in formats.FORMATS:
+        req = flow.request
+        op = detect(req.method, req.path, "anthropic-version" in req.headers or "x-api-key" in req.headers)
+        if op is None or not self._ours(flow):
             return
-        r = route(self.config, client_format)
-        client, upstream = formats.get(client_format), formats.get(r.upstream_format)
-        query = flow.request.path.partition("?")[2]
-        flow.request.url = r.url + (f"?{query}" if query else "")
-        api_key = r.endpoint.api_key()
-        flow.metadata["bridge"] = {"client_format": client_format, "upstream_format": r.upstream_format,
-                                   "endpoint": r.endpoint.name}
-        # A flavoured upstream (the Codex backend) takes pass-through only when the request already
-        # keeps its rules; otherwise the request is translated like any other.
-        if r.passthrough and (r.flavor is None or upstream.passes_through(flow.request.get_content(strict=False)
-                                                                           or b"", r.flavor)):
-            self._set_headers(flow, client, upstream, api_key, r.endpoint.auth, r.endpoint.headers)
-            logger.info("pass-through %s → endpoint %s", client_format, r.endpoint.name)
-            return
-        ep = r.endpoint
-        ctx_ = Context(new_id=_new_id, created=int(time.time()), default_max_tokens=ep.default_max_tokens,
-                       max_tokens_limit=ep.max_tokens_limit, drop_params=ep.drop_params, flavor=r.flavor)
         try:
-            try:
-                flow.request.decode()  # a zstd/gzip request body (Codex) is read as plain JSON
-            except ValueError as e:
-                raise BadRequest(f"request body could not be decoded: {e}") from None
-            exchange, body = Exchange.start(client, upstream, flow.request.get_content() or b"", ctx_)
-        except BridgeError as e:
-            status, content_type, error_body = error_response(client, e)
-            logger.warning("rejected %s request: %s", client_format, e.message)
-            flow.response = http.Response.make(status, error_body, {"content-type": content_type})
+            body = req.get_content() or b""
+        except ValueError:
+            body = req.raw_content or b""  # undecodable: plan() answers it as invalid JSON
+        peer = flow.client_conn.peername[0] if flow.client_conn.peername else ""
+        p = plan(self.config, op, req.path, req.headers, body, _new_id, int(time.time()),
+                 local_client=_is_loopback(str(peer).removeprefix("::ffff:")))
+        flow.metadata["bridge"] = p.summary
+        state = _Flow(summary=p.summary, exchange=p.exchange,
+                      renamer=ModelRenamer(*p.rename) if p.rename else None)
+        if p.answer is not None:
+            status, content_type, answer = p.answer
+            flow.response = http.Response.make(status, answer, {"content-type": content_type})
+            self._log(flow, state, status)
             return
-        flow.request.content = body
-        flow.request.headers["content-type"] = "application/json"
-        flow.request.headers["accept-encoding"] = "identity"  # the stream callable needs plain bytes
-        self._set_headers(flow, client, upstream, api_key, r.endpoint.auth, r.endpoint.headers)
-        self._exchanges[flow.id] = exchange
-        flow.metadata["bridge"]["model"] = exchange.request.model
-        flow.metadata["bridge"]["warnings"] = list(exchange.warnings)
-        logger.info("format conversion %s → %s, endpoint %s, model %s%s", client_format, r.upstream_format,
-                    r.endpoint.name, exchange.request.model,
-                    "".join(f"\n  dropped/approximated: {w}" for w in exchange.warnings))
-
-    @staticmethod
-    def _set_headers(flow: http.HTTPFlow, client: Format, upstream: Format, api_key: str | None,
-                     auth: str | None, extra: tuple[tuple[str, str], ...]) -> None:
-        """The client's credentials never reach a different provider; its format's headers neither.
-
-        Pass-through without a configured key is the one case where the client's own key goes on:
-        the upstream speaks the client's format, and the client chose to send it.
-        """
-        headers = flow.request.headers
-        if api_key or client is not upstream:
-            for name in {*client.AUTH_HEADERS, *upstream.AUTH_HEADERS}:
-                headers.pop(name, None)
-            headers.update(upstream.auth_headers(api_key, auth))
-        if client is not upstream:
-            for name in client.OWN_HEADERS:
-                headers.pop(name, None)
-            headers.update(upstream.REQUIRED_HEADERS)
-        headers.update(extra)
+        if p.url:
+            req.url = p.url
+        if p.body is not None:
+            req.headers.pop("content-encoding", None)  # the new body is plain JSON
+            req.content = p.body
+        for name in p.drop_headers:
+            req.headers.pop(name, None)
+        req.headers.update(p.set_headers)
+        self._flows[flow.id] = state
+        warnings = "".join(f"\n  dropped/approximated: {w}" for w in p.summary.get("warnings", ()))
+        logger.info("%s %s → %s, endpoint %s, model %s%s", p.summary.get("mode"), p.summary["client_format"],
+                    p.summary.get("upstream_format"), p.summary.get("endpoint"), _model(p.summary), warnings)
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
-        exchange = self._exchanges.get(flow.id)
+        state = self._flows.get(flow.id)
         resp = flow.response
-        if exchange is None or resp is None or resp.raw_content is not None:
-            return  # not ours, or the body is already here (replay): translated in response()
-        if resp.status_code >= 400 or not exchange.client_stream:
-            return  # errors and non-streamed clients get one translated body in response()
-        if not exchange.is_stream(resp.headers.get("content-type", "")):
+        if state is None or resp is None or resp.raw_content is not None:
+            return  # not ours, or the body is already here (replay): handled in response()
+        if resp.status_code >= 400:
+            return  # errors get one translated body in response()
+        content_type = resp.headers.get("content-type", "")
+        if state.exchange is not None:
+            if not state.exchange.client_stream or not state.exchange.is_stream(content_type):
+                return  # a non-streaming client gets the folded answer in response()
+            translator: StreamTranslator | ModelRenamer = state.exchange.stream()
+        elif state.renamer is not None and content_type.startswith(SSE_TYPE):
+            translator = state.renamer
+        else:
             return
         decode = decoder_for(resp.headers.get("content-encoding", ""))
         if decode is None:
             logger.warning("upstream stream has unknown content-encoding %s; buffering it",
                            resp.headers["content-encoding"])
             return
-        resp.stream = StreamAdapter(exchange.stream(), decode)
+        state.streamed = translator
+        resp.stream = StreamAdapter(translator, decode)
         resp.headers["content-type"] = SSE_TYPE  # the upstream's may be missing or carry a charset
         resp.headers.pop("content-encoding", None)
         resp.headers.pop("content-length", None)
@@ -158,28 +214,65 @@ class Bridge:
             resp.headers["transfer-encoding"] = "chunked"  # h2 clients reject it (notes §1)
 
     def response(self, flow: http.HTTPFlow) -> None:
-        exchange = self._exchanges.pop(flow.id, None)
+        state = self._flows.pop(flow.id, None)
         resp = flow.response
-        if exchange is None or resp is None:
+        if state is None or resp is None:
             return
-        if isinstance(resp.stream, StreamAdapter):
-            t = resp.stream.translator
-            flow.metadata["bridge"]["outcome"] = f"error: {t.failed.message}" if t.failed else "streamed"
-            return
-        status, content_type, body = exchange.translate_body(
-            resp.status_code, resp.headers.get("content-type", ""), resp.get_content(strict=False) or b"")
-        if status != resp.status_code:
-            resp.status_code = status
-            resp.reason = RESPONSES.get(status, "")
-        resp.headers.pop("content-encoding", None)
-        resp.headers.pop("transfer-encoding", None)
-        resp.headers["content-type"] = content_type
-        resp.content = body
-        flow.metadata["bridge"]["outcome"] = f"HTTP {status}"
+        if state.streamed is not None:
+            failed = state.streamed.failed
+            state.summary["outcome"] = f"error: {failed.message}" if failed else "streamed"
+        elif state.exchange is not None:
+            status, content_type, body = state.exchange.translate_body(
+                resp.status_code, resp.headers.get("content-type", ""), resp.get_content(strict=False) or b"")
+            if status != resp.status_code:
+                resp.status_code = status
+                resp.reason = RESPONSES.get(status, "")
+            resp.headers.pop("content-encoding", None)
+            resp.headers.pop("transfer-encoding", None)
+            resp.headers["content-type"] = content_type
+            resp.content = body
+            state.summary["outcome"] = f"HTTP {status}"
+        elif state.renamer is not None and resp.status_code < 400:
+            body = resp.get_content(strict=False) or b""
+            resp.headers.pop("content-encoding", None)
+            resp.content = state.renamer.body(body)
+        self._log(flow, state, resp.status_code)
 
     def error(self, flow: http.HTTPFlow) -> None:
-        if self._exchanges.pop(flow.id, None) is not None and flow.error:
-            logger.warning("upstream exchange failed: %s", flow.error.msg)
+        state = self._flows.pop(flow.id, None)
+        if state is not None and flow.error:
+            state.summary["outcome"] = f"failed: {flow.error.msg}"
+            self._log(flow, state, None)
+
+    @staticmethod
+    def _log(flow: http.HTTPFlow, state: _Flow, status: int | None) -> None:
+        """One line per request: formats, endpoint, models, status, tokens, time to first byte, duration.
+        Never a key: only names and numbers are logged."""
+        s = state.summary
+        usage = (state.streamed.usage if isinstance(state.streamed, StreamTranslator)
+                 else state.exchange.usage if state.exchange else None)
+        tokens = f"tokens {usage.total_input}/{usage.output_tokens}" if usage and usage.output_tokens is not None \
+            else "tokens ?"
+        resp = flow.response
+        ttfb = (f"{(resp.timestamp_start - flow.request.timestamp_start) * 1000:.0f} ms"
+                if resp and resp.timestamp_start and flow.request.timestamp_start else "-")
+        logger.info("%s %s → %s | endpoint %s | model %s | status %s | %s | first byte %s | %.0f ms%s",
+                    s.get("operation"), s.get("client_format"), s.get("upstream_format", "-"),
+                    s.get("endpoint", "-"), _model(s), status if status is not None else "-", tokens, ttfb,
+                    (time.monotonic() - state.started) * 1000,
+                    f" | {s['outcome']}" if s.get("outcome", "").startswith(("error", "failed")) else "")
+
+
+def _model(summary: dict[str, Any]) -> str:
+    model, upstream = summary.get("model", "-"), summary.get("upstream_model")
+    return f"{model} → {upstream}" if upstream and upstream != model else str(model)
+
+
+def _mtime(path: str) -> float | None:
+    try:
+        return os.stat(path).st_mtime
+    except OSError:
+        return None
 
 
 addons = [Bridge()]

@@ -1,9 +1,17 @@
 """Load and validate ``config.yaml`` into typed objects. Every mistake names file, key path and reason.
 
-Shape (grows with the routing work; unknown keys are rejected so a typo never passes silently)::
+Shape (unknown keys are rejected so a typo never passes silently; README "Configuration" has it all)::
 
-    endpoints:                      # tried in order; the first serves every model for now
+    client_keys_env: [BRIDGE_CLIENT_KEY]    # env vars holding the keys clients must present (optional)
+    intercept_hosts: [api.anthropic.com]    # regular/upstream proxy mode: the hosts the bridge acts on
+    endpoints:                              # matched by model, by priority, then file order
       - name: local
+        models: ["claude-*", "gpt-5*"]            # globs of the model names it serves (default: all)
+        priority: 10                              # lower is tried first (default 0)
+        model_rewrite:                            # what the upstream is asked for instead
+          enabled: true
+          rules: [{source_pattern: "gpt-5*", target_model: "qwen3-coder"}]
+          show_target_model: false                # answers show the client's model name (default)
         url_openai: http://127.0.0.1:11434/v1     # OpenAI base URL (…/chat/completions is appended)
         url_anthropic: http://127.0.0.1:8001      # Anthropic base URL (/v1/messages is appended)
         url_codex: https://chatgpt.com/backend-api/codex  # the ChatGPT Codex backend (/responses appended)
@@ -21,6 +29,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -46,22 +55,45 @@ class Endpoint:
     max_tokens_limit: int | None = None
     drop_params: tuple[str, ...] = ()
     headers: tuple[tuple[str, str], ...] = ()
+    models: tuple[str, ...] = ()  # globs; empty: every model
+    priority: int = 0
+    rewrite: tuple[tuple[str, str], ...] = ()  # (source glob, target model), first match wins
+    show_target_model: bool = False
 
     def api_key(self) -> str | None:
         """The key, read from the environment at the moment of use (never stored in the config)."""
         return os.environ.get(self.api_key_env) if self.api_key_env else None
 
+    def serves(self, model: str) -> bool:
+        return not self.models or any(fnmatchcase(model, p) for p in self.models)
+
+    def upstream_model(self, model: str) -> str:
+        """The model name the upstream is asked for: the first matching rewrite rule's target."""
+        return next((target for pattern, target in self.rewrite if fnmatchcase(model, pattern)), model)
+
+
+DEFAULT_INTERCEPT_HOSTS = ("api.anthropic.com", "api.openai.com", "chatgpt.com")
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Config:
     path: str
-    endpoints: tuple[Endpoint, ...]
+    endpoints: tuple[Endpoint, ...]  # sorted by priority, file order kept among equals
+    client_keys_env: tuple[str, ...] = ()
+    intercept_hosts: tuple[str, ...] = DEFAULT_INTERCEPT_HOSTS
+
+    def client_keys(self) -> frozenset[str]:
+        """The keys clients may present, read from the environment now (empty: no key required)."""
+        return frozenset(k for name in self.client_keys_env if (k := os.environ.get(name)))
 
 
-_TOP_KEYS = {"endpoints"}
+_TOP_KEYS = {"endpoints", "client_keys_env", "intercept_hosts"}
 _ENDPOINT_KEYS = {"name", "url_anthropic", "url_openai", "url_codex", "openai_preference", "api_key_env", "auth",
-                  "default_max_tokens", "max_tokens_limit", "drop_params", "headers"}
-_NON_SCALAR = {"drop_params", "headers"}
+                  "default_max_tokens", "max_tokens_limit", "drop_params", "headers", "models", "priority",
+                  "model_rewrite"}
+_NON_SCALAR = {"drop_params", "headers", "models", "model_rewrite"}
+_REWRITE_KEYS = {"enabled", "rules", "show_target_model"}
+_RULE_KEYS = {"source_pattern", "target_model"}
 _SECRET_HEADERS = {"authorization", "x-api-key", "proxy-authorization", "cookie"}
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
 _PREFERENCES = ("chat_completions", "responses")
@@ -108,15 +140,26 @@ def parse_config(node: yaml.Node, path: str, environ: Any) -> Config:
                 raise v.error(fields["api_key_env"], f"{where}.api_key_env",
                               f"environment variable {key_env} is not set")
         endpoints.append(Endpoint(
-            name=name, api_key_env=key_env, **urls,
+            name=name, api_key_env=key_env, url_anthropic=urls["url_anthropic"], url_openai=urls["url_openai"],
+            url_codex=urls["url_codex"],
             openai_preference=v.choice(values, fields, where, "openai_preference", _PREFERENCES, "chat_completions"),
             auth=v.choice(values, fields, where, "auth", _AUTH, None),
             default_max_tokens=v.positive_int(values, fields, where, "default_max_tokens", 8192),
             max_tokens_limit=v.positive_int(values, fields, where, "max_tokens_limit", None),
             drop_params=v.string_list(fields, where, "drop_params"),
             headers=v.headers(fields, where),
+            models=tuple(v.glob(n, f"{where}.models[{i}]", p) for i, (n, p) in
+                         enumerate(v.items(fields, where, "models"))),
+            priority=v.integer(values, fields, where, "priority", 0),
+            **v.rewrite(fields.get("model_rewrite"), f"{where}.model_rewrite"),
         ))
-    return Config(path=path, endpoints=tuple(endpoints))
+    client_keys_env = tuple(p for _, p in v.items(top, "", "client_keys_env"))
+    for (node, name) in v.items(top, "", "client_keys_env"):
+        if name not in environ:
+            raise v.error(node, "client_keys_env", f"environment variable {name} is not set")
+    hosts = tuple(h.lower() for _, h in v.items(top, "", "intercept_hosts")) or DEFAULT_INTERCEPT_HOSTS
+    return Config(path=path, endpoints=tuple(sorted(endpoints, key=lambda e: e.priority)),
+                  client_keys_env=client_keys_env, intercept_hosts=hosts)
 
 
 class _Validator:
@@ -169,16 +212,60 @@ class _Validator:
         return values[key]
 
     def string_list(self, nodes: dict[str, yaml.Node], where: str, key: str) -> tuple[str, ...]:
+        return tuple(item for _, item in self.items(nodes, where, key))
+
+    def items(self, nodes: dict[str, yaml.Node], where: str, key: str) -> list[tuple[yaml.Node, str]]:
+        """A list of non-empty strings, each with its node (for line numbers)."""
+        path = f"{where}.{key}" if where else key
         node = nodes.get(key)
         if node is None:
-            return ()
+            return []
         if not isinstance(node, yaml.SequenceNode):
-            raise self.error(node, f"{where}.{key}", "must be a list of strings")
-        items = [self.scalar(n, f"{where}.{key}[{i}]") for i, n in enumerate(node.value)]
-        for i, item in enumerate(items):
+            raise self.error(node, path, "must be a list of strings")
+        out = []
+        for i, item_node in enumerate(node.value):
+            item = self.scalar(item_node, f"{path}[{i}]")
             if not isinstance(item, str) or not item:
-                raise self.error(node.value[i], f"{where}.{key}[{i}]", "must be a non-empty string")
-        return tuple(items)
+                raise self.error(item_node, f"{path}[{i}]", "must be a non-empty string")
+            out.append((item_node, item))
+        return out
+
+    def glob(self, node: yaml.Node, where: str, pattern: str) -> str:
+        """A model-name glob (``*``, ``?``, ``[…]``); an unclosed bracket or blank text is a mistake."""
+        depth_ok = pattern.count("[") == pattern.count("]")
+        if not pattern.strip() or pattern != pattern.strip() or not depth_ok:
+            raise self.error(node, where, f"bad pattern {pattern!r}: use *, ? and balanced [...] around a model name")
+        return pattern
+
+    def rewrite(self, node: yaml.Node | None, where: str) -> dict[str, Any]:
+        if node is None:
+            return {}
+        fields = self.mapping(node, where, _REWRITE_KEYS, required=set())
+        values = {k: self.scalar(n, f"{where}.{k}") for k, n in fields.items() if k != "rules"}
+        for key in ("enabled", "show_target_model"):
+            if key in values and not isinstance(values[key], bool):
+                raise self.error(fields[key], f"{where}.{key}", "must be true or false")
+        rules_node = fields.get("rules")
+        if rules_node is not None and not isinstance(rules_node, yaml.SequenceNode):
+            raise self.error(rules_node, f"{where}.rules", "must be a list of {source_pattern, target_model}")
+        rules = []
+        for i, rule_node in enumerate(rules_node.value if rules_node is not None else ()):
+            rule_where = f"{where}.rules[{i}]"
+            rule = self.mapping(rule_node, rule_where, _RULE_KEYS, required=_RULE_KEYS)
+            rule_values = {k: self.scalar(n, f"{rule_where}.{k}") for k, n in rule.items()}
+            source = self.string(rule_values, rule, rule_where, "source_pattern")
+            rules.append((self.glob(rule["source_pattern"], f"{rule_where}.source_pattern", source),
+                          self.string(rule_values, rule, rule_where, "target_model")))
+        if not values.get("enabled", True):
+            rules = []
+        return {"rewrite": tuple(rules), "show_target_model": bool(values.get("show_target_model", False))}
+
+    def integer(self, values: dict[str, Any], nodes: dict[str, yaml.Node], where: str, key: str,
+                default: int) -> int:
+        value = values.get(key, default)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise self.error(nodes[key], f"{where}.{key}", "must be an integer")
+        return value
 
     def headers(self, nodes: dict[str, yaml.Node], where: str) -> tuple[tuple[str, str], ...]:
         node = nodes.get("headers")

@@ -1,26 +1,49 @@
-"""Which format a client speaks, and which endpoint and upstream format serve it."""
+"""Which API a request is for, and which endpoint and upstream format serve it.
+
+Endpoints are tried by priority (then file order); the first whose ``models`` globs match the model
+serves it. A URL in the client's own format wins (pass-through); otherwise the bridge translates to
+a format the endpoint has, preferring ``url_openai``, then ``url_codex``, then ``url_anthropic``.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from .config import Config, Endpoint
+from .errors import BridgeError, ErrorKind
 
-__all__ = ["CLIENT_PATHS", "Route", "detect_format", "route"]
+__all__ = ["Operation", "Route", "NoEndpoint", "detect", "route", "candidates"]
 
 # Path suffixes, so a client whose base URL carries a prefix (/openai/v1/..., /backend-api/codex/...)
 # is recognised too. The query string is ignored here and kept on the way upstream.
-CLIENT_PATHS = (("/v1/messages", "anthropic"), ("/v1/chat/completions", "chat"), ("/responses", "responses"))
+_POST_PATHS = (("/v1/messages/count_tokens", "anthropic", "count_tokens"), ("/v1/messages", "anthropic", "generate"),
+               ("/v1/chat/completions", "chat", "generate"), ("/responses", "responses", "generate"))
 # What is appended to an endpoint's base URL for each upstream format.
 _UPSTREAM_PATHS = {"anthropic": "/v1/messages", "chat": "/chat/completions", "responses": "/responses"}
 
 
-def detect_format(method: str, path: str) -> str | None:
-    """The client format of a request, from its method and path (query string ignored)."""
+@dataclass(frozen=True, slots=True)
+class Operation:
+    client_format: str
+    kind: str  # generate | count_tokens | models
+
+
+def detect(method: str, path: str, anthropic_headers: bool) -> Operation | None:
+    """The API operation a request is, from method and path; ``GET …/v1/models`` is answered in the
+    Anthropic shape when the request carries Anthropic headers, else in OpenAI's."""
+    bare = path.split("?", 1)[0].rstrip("/")
+    if method == "GET" and bare.endswith("/v1/models"):
+        return Operation("anthropic" if anthropic_headers else "chat", "models")
     if method != "POST":
         return None
-    bare = path.split("?", 1)[0].rstrip("/")
-    return next((name for suffix, name in CLIENT_PATHS if bare.endswith(suffix)), None)
+    return next((Operation(fmt, kind) for suffix, fmt, kind in _POST_PATHS if bare.endswith(suffix)), None)
+
+
+class NoEndpoint(BridgeError):
+    """No endpoint serves the model: the message names it and every endpoint with what it serves."""
+
+    status = 404
+    kind = ErrorKind.NOT_FOUND
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +52,7 @@ class Route:
     client_format: str
     upstream_format: str
     url: str  # without the query string
+    upstream_model: str
     flavor: str | None = None  # "codex": the ChatGPT backend's rules on top of Responses
 
     @property
@@ -48,10 +72,23 @@ def _offers(ep: Endpoint) -> list[tuple[str, str, str | None]]:
     return out
 
 
-def route(config: Config, client_format: str) -> Route:
-    """The first endpoint serves; a URL in the client's own format wins (no translation)."""
-    ep = config.endpoints[0]
-    offers = _offers(ep)
-    fmt, base, flavor = next((o for o in offers if o[0] == client_format), offers[0])
-    return Route(endpoint=ep, client_format=client_format, upstream_format=fmt,
-                 url=base + _UPSTREAM_PATHS[fmt], flavor=flavor)
+def candidates(config: Config, client_format: str, model: str) -> list[Route]:
+    """Every endpoint that serves the model, in the order to try them."""
+    routes = []
+    for ep in config.endpoints:
+        if not ep.serves(model):
+            continue
+        offers = _offers(ep)
+        fmt, base, flavor = next((o for o in offers if o[0] == client_format), offers[0])
+        routes.append(Route(endpoint=ep, client_format=client_format, upstream_format=fmt,
+                            url=base + _UPSTREAM_PATHS[fmt], upstream_model=ep.upstream_model(model), flavor=flavor))
+    return routes
+
+
+def route(config: Config, client_format: str, model: str) -> Route:
+    """The endpoint that serves the model. Raises :class:`NoEndpoint` naming what was tried."""
+    found = candidates(config, client_format, model)
+    if found:
+        return found[0]
+    tried = "; ".join(f"{ep.name} (serves {', '.join(ep.models)})" for ep in config.endpoints)
+    raise NoEndpoint(f"no endpoint serves model {model!r}; tried: {tried}", param="model")

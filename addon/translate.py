@@ -22,11 +22,11 @@ from dataclasses import dataclass, field, replace
 from .accumulate import accumulate
 from .errors import BadRequest, BridgeError, ErrorKind
 from .formats import EventEmitter, EventParser, Format
-from .formats.common import JSON, Context, dumps
-from .ir import Event, Finish, Request, StreamError
-from .sse import SSEDecoder
+from .formats.common import JSON, Context, dumps, rename_model
+from .ir import Event, Finish, MessageStart, Request, StreamError, Usage, UsageUpdate
+from .sse import SSEDecoder, SSEEvent, encode_event
 
-__all__ = ["Exchange", "StreamTranslator", "error_response", "parse_json_body"]
+__all__ = ["Exchange", "ModelRenamer", "StreamTranslator", "error_response", "parse_json_body"]
 
 SSE_TYPE = "text/event-stream"
 JSON_TYPE = "application/json"
@@ -59,20 +59,26 @@ class Exchange:
     request: Request
     warnings: list[str] = field(default_factory=list)
     upstream_stream: bool = False  # whether the upstream was asked for a stream
+    usage: Usage = field(default_factory=Usage)  # what the answer reported, for the log line
 
     @classmethod
-    def start(cls, client: Format, upstream: Format, body: bytes, ctx: Context) -> tuple[Exchange, bytes]:
-        """Parse the client body and render the upstream body. Raises :class:`BridgeError`."""
-        request = client.parse_request(parse_json_body(body))
+    def start(cls, client: Format, upstream: Format, body: bytes | JSON, ctx: Context, *,
+              upstream_model: str | None = None, show_upstream_model: bool = False) -> tuple[Exchange, bytes]:
+        """Parse the client body (or take it parsed) and render the upstream body.
+
+        ``upstream_model`` is what the upstream is asked for (a model rewrite); answers show the
+        client's own model name unless ``show_upstream_model``. Raises :class:`BridgeError`.
+        """
+        request = client.parse_request(body if isinstance(body, dict) else parse_json_body(body))
         warnings = list(request.warnings)
         limit = ctx.max_tokens_limit
         default_max = min(ctx.default_max_tokens, limit) if limit else ctx.default_max_tokens
-        wire_request = request
+        wire_request = replace(request, model=upstream_model or request.model)
         if limit and request.max_tokens and request.max_tokens > limit:
             warnings.append(f"max_tokens {request.max_tokens} clamped to the endpoint's limit {limit}")
-            wire_request = replace(request, max_tokens=limit)
-        ctx = replace(ctx, request=request, client_model=request.model, default_max_tokens=default_max,
-                      warnings=warnings)
+            wire_request = replace(wire_request, max_tokens=limit)
+        shown = wire_request.model if show_upstream_model else request.model
+        ctx = replace(ctx, request=request, client_model=shown, default_max_tokens=default_max, warnings=warnings)
         upstream_body = upstream.render_request(wire_request, ctx)
         for key in ctx.drop_params:
             if upstream_body.pop(key, None) is not None:
@@ -120,8 +126,18 @@ class Exchange:
             parser = self.upstream.StreamParser(self.ctx)
             decoder = SSEDecoder()
             sse = decoder.feed(body) + decoder.close()
-            return [ev for s in sse for ev in parser.feed(s)] + parser.close()
-        return self.upstream.response_events(parse_json_body(body), self.ctx)
+            events = [ev for s in sse for ev in parser.feed(s)] + parser.close()
+        else:
+            events = self.upstream.response_events(parse_json_body(body), self.ctx)
+        self.usage = merged_usage(self.usage, events)
+        return events
+
+
+def merged_usage(usage: Usage, events: list[Event]) -> Usage:
+    for ev in events:
+        if isinstance(ev, MessageStart | UsageUpdate):
+            usage = usage.merged(ev.usage)
+    return usage
 
 
 class StreamTranslator:
@@ -138,6 +154,7 @@ class StreamTranslator:
         self._emitter = emitter
         self.failed: BridgeError | None = None
         self.finished = False
+        self.usage = Usage()
 
     def feed(self, data: bytes) -> list[bytes]:
         if self.failed or self.finished:
@@ -158,6 +175,7 @@ class StreamTranslator:
             return self._fail(e)
 
     def _emit(self, events: list[Event]) -> list[bytes]:
+        self.usage = merged_usage(self.usage, events)
         out = [b for ev in events for b in self._emitter.feed(ev)]
         for ev in events:
             if isinstance(ev, StreamError):
@@ -172,3 +190,40 @@ class StreamTranslator:
         # response.created first, and the same response id).
         self.failed = err
         return self._emitter.feed(StreamError(status=err.status, kind=err.kind.value, message=err.message))
+
+
+class ModelRenamer:
+    """A pass-through answer after a model rewrite: the client sees the model name it asked for.
+
+    Streams are re-framed event by event; only events that mention the upstream's model name are
+    parsed. Same shape as :class:`StreamTranslator`, so the addon treats both alike.
+    """
+
+    def __init__(self, upstream_model: str, client_model: str) -> None:
+        self._old, self._new = upstream_model, client_model
+        self._decoder = SSEDecoder()
+        self.failed: BridgeError | None = None
+
+    def feed(self, data: bytes) -> list[bytes]:
+        return [self._event(ev) for ev in self._decoder.feed(data)]
+
+    def close(self) -> list[bytes]:
+        return [self._event(ev) for ev in self._decoder.close()]
+
+    def _event(self, ev: SSEEvent) -> bytes:
+        if self._old in ev.data:
+            try:
+                obj = json.loads(ev.data)
+            except ValueError:
+                obj = None
+            if isinstance(obj, dict) and rename_model(obj, self._old, self._new):
+                return encode_event(dumps(obj), ev.event)
+        return encode_event(ev.data, ev.event)
+
+    def body(self, body: bytes) -> bytes:
+        """A whole JSON (or SSE) answer."""
+        try:
+            obj = json.loads(body)
+        except ValueError:
+            return b"".join(self.feed(body) + self.close())
+        return dumps(obj).encode() if isinstance(obj, dict) and rename_model(obj, self._old, self._new) else body

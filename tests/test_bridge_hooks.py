@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from mitmproxy import http
+from mitmproxy.proxy.mode_specs import ProxyMode
 from mitmproxy.test import taddons, tflow, tutils
 
 from addon.bridge import Bridge, StreamAdapter
@@ -36,7 +37,9 @@ def anthropic_request(body: dict, path: str = "/v1/messages?beta=true") -> http.
                            anthropic_version="2023-06-01", anthropic_beta="x", accept_encoding="gzip, br")
     req = tutils.treq(method=b"POST", path=path.encode(), headers=headers, content=json.dumps(body).encode(),
                       host="127.0.0.1", port=8080)
-    return tflow.tflow(req=req)
+    f = tflow.tflow(req=req)
+    f.client_conn.proxy_mode = ProxyMode.parse("reverse:http://127.0.0.1:9")
+    return f
 
 
 BODY = {"model": "claude-x", "max_tokens": 50, "stream": True, "messages": [{"role": "user", "content": "hi"}]}

@@ -7,6 +7,7 @@ same names as its siblings: ``parse_request``, ``render_request``, ``response_ev
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from ..errors import BadRequest, BridgeError, ErrorKind, UpstreamError, UpstreamProtocolError, kind_for_status
@@ -69,7 +70,7 @@ from .common import (
 __all__ = [
     "NAME", "parse_request", "render_request", "response_events", "render_response",
     "StreamParser", "StreamEmitter", "parse_error", "render_error", "render_stream_error",
-    "AUTH_HEADERS", "OWN_HEADERS", "REQUIRED_HEADERS", "auth_headers", "passes_through",
+    "AUTH_HEADERS", "OWN_HEADERS", "REQUIRED_HEADERS", "auth_headers", "passes_through", "render_models",
 ]
 
 NAME = "anthropic"
@@ -784,3 +785,11 @@ def auth_headers(api_key: str | None, auth: str | None) -> dict[str, str]:
 def passes_through(body: bytes, flavor: str) -> bool:
     """Whether a request already in this format suits a flavoured upstream as is (no flavours here)."""
     return True
+
+
+def render_models(names: list[str], created: int) -> JSON:
+    """``GET /v1/models`` in Anthropic's shape, for the model names the config serves."""
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(created))
+    data = [{"type": "model", "id": n, "display_name": n, "created_at": stamp} for n in names]
+    return {"data": data, "has_more": False, "first_id": names[0] if names else None,
+            "last_id": names[-1] if names else None}

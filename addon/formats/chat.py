@@ -82,7 +82,8 @@ from .common import (
 __all__ = [
     "NAME", "parse_request", "render_request", "response_events", "render_response",
     "StreamParser", "StreamEmitter", "parse_error", "render_error", "render_stream_error",
-    "AUTH_HEADERS", "OWN_HEADERS", "REQUIRED_HEADERS", "auth_headers", "passes_through", "wire_tool_name",
+    "AUTH_HEADERS", "OWN_HEADERS", "REQUIRED_HEADERS", "auth_headers", "passes_through", "render_models",
+    "wire_tool_name",
 ]
 
 NAME = "chat"
@@ -806,3 +807,9 @@ def auth_headers(api_key: str | None, auth: str | None) -> dict[str, str]:
 def passes_through(body: bytes, flavor: str) -> bool:
     """Whether a request already in this format suits a flavoured upstream as is (no flavours here)."""
     return True
+
+
+def render_models(names: list[str], created: int) -> JSON:
+    """``GET /v1/models`` in OpenAI's shape (Chat and Responses clients share it)."""
+    return {"object": "list",
+            "data": [{"id": n, "object": "model", "created": created, "owned_by": "bridge"} for n in names]}

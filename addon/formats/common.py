@@ -21,7 +21,7 @@ __all__ = [
     "JSON", "Context", "field_str", "field_list", "opt_str", "opt_int", "opt_float", "opt_bool",
     "parse_data_url", "data_url", "encode_signature", "decode_signature", "safe_tool_id", "unsafe_tool_id",
     "dumps", "loads_object", "event_json", "json_or_none", "plain_error", "flat_tool_name", "tool_lookup",
-    "InputUnwrapper", "is_redacted_signature", "reasoning_effort",
+    "InputUnwrapper", "is_redacted_signature", "reasoning_effort", "rename_model",
 ]
 
 JSON = dict[str, Any]
@@ -341,3 +341,15 @@ def plain_error(status: int, data: Any, body: bytes) -> UpstreamError:
                 return UpstreamError(data[key], status=status)
     text = body.decode("utf-8", "replace").strip()[:500]
     return UpstreamError(text or f"upstream returned HTTP {status} with no body", status=status)
+
+
+def rename_model(obj: JSON, old: str, new: str) -> bool:
+    """Put back the model name the client asked for, where each format reports it: top level (Chat,
+    Responses objects, Anthropic messages), ``message`` (Anthropic message_start) or ``response``
+    (Responses stream events). Returns whether anything changed."""
+    changed = False
+    for holder in (obj, obj.get("message"), obj.get("response")):
+        if isinstance(holder, dict) and holder.get("model") == old:
+            holder["model"] = new
+            changed = True
+    return changed

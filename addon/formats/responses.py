@@ -60,7 +60,7 @@ from ..ir import (
 )
 from ..sse import SSEEvent, encode_event
 from . import chat
-from .chat import wire_tool_name
+from .chat import render_models, wire_tool_name
 from .common import (
     JSON,
     Context,
@@ -88,7 +88,7 @@ from .common import (
 __all__ = [
     "NAME", "parse_request", "render_request", "response_events", "render_response",
     "StreamParser", "StreamEmitter", "parse_error", "render_error", "render_stream_error",
-    "AUTH_HEADERS", "OWN_HEADERS", "REQUIRED_HEADERS", "auth_headers", "passes_through",
+    "AUTH_HEADERS", "OWN_HEADERS", "REQUIRED_HEADERS", "auth_headers", "passes_through", "render_models",
 ]
 
 NAME = "responses"

@@ -1,0 +1,185 @@
+"""What the bridge does with one request: a pure decision that the addon carries out.
+
+``plan`` looks at the operation, the headers and the body (parsed once), asks the router which
+endpoint serves the model, and says: answer here (an error in the client's format, the model list, a
+local token count), pass the request through (perhaps with the model renamed), or translate it (an
+:class:`~addon.translate.Exchange`). No mitmproxy here: the addon only applies the plan.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import formats
+from .config import Config
+from .errors import BadRequest, BridgeError, ErrorKind
+from .formats import Format
+from .formats.common import JSON, Context, dumps
+from .ir import Document, Image, Reasoning, Request, Text, ToolCall, ToolResult
+from .routing import Operation, Route, route
+from .translate import JSON_TYPE, Exchange, error_response, parse_json_body
+
+__all__ = ["Plan", "plan", "estimate_tokens"]
+
+_GLOB = set("*?[")
+
+
+@dataclass(slots=True)
+class Plan:
+    client: Format
+    summary: dict[str, Any] = field(default_factory=dict)  # flow.metadata["bridge"] and the log line
+    answer: tuple[int, str, bytes] | None = None  # answer here; nothing goes upstream
+    url: str | None = None  # the upstream URL, query string included
+    body: bytes | None = None  # a new body; None keeps the client's bytes untouched
+    drop_headers: set[str] = field(default_factory=set)
+    set_headers: dict[str, str] = field(default_factory=dict)
+    exchange: Exchange | None = None  # the answer is translated
+    rename: tuple[str, str] | None = None  # a pass-through answer shows (upstream model → client's) again
+
+
+class Unauthorized(BridgeError):
+    status = 401
+    kind = ErrorKind.AUTHENTICATION
+
+
+class Forbidden(BridgeError):
+    status = 403
+    kind = ErrorKind.PERMISSION
+
+
+def plan(config: Config, op: Operation, path: str, headers: Mapping[str, str], body: bytes,
+         new_id: Callable[[str], str], now: int, local_client: bool = True) -> Plan:
+    """Decide. Never raises: a failure becomes an answer in the client's format.
+
+    ``local_client`` says the client connected from loopback: without ``client_keys_env`` only such
+    clients are served, so the bridge never relays its upstream keys to whoever reaches it.
+    """
+    client = formats.get(op.client_format)
+    p = Plan(client=client, summary={"client_format": op.client_format, "operation": op.kind})
+    try:
+        _check_access(config, headers, local_client)
+        if op.kind == "models":
+            p.answer = (200, JSON_TYPE, dumps(client.render_models(_model_names(config), now)).encode())
+            p.summary["mode"] = "local"
+            return p
+        data = parse_json_body(body)
+        model = data.get("model")
+        if not isinstance(model, str) or not model:
+            raise BadRequest("model: expected a model name", param="model")
+        r = route(config, op.client_format, model)
+        p.summary.update(endpoint=r.endpoint.name, model=model, upstream_model=r.upstream_model,
+                         upstream_format=r.upstream_format)
+        query = path.partition("?")[2]
+        suffix = f"?{query}" if query else ""
+        if op.kind == "count_tokens":
+            return _count_tokens(p, config, r, data, suffix, headers)
+        upstream = formats.get(r.upstream_format)
+        if r.passthrough and (r.flavor is None or upstream.passes_through(body, r.flavor)):
+            p.summary["mode"] = "pass-through"
+            p.url = r.url + suffix
+            if r.upstream_model != model:  # only the model changes: everything else stays as sent
+                p.body = dumps({**data, "model": r.upstream_model}).encode()
+                if not r.endpoint.show_target_model:
+                    p.rename = (r.upstream_model, model)
+            _headers(p, config, r, upstream, headers)
+            return p
+        ep = r.endpoint
+        ctx = Context(new_id=new_id, created=now, default_max_tokens=ep.default_max_tokens,
+                      max_tokens_limit=ep.max_tokens_limit, drop_params=ep.drop_params, flavor=r.flavor)
+        p.exchange, p.body = Exchange.start(client, upstream, data, ctx, upstream_model=r.upstream_model,
+                                            show_upstream_model=ep.show_target_model)
+        p.summary.update(mode="conversion", warnings=list(p.exchange.warnings))
+        p.url = r.url + suffix
+        p.set_headers.update({"content-type": "application/json", "accept-encoding": "identity"})
+        _headers(p, config, r, upstream, headers)
+    except BridgeError as e:
+        p.answer = error_response(client, e)
+        p.summary.update(mode="rejected", error=e.message)
+    return p
+
+
+def _check_access(config: Config, headers: Mapping[str, str], local_client: bool) -> None:
+    if not config.client_keys_env:
+        if not local_client:
+            raise Forbidden("this bridge serves only clients on its own machine unless client_keys_env is set")
+        return
+    presented = headers.get("x-api-key") or headers.get("authorization", "").removeprefix("Bearer ").strip()
+    if not presented or presented not in config.client_keys():  # never echo what was presented
+        raise Unauthorized("this bridge needs a client key it knows (x-api-key or Authorization: Bearer)")
+
+
+def _headers(p: Plan, config: Config, r: Route, upstream: Format, headers: Mapping[str, str]) -> None:
+    """The client's credentials never reach a different provider; its format's headers neither.
+
+    Pass-through without a configured key (and without bridge client keys) is the one case where the
+    client's own key goes on: the upstream speaks the client's format, and the client chose to send it.
+    """
+    api_key = r.endpoint.api_key()
+    if api_key or not r.passthrough or config.client_keys_env:
+        p.drop_headers |= {*p.client.AUTH_HEADERS, *upstream.AUTH_HEADERS}
+        p.set_headers.update(upstream.auth_headers(api_key, r.endpoint.auth))
+    if not r.passthrough:
+        p.drop_headers |= set(p.client.OWN_HEADERS)
+        p.set_headers.update(upstream.REQUIRED_HEADERS)
+    p.set_headers.update(r.endpoint.headers)
+    p.drop_headers -= p.set_headers.keys()
+
+
+def _model_names(config: Config) -> list[str]:
+    """The model names the config spells out (globs cannot be listed), in endpoint order."""
+    names: list[str] = []
+    for ep in config.endpoints:
+        for name in (*ep.models, *(source for source, _ in ep.rewrite)):
+            if not _GLOB & set(name) and name not in names:
+                names.append(name)
+    return names
+
+
+def _count_tokens(p: Plan, config: Config, r: Route, data: JSON, suffix: str, headers: Mapping[str, str]) -> Plan:
+    """Forward to the endpoint's Anthropic URL when it has one; otherwise estimate here."""
+    anthropic = formats.get("anthropic")
+    if r.endpoint.url_anthropic:
+        p.summary["mode"] = "pass-through"
+        p.url = r.endpoint.url_anthropic + "/v1/messages/count_tokens" + suffix
+        if r.upstream_model != data["model"]:
+            p.body = dumps({**data, "model": r.upstream_model}).encode()
+        forward = Route(endpoint=r.endpoint, client_format="anthropic", upstream_format="anthropic",
+                        url=p.url, upstream_model=r.upstream_model)
+        _headers(p, config, forward, anthropic, headers)
+        return p
+    request = anthropic.parse_request({"max_tokens": 1, **data})
+    p.summary["mode"] = "local estimate"
+    p.answer = (200, JSON_TYPE, json.dumps({"input_tokens": estimate_tokens(request)}).encode())
+    return p
+
+
+_CHARS_PER_TOKEN = 4  # the usual rule of thumb for English text and code
+_IMAGE_TOKENS = 1600  # a large image, as Anthropic's image pricing estimates it
+
+
+def estimate_tokens(req: Request) -> int:
+    """A rough local count of a request's input: system, messages and tools. An estimate, not a
+    tokenizer: for budgeting when no upstream can count (the README says so)."""
+    chars = sum(len(t.text) for t in req.system)
+    images = 0
+    for msg in req.messages:
+        for part in msg.content:
+            parts = part.content if isinstance(part, ToolResult) else (part,)
+            for piece in parts:
+                if isinstance(piece, Text):
+                    chars += len(piece.text)
+                elif isinstance(piece, Image | Document) and not (isinstance(piece, Document) and piece.text):
+                    images += 1
+                elif isinstance(piece, Document):
+                    chars += len(piece.text or "")
+                elif isinstance(piece, ToolCall):
+                    chars += len(piece.name) + len(piece.arguments)
+                elif isinstance(piece, Reasoning):
+                    chars += len(piece.text)
+    for tool in req.tools:
+        chars += len(tool.name) + len(tool.description or "") + len(dumps(tool.parameters or {}))
+    return math.ceil(chars / _CHARS_PER_TOKEN) + images * _IMAGE_TOKENS + 3 * len(req.messages)
