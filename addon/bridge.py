@@ -106,7 +106,8 @@ class Bridge:
         if "connection_strategy" in ctx.options and ctx.options.connection_strategy != "lazy":
             # eager connects to the reverse target before any hook can reroute (notes §2).
             ctx.options.update(connection_strategy="lazy")  # type: ignore[no-untyped-call]
-        self._check_exposure()
+        if updated & {"bridge_config", "listen_host", "mode"}:
+            self._check_exposure()
 
     def _check_exposure(self) -> None:
         """Say so when the bridge is reachable beyond loopback: without client keys, only loopback
