@@ -30,9 +30,11 @@ from mitmproxy.proxy.mode_specs import ProxyMode  # noqa: E402
 
 from addon.config import Config, ConfigError, load_config  # noqa: E402
 from addon.decompress import decoder_for  # noqa: E402
-from addon.plan import plan  # noqa: E402
+from addon.errors import UpstreamError  # noqa: E402
+from addon.plan import Plan, plan  # noqa: E402
+from addon.relay import Attempt, Job, Relay  # noqa: E402
 from addon.routing import detect  # noqa: E402
-from addon.translate import SSE_TYPE, Exchange, ModelRenamer, StreamTranslator  # noqa: E402
+from addon.translate import SSE_TYPE, ModelRenamer, StreamTranslator, error_response  # noqa: E402
 
 logger = logging.getLogger("bridge")
 
@@ -65,14 +67,27 @@ class _Flow:
     cannot resolve its own annotations.
     """
 
-    __slots__ = ("exchange", "renamer", "started", "streamed", "summary")
+    __slots__ = ("exchange", "job", "plans", "renamer", "started", "streamed", "summary")
 
-    def __init__(self, summary: dict[str, Any], exchange: Exchange | None, renamer: ModelRenamer | None) -> None:
-        self.summary = summary
-        self.exchange = exchange
-        self.renamer = renamer
+    def __init__(self, p: Plan) -> None:
+        self.summary = p.summary
+        self.exchange = p.exchange
+        self.renamer = ModelRenamer(*p.rename) if p.rename else None
         self.streamed: StreamTranslator | ModelRenamer | None = None
         self.started = time.monotonic()
+        self.job: Job | None = None  # set when the request goes through the failover relay
+        self.plans = [p, *p.fallbacks]
+
+    def settle(self) -> None:
+        """After the relay chose an endpoint: translate with what was planned for that one."""
+        if self.job is None or self.job.winner is None:
+            return
+        chosen = self.plans[self.job.winner]
+        self.exchange = chosen.exchange
+        self.renamer = ModelRenamer(*chosen.rename) if chosen.rename else None
+        self.summary.update(chosen.summary)
+        if len(self.plans) > 1:
+            self.summary["attempts"] = len(self.job.failures) + 1
 
 
 def _is_loopback(host: str) -> bool:
@@ -90,6 +105,7 @@ class Bridge:
         self._flows: dict[str, _Flow] = {}
         self._mtime: float | None = None
         self._watcher: asyncio.Task[None] | None = None
+        self.relay = Relay()
 
     def load(self, loader: addonmanager.Loader) -> None:
         loader.add_option("bridge_config", str, "config.yaml",
@@ -121,9 +137,11 @@ class Bridge:
                            "set client_keys_env in %s to serve others", ", ".join(exposed), self.config.path)
 
     async def running(self) -> None:
+        await self.relay.start(verify=not ctx.options.ssl_insecure)
         self._watcher = asyncio.create_task(self._watch_config())
 
     async def done(self) -> None:
+        await self.relay.stop()
         if self._watcher:
             self._watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -165,13 +183,16 @@ class Bridge:
         p = plan(self.config, op, req.path, req.headers, body, _new_id, int(time.time()),
                  local_client=_is_loopback(str(peer).removeprefix("::ffff:")))
         flow.metadata["bridge"] = p.summary
-        state = _Flow(summary=p.summary, exchange=p.exchange,
-                      renamer=ModelRenamer(*p.rename) if p.rename else None)
+        state = _Flow(p)
         if p.answer is not None:
             status, content_type, answer = p.answer
             flow.response = http.Response.make(status, answer, {"content-type": content_type})
             self._log(flow, state, status)
             return
+        relayed = bool(p.fallbacks) or any(
+            q.endpoint and (q.endpoint.connect_timeout or q.endpoint.first_byte_timeout) for q in state.plans)
+        if relayed:
+            state.job = Job([_attempt(q, req) for q in state.plans])
         if p.url:
             req.url = p.url
         if p.body is not None:
@@ -180,16 +201,23 @@ class Bridge:
         for name in p.drop_headers:
             req.headers.pop(name, None)
         req.headers.update(p.set_headers)
+        if state.job is not None:  # the flow shows the first attempt; the relay makes them all
+            req.url = self.relay.register(state.job)
         self._flows[flow.id] = state
         warnings = "".join(f"\n  dropped/approximated: {w}" for w in p.summary.get("warnings", ()))
-        logger.info("%s %s → %s, endpoint %s, model %s%s", p.summary.get("mode"), p.summary["client_format"],
-                    p.summary.get("upstream_format"), p.summary.get("endpoint"), _model(p.summary), warnings)
+        fallbacks = f" (then {', '.join(q.summary['endpoint'] for q in p.fallbacks)})" if p.fallbacks else ""
+        logger.info("%s %s → %s, endpoint %s%s, model %s%s", p.summary.get("mode"), p.summary["client_format"],
+                    p.summary.get("upstream_format"), p.summary.get("endpoint"), fallbacks, _model(p.summary),
+                    warnings)
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         state = self._flows.get(flow.id)
         resp = flow.response
-        if state is None or resp is None or resp.raw_content is not None:
-            return  # not ours, or the body is already here (replay): handled in response()
+        if state is None or resp is None:
+            return
+        state.settle()
+        if resp.raw_content is not None:
+            return  # the body is already here (replay): handled in response()
         if resp.status_code >= 400:
             return  # errors get one translated body in response()
         content_type = resp.headers.get("content-type", "")
@@ -219,6 +247,15 @@ class Bridge:
         resp = flow.response
         if state is None or resp is None:
             return
+        state.settle()
+        if state.job is not None:
+            self.relay.forget(flow.request.url)
+            if len(state.job.failures) == len(state.job.attempts):  # every endpoint failed to answer
+                err = UpstreamError("every endpoint failed: " + "; ".join(state.job.failures), status=502)
+                status, content_type, body = error_response(state.plans[0].client, err)
+                flow.response = http.Response.make(status, body, {"content-type": content_type})
+                self._log(flow, state, status)
+                return
         if state.streamed is not None:
             failed = state.streamed.failed
             state.summary["outcome"] = f"error: {failed.message}" if failed else "streamed"
@@ -241,6 +278,8 @@ class Bridge:
 
     def error(self, flow: http.HTTPFlow) -> None:
         state = self._flows.pop(flow.id, None)
+        if state is not None and state.job is not None:
+            self.relay.forget(flow.request.url)
         if state is not None and flow.error:
             state.summary["outcome"] = f"failed: {flow.error.msg}"
             self._log(flow, state, None)
@@ -262,6 +301,21 @@ class Bridge:
                     s.get("endpoint", "-"), _model(s), status if status is not None else "-", tokens, ttfb,
                     (time.monotonic() - state.started) * 1000,
                     f" | {s['outcome']}" if s.get("outcome", "").startswith(("error", "failed")) else "")
+
+
+def _attempt(p: Plan, req: http.Request) -> Attempt:
+    """What the relay sends to one endpoint: the client's headers as the plan changes them."""
+    drop = {*p.drop_headers, *p.set_headers, "host", "content-length"}
+    if p.body is not None:
+        drop.add("content-encoding")  # a new body is plain JSON
+    headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in req.headers.fields
+               if k.decode("latin-1").lower() not in drop]
+    headers += list(p.set_headers.items())
+    ep = p.endpoint
+    return Attempt(name=ep.name if ep else "?", url=p.url or req.url, headers=headers,
+                   body=p.body if p.body is not None else req.raw_content or b"",
+                   connect_timeout=(ep and ep.connect_timeout) or 10.0,
+                   first_byte_timeout=(ep and ep.first_byte_timeout) or 600.0)
 
 
 def _model(summary: dict[str, Any]) -> str:

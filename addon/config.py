@@ -59,6 +59,8 @@ class Endpoint:
     priority: int = 0
     rewrite: tuple[tuple[str, str], ...] = ()  # (source glob, target model), first match wins
     show_target_model: bool = False
+    connect_timeout: float | None = None  # seconds; set → requests go through the failover relay
+    first_byte_timeout: float | None = None
 
     def api_key(self) -> str | None:
         """The key, read from the environment at the moment of use (never stored in the config)."""
@@ -81,16 +83,17 @@ class Config:
     endpoints: tuple[Endpoint, ...]  # sorted by priority, file order kept among equals
     client_keys_env: tuple[str, ...] = ()
     intercept_hosts: tuple[str, ...] = DEFAULT_INTERCEPT_HOSTS
+    max_attempts: int = 3  # endpoints tried for one request, the first included
 
     def client_keys(self) -> frozenset[str]:
         """The keys clients may present, read from the environment now (empty: no key required)."""
         return frozenset(k for name in self.client_keys_env if (k := os.environ.get(name)))
 
 
-_TOP_KEYS = {"endpoints", "client_keys_env", "intercept_hosts"}
+_TOP_KEYS = {"endpoints", "client_keys_env", "intercept_hosts", "max_attempts"}
 _ENDPOINT_KEYS = {"name", "url_anthropic", "url_openai", "url_codex", "openai_preference", "api_key_env", "auth",
                   "default_max_tokens", "max_tokens_limit", "drop_params", "headers", "models", "priority",
-                  "model_rewrite"}
+                  "model_rewrite", "connect_timeout", "first_byte_timeout"}
 _NON_SCALAR = {"drop_params", "headers", "models", "model_rewrite"}
 _REWRITE_KEYS = {"enabled", "rules", "show_target_model"}
 _RULE_KEYS = {"source_pattern", "target_model"}
@@ -151,6 +154,8 @@ def parse_config(node: yaml.Node, path: str, environ: Any) -> Config:
             models=tuple(v.glob(n, f"{where}.models[{i}]", p) for i, (n, p) in
                          enumerate(v.items(fields, where, "models"))),
             priority=v.integer(values, fields, where, "priority", 0),
+            connect_timeout=v.seconds(values, fields, where, "connect_timeout"),
+            first_byte_timeout=v.seconds(values, fields, where, "first_byte_timeout"),
             **v.rewrite(fields.get("model_rewrite"), f"{where}.model_rewrite"),
         ))
     client_keys_env = tuple(p for _, p in v.items(top, "", "client_keys_env"))
@@ -158,8 +163,10 @@ def parse_config(node: yaml.Node, path: str, environ: Any) -> Config:
         if name not in environ:
             raise v.error(node, "client_keys_env", f"environment variable {name} is not set")
     hosts = tuple(h.lower() for _, h in v.items(top, "", "intercept_hosts")) or DEFAULT_INTERCEPT_HOSTS
+    top_values = {k: v.scalar(n, k) for k, n in top.items() if k == "max_attempts"}
     return Config(path=path, endpoints=tuple(sorted(endpoints, key=lambda e: e.priority)),
-                  client_keys_env=client_keys_env, intercept_hosts=hosts)
+                  client_keys_env=client_keys_env, intercept_hosts=hosts,
+                  max_attempts=v.positive_int(top_values, top, "", "max_attempts", 3))
 
 
 class _Validator:
@@ -260,6 +267,14 @@ class _Validator:
             rules = []
         return {"rewrite": tuple(rules), "show_target_model": bool(values.get("show_target_model", False))}
 
+    def seconds(self, values: dict[str, Any], nodes: dict[str, yaml.Node], where: str, key: str) -> float | None:
+        value = values.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
+            raise self.error(nodes[key], f"{where}.{key}", "must be a positive number of seconds")
+        return float(value)
+
     def integer(self, values: dict[str, Any], nodes: dict[str, yaml.Node], where: str, key: str,
                 default: int) -> int:
         value = values.get(key, default)
@@ -292,5 +307,5 @@ class _Validator:
             return default
         value = values[key]
         if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-            raise self.error(nodes[key], f"{where}.{key}", "must be a positive integer")
+            raise self.error(nodes[key], f"{where}.{key}" if where else key, "must be a positive integer")
         return value

@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import formats
-from .config import Config
+from .config import Config, Endpoint
 from .errors import BadRequest, BridgeError, ErrorKind
 from .formats import Format
 from .formats.common import JSON, Context, dumps
 from .ir import Document, Image, Reasoning, Request, Text, ToolCall, ToolResult
-from .routing import Operation, Route, route
+from .routing import Operation, Route, candidates, no_endpoint
 from .translate import JSON_TYPE, Exchange, error_response, parse_json_body
 
 __all__ = ["Plan", "plan", "estimate_tokens"]
@@ -39,6 +39,8 @@ class Plan:
     set_headers: dict[str, str] = field(default_factory=dict)
     exchange: Exchange | None = None  # the answer is translated
     rename: tuple[str, str] | None = None  # a pass-through answer shows (upstream model → client's) again
+    endpoint: Endpoint | None = None
+    fallbacks: list[Plan] = field(default_factory=list)  # the next endpoints, if this one fails first
 
 
 class Unauthorized(BridgeError):
@@ -70,36 +72,58 @@ def plan(config: Config, op: Operation, path: str, headers: Mapping[str, str], b
         model = data.get("model")
         if not isinstance(model, str) or not model:
             raise BadRequest("model: expected a model name", param="model")
-        r = route(config, op.client_format, model)
-        p.summary.update(endpoint=r.endpoint.name, model=model, upstream_model=r.upstream_model,
-                         upstream_format=r.upstream_format)
+        routes = candidates(config, op.client_format, model)
+        if not routes:
+            raise no_endpoint(config, model)
         query = path.partition("?")[2]
         suffix = f"?{query}" if query else ""
-        if op.kind == "count_tokens":
-            return _count_tokens(p, config, r, data, suffix, headers)
-        upstream = formats.get(r.upstream_format)
-        if r.passthrough and (r.flavor is None or upstream.passes_through(body, r.flavor)):
-            p.summary["mode"] = "pass-through"
-            p.url = r.url + suffix
-            if r.upstream_model != model:  # only the model changes: everything else stays as sent
-                p.body = dumps({**data, "model": r.upstream_model}).encode()
-                if not r.endpoint.show_target_model:
-                    p.rename = (r.upstream_model, model)
-            _headers(p, config, r, upstream, headers)
-            return p
-        ep = r.endpoint
-        ctx = Context(new_id=new_id, created=now, default_max_tokens=ep.default_max_tokens,
-                      max_tokens_limit=ep.max_tokens_limit, drop_params=ep.drop_params, flavor=r.flavor)
-        p.exchange, p.body = Exchange.start(client, upstream, data, ctx, upstream_model=r.upstream_model,
-                                            show_upstream_model=ep.show_target_model)
-        p.summary.update(mode="conversion", warnings=list(p.exchange.warnings))
-        p.url = r.url + suffix
-        p.set_headers.update({"content-type": "application/json", "accept-encoding": "identity"})
-        _headers(p, config, r, upstream, headers)
+        first, *rest = routes[:config.max_attempts]
+        _attempt(p, config, op, first, data, body, suffix, headers, new_id, now)
+        if p.answer is None:
+            for r in rest:  # failover targets; one that cannot take this request is left out
+                fallback = Plan(client=client, summary={**p.summary})
+                try:
+                    _attempt(fallback, config, op, r, data, body, suffix, headers, new_id, now)
+                except BridgeError as e:
+                    p.summary.setdefault("warnings", []).append(f"endpoint {r.endpoint.name} skipped: {e.message}")
+                    continue
+                if fallback.answer is None:
+                    p.fallbacks.append(fallback)
     except BridgeError as e:
         p.answer = error_response(client, e)
         p.summary.update(mode="rejected", error=e.message)
     return p
+
+
+def _attempt(p: Plan, config: Config, op: Operation, r: Route, data: JSON, body: bytes, suffix: str,
+             headers: Mapping[str, str], new_id: Callable[[str], str], now: int) -> None:
+    """Fill ``p`` with what to send to one endpoint. Raises :class:`BridgeError`."""
+    model = data["model"]
+    p.endpoint = r.endpoint
+    p.summary.update(endpoint=r.endpoint.name, model=model, upstream_model=r.upstream_model,
+                     upstream_format=r.upstream_format)
+    if op.kind == "count_tokens":
+        _count_tokens(p, config, r, data, suffix, headers)
+        return
+    upstream = formats.get(r.upstream_format)
+    if r.passthrough and (r.flavor is None or upstream.passes_through(body, r.flavor)):
+        p.summary["mode"] = "pass-through"
+        p.url = r.url + suffix
+        if r.upstream_model != model:  # only the model changes: everything else stays as sent
+            p.body = dumps({**data, "model": r.upstream_model}).encode()
+            if not r.endpoint.show_target_model:
+                p.rename = (r.upstream_model, model)
+        _headers(p, config, r, upstream, headers)
+        return
+    ep = r.endpoint
+    ctx = Context(new_id=new_id, created=now, default_max_tokens=ep.default_max_tokens,
+                  max_tokens_limit=ep.max_tokens_limit, drop_params=ep.drop_params, flavor=r.flavor)
+    p.exchange, p.body = Exchange.start(p.client, upstream, data, ctx, upstream_model=r.upstream_model,
+                                        show_upstream_model=ep.show_target_model)
+    p.summary.update(mode="conversion", warnings=list(p.exchange.warnings))
+    p.url = r.url + suffix
+    p.set_headers.update({"content-type": "application/json", "accept-encoding": "identity"})
+    _headers(p, config, r, upstream, headers)
 
 
 def _check_access(config: Config, headers: Mapping[str, str], local_client: bool) -> None:
@@ -139,7 +163,7 @@ def _model_names(config: Config) -> list[str]:
     return names
 
 
-def _count_tokens(p: Plan, config: Config, r: Route, data: JSON, suffix: str, headers: Mapping[str, str]) -> Plan:
+def _count_tokens(p: Plan, config: Config, r: Route, data: JSON, suffix: str, headers: Mapping[str, str]) -> None:
     """Forward to the endpoint's Anthropic URL when it has one; otherwise estimate here."""
     anthropic = formats.get("anthropic")
     if r.endpoint.url_anthropic:
@@ -150,11 +174,10 @@ def _count_tokens(p: Plan, config: Config, r: Route, data: JSON, suffix: str, he
         forward = Route(endpoint=r.endpoint, client_format="anthropic", upstream_format="anthropic",
                         url=p.url, upstream_model=r.upstream_model)
         _headers(p, config, forward, anthropic, headers)
-        return p
+        return
     request = anthropic.parse_request({"max_tokens": 1, **data})
     p.summary["mode"] = "local estimate"
     p.answer = (200, JSON_TYPE, json.dumps({"input_tokens": estimate_tokens(request)}).encode())
-    return p
 
 
 _CHARS_PER_TOKEN = 4  # the usual rule of thumb for English text and code

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from .config import Config, Endpoint
 from .errors import BridgeError, ErrorKind
 
-__all__ = ["Operation", "Route", "NoEndpoint", "detect", "route", "candidates"]
+__all__ = ["Operation", "Route", "NoEndpoint", "detect", "route", "candidates", "no_endpoint"]
 
 # Path suffixes, so a client whose base URL carries a prefix (/openai/v1/..., /backend-api/codex/...)
 # is recognised too. The query string is ignored here and kept on the way upstream.
@@ -88,7 +88,11 @@ def candidates(config: Config, client_format: str, model: str) -> list[Route]:
 def route(config: Config, client_format: str, model: str) -> Route:
     """The endpoint that serves the model. Raises :class:`NoEndpoint` naming what was tried."""
     found = candidates(config, client_format, model)
-    if found:
-        return found[0]
+    if not found:
+        raise no_endpoint(config, model)
+    return found[0]
+
+
+def no_endpoint(config: Config, model: str) -> NoEndpoint:
     tried = "; ".join(f"{ep.name} (serves {', '.join(ep.models)})" for ep in config.endpoints)
-    raise NoEndpoint(f"no endpoint serves model {model!r}; tried: {tried}", param="model")
+    return NoEndpoint(f"no endpoint serves model {model!r}; tried: {tried}", param="model")

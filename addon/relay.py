@@ -1,0 +1,193 @@
+"""Failover: try the endpoints that serve a request in turn, before any byte reaches the client.
+
+Theory of operation
+-------------------
+mitmproxy sends a request to one server and cannot take it back. When more than one endpoint can
+serve a request (or an endpoint sets a timeout), the addon points the flow at this relay, a small
+HTTP/1.1 server inside mitmproxy's own event loop. The relay tries each attempt (URL, headers and body
+already rendered for that endpoint's format) with httpx: a refused connection, a timeout before the
+response headers, a 429 or a 5xx moves on to the next attempt; anything else is answered. Once the
+status line has been relayed it never switches. The winning attempt's index is recorded so the addon
+translates the answer with that endpoint's exchange; if every attempt failed, the relay answers 502
+with an OpenAI-shaped error body naming each failure, which the addon renders in the client's format.
+
+mitmproxy still owns the client side (flows, streaming hooks, mitmweb, recording); the extra loopback
+hop is paid only by requests that can fail over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import h11
+import httpx
+
+__all__ = ["Attempt", "Job", "Relay"]
+
+logger = logging.getLogger("bridge")
+logging.getLogger("httpx").setLevel(logging.WARNING)  # the relay logs each attempt itself
+
+# Not forwarded either way: they describe one hop, not the message.
+_HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "content-length", "host", "te", "trailer",
+                "upgrade", "proxy-authorization", "proxy-connection"}
+_RETRY_AFTER_CAP = 300.0  # seconds an endpoint rests after a 429 at most
+
+
+@dataclass(slots=True)
+class Attempt:
+    name: str  # the endpoint's
+    url: str
+    headers: list[tuple[str, str]]
+    body: bytes
+    connect_timeout: float
+    first_byte_timeout: float
+
+
+@dataclass(slots=True)
+class Job:
+    attempts: list[Attempt]
+    winner: int | None = None  # index of the attempt whose answer is relayed
+    failures: list[str] = field(default_factory=list)
+
+
+class Relay:
+    def __init__(self) -> None:
+        self._jobs: dict[str, Job] = {}
+        self._resting: dict[str, float] = {}  # endpoint name → monotonic time it may be tried again
+        self._server: asyncio.Server | None = None
+        self._client: httpx.AsyncClient | None = None
+        self.port = 0
+
+    async def start(self, verify: bool = True) -> None:
+        self._client = httpx.AsyncClient(verify=verify, follow_redirects=False, trust_env=False)
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self._server:
+            self._server.close()
+        if self._client:
+            await self._client.aclose()
+
+    def register(self, job: Job) -> str:
+        """The URL to point a flow at; attempts that are resting after a 429 go last."""
+        now = time.monotonic()
+        job.attempts.sort(key=lambda a: self._resting.get(a.name, 0.0) > now)
+        token = uuid.uuid4().hex
+        self._jobs[token] = job
+        return f"http://127.0.0.1:{self.port}/_bridge_relay/{token}"
+
+    def forget(self, url: str) -> None:
+        self._jobs.pop(url.rsplit("/", 1)[-1], None)
+
+    def job(self, url: str) -> Job | None:
+        return self._jobs.get(url.rsplit("/", 1)[-1])
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conn = h11.Connection(h11.SERVER)
+        try:
+            target = await _read_request(conn, reader)
+            job = self._jobs.get(target.rsplit("/", 1)[-1])
+            if job is None:
+                await _send_whole(conn, writer, 404, b'{"error":{"message":"unknown relay job"}}')
+                return
+            await self._run(job, conn, writer)
+        except (ConnectionError, h11.RemoteProtocolError, asyncio.IncompleteReadError):
+            pass  # mitmproxy went away (its client disconnected): nothing to answer
+        finally:
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+
+    async def _run(self, job: Job, conn: h11.Connection, writer: asyncio.StreamWriter) -> None:
+        assert self._client is not None
+        for i, attempt in enumerate(job.attempts):
+            last = i == len(job.attempts) - 1
+            timeout = httpx.Timeout(connect=attempt.connect_timeout, read=attempt.first_byte_timeout,
+                                    write=attempt.connect_timeout, pool=attempt.connect_timeout)
+            request = self._client.build_request("POST", attempt.url, headers=attempt.headers,
+                                                 content=attempt.body, timeout=timeout)
+            try:
+                response = await self._client.send(request, stream=True)
+            except httpx.TimeoutException:
+                job.failures.append(f"{attempt.name}: no response within {attempt.first_byte_timeout:g} s")
+                logger.warning("attempt %d/%d: endpoint %s timed out", i + 1, len(job.attempts), attempt.name)
+                continue
+            except httpx.TransportError as e:
+                job.failures.append(f"{attempt.name}: {type(e).__name__}: {e}")
+                logger.warning("attempt %d/%d: endpoint %s unreachable: %s", i + 1, len(job.attempts),
+                               attempt.name, e)
+                continue
+            retryable = response.status_code == 429 or response.status_code >= 500
+            if retryable:
+                self._rest(attempt.name, response.headers.get("retry-after"))
+            if retryable and not last:
+                job.failures.append(f"{attempt.name}: HTTP {response.status_code}")
+                logger.warning("attempt %d/%d: endpoint %s answered %d; trying the next", i + 1,
+                               len(job.attempts), attempt.name, response.status_code)
+                await response.aclose()
+                continue
+            job.winner = i
+            try:
+                await _relay_response(conn, writer, response)
+            finally:
+                await response.aclose()
+            return
+        job.winner = len(job.attempts) - 1
+        message = "every endpoint failed: " + "; ".join(job.failures)
+        body = json.dumps({"error": {"message": message, "type": "server_error", "code": None}}).encode()
+        await _send_whole(conn, writer, 502, body)
+
+    def _rest(self, name: str, retry_after: str | None) -> None:
+        try:
+            seconds = min(float(retry_after or 0), _RETRY_AFTER_CAP)
+        except ValueError:
+            seconds = 0.0  # an HTTP date: not worth parsing for a fallback order
+        if seconds > 0:
+            self._resting[name] = time.monotonic() + seconds
+
+
+async def _read_request(conn: h11.Connection, reader: asyncio.StreamReader) -> str:
+    target = ""
+    while True:
+        event = conn.next_event()
+        if event is h11.NEED_DATA:
+            data = await reader.read(65536)
+            conn.receive_data(data)
+            if not data:
+                raise ConnectionError("peer closed")
+        elif isinstance(event, h11.Request):
+            target = event.target.decode()
+        elif isinstance(event, h11.EndOfMessage):
+            return target
+
+
+async def _relay_response(conn: h11.Connection, writer: asyncio.StreamWriter, response: httpx.Response) -> None:
+    headers = [(k, v) for k, v in response.headers.raw
+               if k.decode("latin-1").lower() not in _HOP_HEADERS]
+    headers += [(b"transfer-encoding", b"chunked"), (b"connection", b"close")]
+    writer.write(conn.send(h11.Response(status_code=response.status_code, headers=headers)) or b"")
+    await writer.drain()
+    try:
+        async for chunk in response.aiter_raw():
+            writer.write(conn.send(h11.Data(data=chunk)) or b"")
+            await writer.drain()
+    except httpx.HTTPError:
+        writer.transport.abort()  # the upstream broke mid-stream: so must the client's stream
+        raise ConnectionError("upstream broke mid-stream") from None
+    writer.write(conn.send(h11.EndOfMessage()) or b"")
+    await writer.drain()
+
+
+async def _send_whole(conn: h11.Connection, writer: asyncio.StreamWriter, status: int, body: bytes) -> None:
+    headers = [("content-type", "application/json"), ("content-length", str(len(body))), ("connection", "close")]
+    writer.write(conn.send(h11.Response(status_code=status, headers=headers)) or b"")
+    writer.write(conn.send(h11.Data(data=body)) or b"")
+    writer.write(conn.send(h11.EndOfMessage()) or b"")
+    await writer.drain()
