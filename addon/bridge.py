@@ -206,7 +206,7 @@ class Bridge:
         self._flows[flow.id] = state
         warnings = "".join(f"\n  dropped/approximated: {w}" for w in p.summary.get("warnings", ()))
         fallbacks = f" (then {', '.join(q.summary['endpoint'] for q in p.fallbacks)})" if p.fallbacks else ""
-        logger.info("%s %s → %s, endpoint %s%s, model %s%s", p.summary.get("mode"), p.summary["client_format"],
+        logger.debug("%s %s → %s, endpoint %s%s, model %s%s", p.summary.get("mode"), p.summary["client_format"],
                     p.summary.get("upstream_format"), p.summary.get("endpoint"), fallbacks, _model(p.summary),
                     warnings)
 
@@ -296,11 +296,15 @@ class Bridge:
         resp = flow.response
         ttfb = (f"{(resp.timestamp_start - flow.request.timestamp_start) * 1000:.0f} ms"
                 if resp and resp.timestamp_start and flow.request.timestamp_start else "-")
-        logger.info("%s %s → %s | endpoint %s | model %s | status %s | %s | first byte %s | %.0f ms%s",
-                    s.get("operation"), s.get("client_format"), s.get("upstream_format", "-"),
+        outcome = s.get("outcome", "")
+        notes = [outcome] if outcome.startswith(("error", "failed")) else []
+        if s.get("attempts", 1) > 1:
+            notes.append(f"after {s['attempts']} attempts")
+        notes += [f"dropped/approximated: {w}" for w in s.get("warnings", ())]
+        logger.info("%s %s %s → %s | endpoint %s | model %s | status %s | %s | first byte %s | %.0f ms%s",
+                    s.get("mode", "-"), s.get("operation"), s.get("client_format"), s.get("upstream_format", "-"),
                     s.get("endpoint", "-"), _model(s), status if status is not None else "-", tokens, ttfb,
-                    (time.monotonic() - state.started) * 1000,
-                    f" | {s['outcome']}" if s.get("outcome", "").startswith(("error", "failed")) else "")
+                    (time.monotonic() - state.started) * 1000, "".join(f" | {n}" for n in notes))
 
 
 def _attempt(p: Plan, req: http.Request) -> Attempt:

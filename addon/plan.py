@@ -131,7 +131,8 @@ def _check_access(config: Config, headers: Mapping[str, str], local_client: bool
         if not local_client:
             raise Forbidden("this bridge serves only clients on its own machine unless client_keys_env is set")
         return
-    presented = headers.get("x-api-key") or headers.get("authorization", "").removeprefix("Bearer ").strip()
+    scheme, _, token = headers.get("authorization", "").partition(" ")
+    presented = headers.get("x-api-key") or (token.strip() if scheme.lower() == "bearer" else "")
     if not presented or presented not in config.client_keys():  # never echo what was presented
         raise Unauthorized("this bridge needs a client key it knows (x-api-key or Authorization: Bearer)")
 
@@ -144,7 +145,8 @@ def _headers(p: Plan, config: Config, r: Route, upstream: Format, headers: Mappi
     """
     api_key = r.endpoint.api_key()
     if api_key or not r.passthrough or config.client_keys_env:
-        p.drop_headers |= {*p.client.AUTH_HEADERS, *upstream.AUTH_HEADERS}
+        # Every format's credential headers, not just these two: a client may send its key in any.
+        p.drop_headers |= {h for f in formats.FORMATS.values() for h in f.AUTH_HEADERS}
         p.set_headers.update(upstream.auth_headers(api_key, r.endpoint.auth))
     if not r.passthrough:
         p.drop_headers |= set(p.client.OWN_HEADERS)

@@ -195,12 +195,12 @@ class StreamTranslator:
 class ModelRenamer:
     """A pass-through answer after a model rewrite: the client sees the model name it asked for.
 
-    Streams are re-framed event by event; only events that mention the upstream's model name are
-    parsed. Same shape as :class:`StreamTranslator`, so the addon treats both alike.
+    Streams are re-framed event by event; only events that carry a model are parsed. Same shape as
+    :class:`StreamTranslator`, so the addon treats both alike.
     """
 
     def __init__(self, upstream_model: str, client_model: str) -> None:
-        self._old, self._new = upstream_model, client_model
+        self._new = client_model  # upstream_model is what was asked for; answers often say more
         self._decoder = SSEDecoder()
         self.failed: BridgeError | None = None
 
@@ -211,19 +211,21 @@ class ModelRenamer:
         return [self._event(ev) for ev in self._decoder.close()]
 
     def _event(self, ev: SSEEvent) -> bytes:
-        if self._old in ev.data:
+        if '"model"' in ev.data:
             try:
                 obj = json.loads(ev.data)
             except ValueError:
                 obj = None
-            if isinstance(obj, dict) and rename_model(obj, self._old, self._new):
+            if isinstance(obj, dict) and rename_model(obj, self._new):
                 return encode_event(dumps(obj), ev.event)
         return encode_event(ev.data, ev.event)
 
     def body(self, body: bytes) -> bytes:
-        """A whole JSON (or SSE) answer."""
+        """A whole answer: JSON, SSE, or anything else (left as it is)."""
         try:
             obj = json.loads(body)
         except ValueError:
-            return b"".join(self.feed(body) + self.close())
-        return dumps(obj).encode() if isinstance(obj, dict) and rename_model(obj, self._old, self._new) else body
+            if body.lstrip().startswith((b"data:", b"event:")):
+                return b"".join(self.feed(body) + self.close())
+            return body
+        return dumps(obj).encode() if isinstance(obj, dict) and rename_model(obj, self._new) else body

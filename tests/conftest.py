@@ -8,6 +8,12 @@ Chat Completions), ``"responses"`` (``url_openai`` with ``openai_preference: res
 ``/backend-api/codex``), and returns a :class:`BridgeProcess`.
 mitmdump runs without ``-q`` but with ``termlog_verbosity=warn`` and ``flow_detail=0``: quiet, except the
 bridge's own warnings. When a test fails, what each mitmdump logged during it is attached to the report.
+
+``mocks`` is three more mock upstreams, each on its own port, emptied before each test.
+``bridge_config(config, modes=[...], env={...})`` starts (once per arguments and session, or anew with
+``fresh_process=True``) a mitmdump with a whole config (``{"endpoints": [...], top-level keys}``), any ``--mode``
+specs (several listeners need distinct ``@port``s: see ``free_ports``), extra environment variables, and
+the bridge's info log (one line per request); it returns a :class:`ConfiguredBridge`.
 """
 
 from __future__ import annotations
@@ -15,11 +21,13 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -145,6 +153,116 @@ def bridge(tmp_path_factory: pytest.TempPathFactory,
 
     yield make
     for proc in started.values():
+        proc.stop()
+        _RUNNING.remove(proc)
+
+
+def free_ports(n: int) -> list[int]:
+    """n loopback ports free right now (mitmproxy refuses two listeners that both say port 0)."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+class ConfiguredBridge(BridgeProcess):
+    """One ``mitmdump`` running the bridge with a whole config file, any modes and extra environment.
+
+    ``ports`` maps each mode spec (as mitmproxy spells it) to its listening ports; ``port``/``url`` are
+    the first mode's. The bridge logs at info level (``PYTHONUNBUFFERED``, so the log file is current).
+    """
+
+    def __init__(self, name: str, workdir: Path, config: dict[str, Any] | str, modes: Sequence[str],
+                 env: dict[str, str] | None = None) -> None:
+        self.name = name
+        self.workdir = workdir
+        self.config_path = workdir / "config.yaml"
+        self.log_path = workdir / "mitmdump.log"
+        portfile = workdir / "ports.json"
+        addon_path = workdir / "portfile_addon.py"
+        self.write_config(config)
+        addon_path.write_text(_PORTFILE_ADDON.format(portfile=str(portfile)))
+        (workdir / "confdir").mkdir()
+        args = [str(MITMDUMP), "-s", str(ROOT / "addon" / "bridge.py"), "-s", str(addon_path),
+                "--set", f"bridge_config={self.config_path}"]
+        for mode in modes:
+            args += ["--mode", mode]
+        args += ["--set", "listen_host=127.0.0.1", "--set", "listen_port=0",
+                 "--set", f"confdir={workdir / 'confdir'}", "--set", "connection_strategy=lazy",
+                 "--set", "termlog_verbosity=info", "--set", "flow_detail=0"]
+        full_env = {**os.environ, UPSTREAM_KEY_ENV: UPSTREAM_KEY, "PYTHONWARNINGS": "ignore::DeprecationWarning",
+                    "PYTHONUNBUFFERED": "1", **(env or {})}
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(args, cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL)
+        self.port = self._wait_for_port(portfile)
+        self.ports: dict[str, list[int]] = json.loads(portfile.read_text())
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def write_config(self, config: dict[str, Any] | str) -> None:
+        """Replace the config file in one step (a dict is written as JSON, which is YAML)."""
+        text = config if isinstance(config, str) else json.dumps(config, indent=2)
+        tmp = self.config_path.with_suffix(".tmp")
+        tmp.write_text(text)
+        os.replace(tmp, self.config_path)
+
+    def wait_for_log(self, text: str, start: int = 0, timeout: float = 10.0) -> str:
+        """The log from offset ``start`` once it contains ``text`` (fails after ``timeout`` seconds)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            log = self.log()[start:]
+            if text in log:
+                return log
+            if time.monotonic() > deadline:
+                raise AssertionError(f"mitmdump ({self.name}) did not log {text!r} within {timeout} s:\n{log[-3000:]}")
+            time.sleep(0.05)
+
+
+@pytest.fixture(scope="session")
+def mock_trio() -> Iterator[tuple[MockUpstream, MockUpstream, MockUpstream]]:
+    with MockUpstream() as a, MockUpstream() as b, MockUpstream() as c:
+        yield a, b, c
+
+
+@pytest.fixture
+def mocks(mock_trio: tuple[MockUpstream, MockUpstream, MockUpstream]
+          ) -> Iterator[tuple[MockUpstream, MockUpstream, MockUpstream]]:
+    """Three more mock upstreams (not ``mock``), each on its own port, emptied before and after each test."""
+    for m in mock_trio:
+        m.reset()
+    yield mock_trio
+    for m in mock_trio:
+        m.reset()
+
+
+@pytest.fixture(scope="session")
+def bridge_config(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., ConfiguredBridge]]:
+    """Factory: ``bridge_config(config, modes=("reverse:http://127.0.0.1:9",), env=None, fresh_process=False)``.
+
+    The reverse target only matters for requests the bridge leaves alone: the config picks upstreams.
+    """
+    started: dict[str, ConfiguredBridge] = {}
+    fresh: list[ConfiguredBridge] = []
+
+    def make(config: dict[str, Any] | str, modes: Sequence[str] = ("reverse:http://127.0.0.1:9",),
+             env: dict[str, str] | None = None, fresh_process: bool = False) -> ConfiguredBridge:
+        key = json.dumps([config, list(modes), env], sort_keys=True)
+        if fresh_process or key not in started:
+            n = len(started) + len(fresh)
+            proc = ConfiguredBridge(f"config-{n}", tmp_path_factory.mktemp(f"bridge-config-{n}"), config, modes, env)
+            _RUNNING.append(proc)
+            if fresh_process:
+                fresh.append(proc)
+                return proc
+            started[key] = proc
+        return started[key]
+
+    yield make
+    for proc in [*started.values(), *fresh]:
         proc.stop()
         _RUNNING.remove(proc)
 

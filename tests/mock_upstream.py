@@ -3,14 +3,15 @@
 ``POST /v1/messages`` answers in the Anthropic format, ``POST …/chat/completions`` in the Chat format,
 ``POST …/responses`` in the Responses format (formats.md §3, §4.4). ``POST …/backend-api/codex/responses``
 plays the ChatGPT Codex backend: it refuses what that backend refuses (formats.md §6.6) with HTTP 400
-and a FastAPI-style ``{"detail": …}`` body, and otherwise answers like Responses. Every request is
-recorded (method, path with query, headers, raw body, parsed JSON). Each answer comes from the next
-:class:`Reply` queued with :meth:`MockUpstream.next_reply` (a default text reply when the queue is
-empty) and is rendered in the format of the path: one JSON body, or, when the request says
-``"stream": true``, real SSE over chunked transfer encoding with one write and flush per event.
-Faults: an HTTP error status with the format's error JSON, an in-stream error (Responses:
-``response.failed``), a connection cut mid-stream (no chunked terminator), and a stream that ends
-cleanly before its terminal event.
+and a FastAPI-style ``{"detail": …}`` body, and otherwise answers like Responses.
+``POST /v1/messages/count_tokens`` answers ``{"input_tokens": <the body's length in bytes>}`` (no
+scripted reply is taken). Every POST is recorded (method, path with query, headers, raw body, parsed
+JSON). Each answer comes from the next :class:`Reply` queued with :meth:`MockUpstream.next_reply` (a
+default text reply when the queue is empty) and is rendered in the format of the path: one JSON body,
+or, when the request says ``"stream": true``, real SSE over chunked transfer encoding with one write
+and flush per event. Faults: an HTTP error status with the format's error JSON, an in-stream error
+(Responses: ``response.failed``), a connection cut mid-stream (no chunked terminator), and a stream
+that ends cleanly before its terminal event.
 
 Run standalone: ``python -m tests.mock_upstream --port 8001`` (answers every request with a default
 text reply; Ctrl-C stops it).
@@ -29,7 +30,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 __all__ = ["ToolCallSpec", "Reply", "Recorded", "MockUpstream", "ANTHROPIC_TO_CHAT_STOP",
-           "RESPONSES_INCOMPLETE_REASON", "CODEX_PATH"]
+           "RESPONSES_INCOMPLETE_REASON", "CODEX_PATH", "COUNT_TOKENS_PATH", "count_tokens_answer"]
 
 ANTHROPIC_TO_CHAT_STOP = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length",
                           "tool_use": "tool_calls", "refusal": "content_filter"}
@@ -45,6 +46,13 @@ RESPONSES_INCOMPLETE_REASON = {"max_tokens": "max_output_tokens", "length": "max
                                "model_context_window_exceeded": "max_output_tokens",
                                "refusal": "content_filter", "content_filter": "content_filter"}
 CODEX_PATH = "/backend-api/codex/responses"
+COUNT_TOKENS_PATH = "/v1/messages/count_tokens"
+
+
+def count_tokens_answer(body: bytes) -> int:
+    """What ``POST /v1/messages/count_tokens`` answers as ``input_tokens``: the request body's length in
+    bytes, so a test can tell a forwarded count from the bridge's own estimate (about a quarter of it)."""
+    return len(body)
 
 
 @dataclass(frozen=True)
@@ -441,6 +449,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.server.mock._record(Recorded(method="POST", path=self.path, body=body, json=parsed,
                                           headers={k.lower(): v for k, v in self.headers.items()}))
         bare = self.path.split("?", 1)[0].rstrip("/")
+        if bare.endswith(COUNT_TOKENS_PATH):  # takes no scripted reply: the count is the body's size
+            self._send_json(200, {"input_tokens": count_tokens_answer(body)})
+            return
         if bare.endswith("/v1/messages"):
             fmt = "anthropic"
         elif bare.endswith("/chat/completions"):

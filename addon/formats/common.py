@@ -343,13 +343,14 @@ def plain_error(status: int, data: Any, body: bytes) -> UpstreamError:
     return UpstreamError(text or f"upstream returned HTTP {status} with no body", status=status)
 
 
-def rename_model(obj: JSON, old: str, new: str) -> bool:
+def rename_model(obj: JSON, new: str) -> bool:
     """Put back the model name the client asked for, where each format reports it: top level (Chat,
     Responses objects, Anthropic messages), ``message`` (Anthropic message_start) or ``response``
-    (Responses stream events). Returns whether anything changed."""
+    (Responses stream events). Whatever the upstream called it (often a dated name, not the one it
+    was asked for) is replaced. Returns whether anything changed."""
     changed = False
     for holder in (obj, obj.get("message"), obj.get("response")):
-        if isinstance(holder, dict) and holder.get("model") == old:
+        if isinstance(holder, dict) and isinstance(holder.get("model"), str) and holder["model"] != new:
             holder["model"] = new
             changed = True
     return changed
