@@ -137,7 +137,9 @@ class Bridge:
                            "set client_keys_env in %s to serve others", ", ".join(exposed), self.config.path)
 
     async def running(self) -> None:
-        await self.relay.start(verify=not ctx.options.ssl_insecure)
+        upstream = [ProxyMode.parse(m) for m in ctx.options.mode if m.startswith("upstream:")]
+        proxy = upstream[0].data if upstream else None
+        await self.relay.start(verify=not ctx.options.ssl_insecure, proxy=proxy)
         self._watcher = asyncio.create_task(self._watch_config())
 
     async def done(self) -> None:

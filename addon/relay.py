@@ -64,8 +64,9 @@ class Relay:
         self._client: httpx.AsyncClient | None = None
         self.port = 0
 
-    async def start(self, verify: bool = True) -> None:
-        self._client = httpx.AsyncClient(verify=verify, follow_redirects=False, trust_env=False)
+    async def start(self, verify: bool = True, proxy: str | None = None) -> None:
+        """``proxy``: in mitmproxy's upstream mode, relayed attempts go through the same proxy."""
+        self._client = httpx.AsyncClient(verify=verify, follow_redirects=False, trust_env=False, proxy=proxy)
         self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
         self.port = self._server.sockets[0].getsockname()[1]
 
