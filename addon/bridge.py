@@ -31,6 +31,7 @@ from mitmproxy.proxy.mode_specs import ProxyMode  # noqa: E402
 from addon.config import Config, ConfigError, load_config  # noqa: E402
 from addon.decompress import decoder_for  # noqa: E402
 from addon.errors import UpstreamError  # noqa: E402
+from addon.logconfig import BodyRecorder, Redactor, apply, body_for_log  # noqa: E402
 from addon.plan import Plan, plan  # noqa: E402
 from addon.relay import Attempt, Job, Relay  # noqa: E402
 from addon.routing import detect  # noqa: E402
@@ -46,18 +47,29 @@ def _new_id(prefix: str) -> str:
 
 
 class StreamAdapter:
-    """The ``flow.response.stream`` callable: bytes per network chunk, then ``b""`` at the end."""
+    """The ``flow.response.stream`` callable: bytes per network chunk, then ``b""`` at the end.
 
-    def __init__(self, translator: StreamTranslator | ModelRenamer, decode: Callable[[bytes], bytes]) -> None:
+    With response-body logging on, ``upstream`` and ``client`` keep side copies for the log line
+    written after the stream ends.
+    """
+
+    def __init__(self, translator: StreamTranslator | ModelRenamer, decode: Callable[[bytes], bytes],
+                 record: str = "none") -> None:
         self.translator = translator
         self._decode = decode
+        self.upstream = BodyRecorder(record) if record != "none" else None
+        self.client = BodyRecorder(record) if record != "none" else None
 
     def __call__(self, data: bytes) -> list[bytes]:
         # Always a list: a bare b"" mid-stream would end a chunked HTTP/1 body (notes §1).
-        if data:
-            return self.translator.feed(self._decode(data))
-        tail = self._decode(b"")
-        return (self.translator.feed(tail) if tail else []) + self.translator.close()
+        plain = self._decode(data)
+        out = self.translator.feed(plain) if plain else []
+        if not data:
+            out += self.translator.close()
+        if self.upstream is not None and self.client is not None:
+            self.upstream.add(plain)
+            self.client.add(out)
+        return out
 
 
 class _Flow:
@@ -106,6 +118,7 @@ class Bridge:
         self._mtime: float | None = None
         self._watcher: asyncio.Task[None] | None = None
         self.relay = Relay()
+        self._redact = Redactor(())
 
     def load(self, loader: addonmanager.Loader) -> None:
         loader.add_option("bridge_config", str, "config.yaml",
@@ -115,7 +128,7 @@ class Bridge:
     def configure(self, updated: set[str]) -> None:
         if "bridge_config" in updated:
             try:
-                self.config = load_config(ctx.options.bridge_config)
+                self._use(load_config(ctx.options.bridge_config))
                 self._mtime = _mtime(ctx.options.bridge_config)
             except ConfigError as e:
                 raise exceptions.OptionsError(str(e)) from None  # type: ignore[no-untyped-call]
@@ -159,10 +172,20 @@ class Bridge:
                 continue
             self._mtime = mtime
             try:
-                self.config = load_config(path)
+                self._use(load_config(path))
                 logger.info("config reloaded from %s", path)
             except ConfigError as e:
                 logger.error("config not reloaded, keeping the previous one: %s", e)
+
+    def _use(self, config: Config) -> None:
+        self.config = config
+        apply(config.logging, logger)
+        self._redact = Redactor(config.secret_envs())
+
+    def _log_body(self, what: str, body: bytes, mode: str) -> None:
+        text = body_for_log(body, mode, self._redact)
+        if text is not None:
+            logger.info("%s: %s", what, text)
 
     def _ours(self, flow: http.HTTPFlow) -> bool:
         """In regular and upstream proxy mode the bridge acts only on the LLM API hosts it knows."""
@@ -186,6 +209,11 @@ class Bridge:
                  local_client=_is_loopback(str(peer).removeprefix("::ffff:")))
         flow.metadata["bridge"] = p.summary
         state = _Flow(p)
+        log = self.config.logging
+        self._log_body(f"request body from the client ({op.client_format})", body, log.log_request_body)
+        if p.body is not None and p.answer is None:
+            self._log_body(f"request body to the upstream ({p.summary.get('upstream_format')})", p.body,
+                           log.log_request_body)
         if p.answer is not None:
             status, content_type, answer = p.answer
             flow.response = http.Response.make(status, answer, {"content-type": content_type})
@@ -237,7 +265,8 @@ class Bridge:
                            resp.headers["content-encoding"])
             return
         state.streamed = translator
-        resp.stream = StreamAdapter(translator, decode)
+        record = self.config.logging.log_response_body if self.config else "none"
+        resp.stream = StreamAdapter(translator, decode, record)
         resp.headers["content-type"] = SSE_TYPE  # the upstream's may be missing or carry a charset
         resp.headers.pop("content-encoding", None)
         resp.headers.pop("content-length", None)
@@ -258,12 +287,20 @@ class Bridge:
                 flow.response = http.Response.make(status, body, {"content-type": content_type})
                 self._log(flow, state, status)
                 return
+        mode = self.config.logging.log_response_body if self.config else "none"
         if state.streamed is not None:
             failed = state.streamed.failed
             state.summary["outcome"] = f"error: {failed.message}" if failed else "streamed"
+            adapter = resp.stream
+            if isinstance(adapter, StreamAdapter) and adapter.upstream and adapter.client:
+                self._log_body("response stream from the upstream", adapter.upstream.body(), mode)
+                self._log_body("response stream to the client", adapter.client.body(), mode)
         elif state.exchange is not None:
+            upstream_body = resp.get_content(strict=False) or b""
+            self._log_body("response body from the upstream", upstream_body, mode)
             status, content_type, body = state.exchange.translate_body(
-                resp.status_code, resp.headers.get("content-type", ""), resp.get_content(strict=False) or b"")
+                resp.status_code, resp.headers.get("content-type", ""), upstream_body)
+            self._log_body("response body to the client", body, mode)
             if status != resp.status_code:
                 resp.status_code = status
                 resp.reason = RESPONSES.get(status, "")
@@ -303,8 +340,9 @@ class Bridge:
         if s.get("attempts", 1) > 1:
             notes.append(f"after {s['attempts']} attempts")
         notes += [f"dropped/approximated: {w}" for w in s.get("warnings", ())]
-        logger.info("%s %s %s → %s | endpoint %s | model %s | status %s | %s | first byte %s | %.0f ms%s",
-                    s.get("mode", "-"), s.get("operation"), s.get("client_format"), s.get("upstream_format", "-"),
+        mode = {"conversion": "format conversion"}.get(s.get("mode", "-"), s.get("mode", "-"))
+        logger.info("%s %s → %s | %s | endpoint %s | model %s | status %s | %s | first byte %s | %.0f ms%s",
+                    mode, s.get("client_format"), s.get("upstream_format", "-"), s.get("operation"),
                     s.get("endpoint", "-"), _model(s), status if status is not None else "-", tokens, ttfb,
                     (time.monotonic() - state.started) * 1000, "".join(f" | {n}" for n in notes))
 

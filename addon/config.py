@@ -28,12 +28,14 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Any
 from urllib.parse import urlsplit
 
 import yaml
+
+from .logconfig import BODY_MODES, LEVELS, LogSettings
 
 __all__ = ["ConfigError", "Endpoint", "Config", "load_config", "parse_config"]
 
@@ -84,13 +86,19 @@ class Config:
     client_keys_env: tuple[str, ...] = ()
     intercept_hosts: tuple[str, ...] = DEFAULT_INTERCEPT_HOSTS
     max_attempts: int = 3  # endpoints tried for one request, the first included
+    logging: LogSettings = field(default_factory=LogSettings)
+
+    def secret_envs(self) -> tuple[str, ...]:
+        """Every env var the config names that holds a key (to redact their values from logs)."""
+        return tuple(e.api_key_env for e in self.endpoints if e.api_key_env) + self.client_keys_env
 
     def client_keys(self) -> frozenset[str]:
         """The keys clients may present, read from the environment now (empty: no key required)."""
         return frozenset(k for name in self.client_keys_env if (k := os.environ.get(name)))
 
 
-_TOP_KEYS = {"endpoints", "client_keys_env", "intercept_hosts", "max_attempts"}
+_TOP_KEYS = {"endpoints", "client_keys_env", "intercept_hosts", "max_attempts", "logging"}
+_LOG_KEYS = {"level", "log_request_body", "log_response_body", "file", "max_bytes", "backups"}
 _ENDPOINT_KEYS = {"name", "url_anthropic", "url_openai", "url_codex", "openai_preference", "api_key_env", "auth",
                   "default_max_tokens", "max_tokens_limit", "drop_params", "headers", "models", "priority",
                   "model_rewrite", "connect_timeout", "first_byte_timeout"}
@@ -166,7 +174,8 @@ def parse_config(node: yaml.Node, path: str, environ: Any) -> Config:
     top_values = {k: v.scalar(n, k) for k, n in top.items() if k == "max_attempts"}
     return Config(path=path, endpoints=tuple(sorted(endpoints, key=lambda e: e.priority)),
                   client_keys_env=client_keys_env, intercept_hosts=hosts,
-                  max_attempts=v.positive_int(top_values, top, "", "max_attempts", 3))
+                  max_attempts=v.positive_int(top_values, top, "", "max_attempts", 3),
+                  logging=v.log_settings(top.get("logging"), os.path.dirname(os.path.abspath(path))))
 
 
 class _Validator:
@@ -266,6 +275,20 @@ class _Validator:
         if not values.get("enabled", True):
             rules = []
         return {"rewrite": tuple(rules), "show_target_model": bool(values.get("show_target_model", False))}
+
+    def log_settings(self, node: yaml.Node | None, base_dir: str) -> LogSettings:
+        if node is None:
+            return LogSettings()
+        fields = self.mapping(node, "logging", _LOG_KEYS, required=set())
+        values = {k: self.scalar(n, f"logging.{k}") for k, n in fields.items()}
+        file = self.string(values, fields, "logging", "file") if values.get("file") is not None else None
+        return LogSettings(
+            level=self.choice(values, fields, "logging", "level", LEVELS, "info"),
+            log_request_body=self.choice(values, fields, "logging", "log_request_body", BODY_MODES, "none"),
+            log_response_body=self.choice(values, fields, "logging", "log_response_body", BODY_MODES, "none"),
+            file=os.path.join(base_dir, file) if file else None,  # relative to the config file
+            max_bytes=self.positive_int(values, fields, "logging", "max_bytes", 10 * 1024 * 1024),
+            backups=self.positive_int(values, fields, "logging", "backups", 3))
 
     def seconds(self, values: dict[str, Any], nodes: dict[str, yaml.Node], where: str, key: str) -> float | None:
         value = values.get(key)
