@@ -12,14 +12,15 @@ from dataclasses import dataclass
 from .config import Config, Endpoint
 from .errors import BridgeError, ErrorKind
 
-__all__ = ["Operation", "Route", "NoEndpoint", "detect", "route", "candidates", "no_endpoint"]
+__all__ = ["Operation", "Route", "NoEndpoint", "UPSTREAM_PATHS", "detect", "route", "candidates", "no_endpoint",
+           "offers"]
 
 # Path suffixes, so a client whose base URL carries a prefix (/openai/v1/..., /backend-api/codex/...)
 # is recognised too. The query string is ignored here and kept on the way upstream.
 _POST_PATHS = (("/v1/messages/count_tokens", "anthropic", "count_tokens"), ("/v1/messages", "anthropic", "generate"),
                ("/v1/chat/completions", "chat", "generate"), ("/responses", "responses", "generate"))
 # What is appended to an endpoint's base URL for each upstream format.
-_UPSTREAM_PATHS = {"anthropic": "/v1/messages", "chat": "/chat/completions", "responses": "/responses"}
+UPSTREAM_PATHS = {"anthropic": "/v1/messages", "chat": "/chat/completions", "responses": "/responses"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +61,7 @@ class Route:
         return self.client_format == self.upstream_format
 
 
-def _offers(ep: Endpoint) -> list[tuple[str, str, str | None]]:
+def offers(ep: Endpoint) -> list[tuple[str, str, str | None]]:
     """(format, base URL, flavor) the endpoint offers, in the order the bridge prefers them."""
     out: list[tuple[str, str, str | None]] = []
     if ep.url_openai:
@@ -78,10 +79,10 @@ def candidates(config: Config, client_format: str, model: str) -> list[Route]:
     for ep in config.endpoints:
         if not ep.serves(model):
             continue
-        offers = _offers(ep)
-        fmt, base, flavor = next((o for o in offers if o[0] == client_format), offers[0])
+        offered = offers(ep)
+        fmt, base, flavor = next((o for o in offered if o[0] == client_format), offered[0])
         routes.append(Route(endpoint=ep, client_format=client_format, upstream_format=fmt,
-                            url=base + _UPSTREAM_PATHS[fmt], upstream_model=ep.upstream_model(model), flavor=flavor))
+                            url=base + UPSTREAM_PATHS[fmt], upstream_model=ep.upstream_model(model), flavor=flavor))
     return routes
 
 
