@@ -341,10 +341,22 @@ class Bridge:
             notes.append(f"after {s['attempts']} attempts")
         notes += [f"dropped/approximated: {w}" for w in s.get("warnings", ())]
         mode = {"conversion": "format conversion"}.get(s.get("mode", "-"), s.get("mode", "-"))
+        duration = (time.monotonic() - state.started) * 1000
         logger.info("%s %s → %s | %s | endpoint %s | model %s | status %s | %s | first byte %s | %.0f ms%s",
                     mode, s.get("client_format"), s.get("upstream_format", "-"), s.get("operation"),
                     s.get("endpoint", "-"), _model(s), status if status is not None else "-", tokens, ttfb,
-                    (time.monotonic() - state.started) * 1000, "".join(f" | {n}" for n in notes))
+                    duration, "".join(f" | {n}" for n in notes))
+        # The same summary on the flow, for mitmweb's list and for recorded flows.
+        s.update(status=status, duration_ms=round(duration))
+        if usage is not None:
+            s["usage"] = {"input": usage.total_input, "output": usage.output_tokens,
+                          "cache_read": usage.cache_read_tokens, "reasoning": usage.reasoning_tokens}
+        failed = status is None or status >= 400 or outcome.startswith(("error", "failed"))
+        flow.comment = (f"{'✗ ' if failed else ''}{s.get('client_format')} → {s.get('upstream_format', '-')} · "
+                        f"{s.get('endpoint', '-')} · {_model(s)} · {status if status is not None else 'failed'}"
+                        f" · {tokens}")
+        if failed:
+            flow.marked = ":warning:"
 
 
 def _attempt(p: Plan, req: http.Request) -> Attempt:

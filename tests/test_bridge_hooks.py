@@ -165,3 +165,27 @@ def test_extra_headers_are_sent_and_passthrough_without_key_keeps_the_clients(br
     assert f.request.headers["x-team"] == "blue"
     assert f.request.headers["x-api-key"] == "client-secret"  # same format, no key configured: the client's
     assert f.request.headers["anthropic-version"] == "2023-06-01"
+
+
+def test_flow_comment_and_metadata_summarise_the_exchange(bridge) -> None:
+    addon, _ = bridge(CHAT_UPSTREAM)
+    f = anthropic_request(BODY)
+    addon.request(f)
+    f.response = tutils.tresp(headers=http.Headers(content_type="text/event-stream"), content=None)
+    addon.responseheaders(f)
+    for chunk in (CHAT_SSE, b""):
+        f.response.stream(chunk)
+    addon.response(f)
+    assert f.comment == "anthropic → chat · up · claude-x · 200 · tokens ?"
+    assert not f.marked
+    summary = f.metadata["bridge"]
+    assert summary["status"] == 200 and summary["endpoint"] == "up" and summary["upstream_format"] == "chat"
+    json.dumps(summary)  # a recorded flow must be able to hold it
+
+    g = anthropic_request(BODY)
+    addon.request(g)
+    g.response = tutils.tresp(status_code=500, headers=http.Headers(content_type="application/json"),
+                              content=b'{"error": {"message": "boom", "type": "server_error"}}')
+    addon.responseheaders(g)
+    addon.response(g)
+    assert g.comment.startswith("✗ anthropic → chat") and g.marked == ":warning:"
