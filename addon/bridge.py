@@ -28,6 +28,7 @@ from mitmproxy import addonmanager, ctx, exceptions, http  # noqa: E402
 from mitmproxy.net.http.status_codes import RESPONSES  # noqa: E402
 from mitmproxy.proxy.mode_specs import ProxyMode  # noqa: E402
 
+from addon import errorpage  # noqa: E402
 from addon.config import Config, ConfigError, load_config  # noqa: E402
 from addon.decompress import decoder_for  # noqa: E402
 from addon.errors import UpstreamError  # noqa: E402
@@ -121,6 +122,7 @@ class Bridge:
         self._redact = Redactor(())
 
     def load(self, loader: addonmanager.Loader) -> None:
+        errorpage.install()
         loader.add_option("bridge_config", str, "config.yaml",
                           "Path of the bridge's YAML config (endpoints, formats, key env vars). "
                           "Reloaded when the file changes.")
@@ -233,6 +235,10 @@ class Bridge:
         req.headers.update(p.set_headers)
         if state.job is not None:  # the flow shows the first attempt; the relay makes them all
             req.url = self.relay.register(state.job)
+        else:  # an unreachable upstream is answered in the client's format, not as mitmproxy's HTML page
+            client = p.client
+            errorpage.expect(req, lambda status, message: error_response(
+                client, UpstreamError(f"the upstream could not be reached: {message}", status=status)))
         self._flows[flow.id] = state
         warnings = "".join(f"\n  dropped/approximated: {w}" for w in p.summary.get("warnings", ()))
         fallbacks = f" (then {', '.join(q.summary['endpoint'] for q in p.fallbacks)})" if p.fallbacks else ""
@@ -275,6 +281,7 @@ class Bridge:
 
     def response(self, flow: http.HTTPFlow) -> None:
         state = self._flows.pop(flow.id, None)
+        errorpage.forget(flow.request)
         resp = flow.response
         if state is None or resp is None:
             return
