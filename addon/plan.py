@@ -43,6 +43,25 @@ class Plan:
     fallbacks: list[Plan] = field(default_factory=list)  # the next endpoints, if this one fails first
 
 
+class TooLarge(BridgeError):
+    status = 413
+    kind = ErrorKind.REQUEST_TOO_LARGE
+
+
+class UnsupportedMediaType(BridgeError):
+    status = 415
+    kind = ErrorKind.INVALID_REQUEST
+
+
+def _check_body(config: Config, headers: Mapping[str, str], body: bytes) -> None:
+    if len(body) > config.max_request_bytes:
+        raise TooLarge(f"request body is {len(body)} bytes; this bridge takes at most {config.max_request_bytes} "
+                       "(max_request_bytes)")
+    media = headers.get("content-type", "application/json").split(";", 1)[0].strip().lower()
+    if media != "application/json" and not media.endswith("+json"):
+        raise UnsupportedMediaType(f"content-type: expected application/json, got {media!r}", param="content-type")
+
+
 class Unauthorized(BridgeError):
     status = 401
     kind = ErrorKind.AUTHENTICATION
@@ -68,6 +87,7 @@ def plan(config: Config, op: Operation, path: str, headers: Mapping[str, str], b
             p.answer = (200, JSON_TYPE, dumps(client.render_models(_model_names(config), now)).encode())
             p.summary["mode"] = "local"
             return p
+        _check_body(config, headers, body)
         data = parse_json_body(body)
         model = data.get("model")
         if not isinstance(model, str) or not model:

@@ -23,7 +23,7 @@ from .accumulate import accumulate
 from .errors import BadRequest, BridgeError, ErrorKind
 from .formats import EventEmitter, EventParser, Format
 from .formats.common import JSON, Context, dumps, rename_model
-from .ir import Event, Finish, MessageStart, Request, StreamError, Usage, UsageUpdate
+from .ir import Event, Finish, MessageStart, Request, StreamError, ToolCall, ToolResult, Usage, UsageUpdate
 from .sse import SSEDecoder, SSEEvent, encode_event
 
 __all__ = ["Exchange", "ModelRenamer", "StreamTranslator", "error_response", "parse_json_body"]
@@ -70,6 +70,7 @@ class Exchange:
         client's own model name unless ``show_upstream_model``. Raises :class:`BridgeError`.
         """
         request = client.parse_request(body if isinstance(body, dict) else parse_json_body(body))
+        _check_tool_results(request)
         warnings = list(request.warnings)
         limit = ctx.max_tokens_limit
         default_max = min(ctx.default_max_tokens, limit) if limit else ctx.default_max_tokens
@@ -131,6 +132,19 @@ class Exchange:
             events = self.upstream.response_events(parse_json_body(body), self.ctx)
         self.usage = merged_usage(self.usage, events)
         return events
+
+
+def _check_tool_results(request: Request) -> None:
+    """A tool result must answer a call made earlier in the conversation; every API rejects an orphan
+    (formats.md §7.2-7.4), and saying so here names it in the client's own terms."""
+    calls: set[str] = set()
+    for turn, msg in enumerate(request.messages):
+        for part in msg.content:
+            if isinstance(part, ToolCall):
+                calls.add(part.id)
+            elif isinstance(part, ToolResult) and part.call_id not in calls:
+                raise BadRequest(f"messages: the tool result for call {part.call_id!r} (turn {turn}) answers no "
+                                 "earlier tool call", param="messages")
 
 
 def merged_usage(usage: Usage, events: list[Event]) -> Usage:
