@@ -32,7 +32,7 @@ from addon import errorpage  # noqa: E402
 from addon.config import Config, ConfigError, load_config  # noqa: E402
 from addon.decompress import decoder_for  # noqa: E402
 from addon.errors import UpstreamError  # noqa: E402
-from addon.logconfig import BodyRecorder, Redactor, apply, body_for_log  # noqa: E402
+from addon.logconfig import CREDENTIAL_HEADERS, BodyRecorder, Redactor, apply, body_for_log, redacted_url  # noqa: E402
 from addon.plan import Plan, plan  # noqa: E402
 from addon.relay import Attempt, Job, Relay  # noqa: E402
 from addon.routing import detect  # noqa: E402
@@ -282,6 +282,8 @@ class Bridge:
     def response(self, flow: http.HTTPFlow) -> None:
         state = self._flows.pop(flow.id, None)
         errorpage.forget(flow.request)
+        if "bridge" in flow.metadata and flow.live:
+            _redact_flow(flow)
         resp = flow.response
         if state is None or resp is None:
             return
@@ -324,6 +326,8 @@ class Bridge:
 
     def error(self, flow: http.HTTPFlow) -> None:
         state = self._flows.pop(flow.id, None)
+        if "bridge" in flow.metadata and flow.live:
+            _redact_flow(flow)
         if state is not None and state.job is not None:
             self.relay.forget(flow.request.url)
         if state is not None and flow.error:
@@ -364,6 +368,18 @@ class Bridge:
                         f" · {tokens}")
         if failed:
             flow.marked = ":warning:"
+
+
+def _redact_flow(flow: http.HTTPFlow) -> None:
+    """Credentials never stay in a flow: mitmproxy's writer (-w), mitmweb and dumps see it after this
+    hook, and the request has already gone upstream. Runs for every request the bridge handled."""
+    headers = flow.request.headers
+    for name in CREDENTIAL_HEADERS:
+        if name in headers:
+            headers[name] = "[REDACTED]"
+    url = redacted_url(flow.request.url)
+    if url != flow.request.url:
+        flow.request.url = url
 
 
 def _attempt(p: Plan, req: http.Request) -> Attempt:

@@ -16,7 +16,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-__all__ = ["BODY_MODES", "LogSettings", "BodyRecorder", "Redactor", "apply", "body_for_log"]
+__all__ = ["BODY_MODES", "CREDENTIAL_HEADERS", "LogSettings", "BodyRecorder", "Redactor", "apply", "body_for_log",
+           "redacted_url"]
 
 BODY_MODES = ("none", "truncated", "full")
 LEVELS = ("debug", "info", "warning", "error")
@@ -25,6 +26,14 @@ TRUNCATE_AT = 2000
 _KEY_SHAPES = re.compile(
     r"(sk-ant-[A-Za-z0-9_-]{8,}|sk-[A-Za-z0-9_-]{16,}|(?i:bearer)\s+[A-Za-z0-9._~+/=-]{8,}|AIza[0-9A-Za-z_-]{20,})")
 _HANDLER_NAME = "bridge-config-file"
+# Headers and query parameters that carry credentials: blanked before a flow is kept or written.
+CREDENTIAL_HEADERS = ("authorization", "x-api-key", "proxy-authorization", "x-goog-api-key", "api-key", "cookie")
+_KEY_PARAMS = re.compile(r"([?&](?:key|api_key|api-key|apikey|access_token|token)=)[^&#]*", re.IGNORECASE)
+
+
+def redacted_url(url: str) -> str:
+    """The URL with key-like query parameters blanked (``?key=…`` as some providers take it)."""
+    return _KEY_PARAMS.sub(r"\1[REDACTED]", url)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

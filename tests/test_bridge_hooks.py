@@ -189,3 +189,33 @@ def test_flow_comment_and_metadata_summarise_the_exchange(bridge) -> None:
     addon.responseheaders(g)
     addon.response(g)
     assert g.comment.startswith("✗ anthropic → chat") and g.marked == ":warning:"
+
+
+@pytest.mark.parametrize("config", [CHAT_UPSTREAM, ANTHROPIC_UPSTREAM], ids=["translated", "pass-through"])
+def test_no_key_survives_in_a_written_flow(bridge, config: str) -> None:
+    import io
+
+    from mitmproxy import io as mio
+
+    addon, _ = bridge(config)
+    f = anthropic_request(BODY, path="/v1/messages?key=query-secret")
+    addon.request(f)
+    assert "upstream-secret" in str(f.request.headers)  # it is sent upstream...
+    f.response = tutils.tresp(headers=http.Headers(content_type="application/json"),
+                              content=b'{"error": {"message": "no", "type": "x"}}', status_code=400)
+    addon.response(f)
+    buf = io.BytesIO()
+    mio.FlowWriter(buf).add(f)
+    written = buf.getvalue()
+    for secret in (b"upstream-secret", b"client-secret", b"query-secret"):
+        assert secret not in written  # ...but never kept in the flow
+    assert f.request.headers.get("x-api-key", f.request.headers.get("authorization")) == "[REDACTED]"
+
+
+def test_a_locally_answered_request_keeps_no_key_either(bridge) -> None:
+    addon, _ = bridge(CHAT_UPSTREAM)
+    f = anthropic_request({})
+    f.request.content = b"{broken"
+    addon.request(f)  # answered here: 400
+    addon.response(f)
+    assert f.request.headers["x-api-key"] == "[REDACTED]"
