@@ -18,9 +18,9 @@ from tests.mock_upstream import Reply
 def test_redactor_hides_configured_keys_and_key_shapes(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MY_KEY", "plain-secret-value")
     redact = Redactor(["MY_KEY", "UNSET_ONE"])
-    text = 'x plain-secret-value y sk-ant-api03-abcdefghijklmnop z "Bearer abc.def-ghi_jkl" sk-short'
+    text = 'x plain-secret-value y sk-ant-fake_test_key_abcdefgh z "Bearer abc.def-ghi_jkl" sk-short'
     out = redact(text)
-    assert "plain-secret-value" not in out and "sk-ant-api03" not in out and "abc.def-ghi_jkl" not in out
+    assert "plain-secret-value" not in out and "sk-ant-fake" not in out and "abc.def-ghi_jkl" not in out
     assert out.count("[REDACTED]") == 3 and "sk-short" in out  # too short to be a key
 
 
@@ -85,7 +85,7 @@ def test_full_body_logging_with_keys_redacted(bridge_config, mocks, tmp_path: Pa
         env={"BRIDGE_TEST_CLIENT_KEY": "ck-logging-7a1f9e"})
     a.next_reply(Reply(text="Logged answer ✓"))
     client = anthropic.Anthropic(base_url=proc.url, api_key="ck-logging-7a1f9e", max_retries=0)
-    question = f"Please log this question {stream} sk-ant-api03-pretendkeyvalue0001"
+    question = f"Please log this question {stream} sk-ant-fake_test_key_pretend0001"
     kwargs = {"model": "claude-log", "max_tokens": 30, "messages": [{"role": "user", "content": question}]}
     if stream:
         with client.messages.stream(**kwargs) as s:  # type: ignore[arg-type]
@@ -100,7 +100,7 @@ def test_full_body_logging_with_keys_redacted(bridge_config, mocks, tmp_path: Pa
     # the response, logged once the stream had ended: the events as the client got them (text deltas)
     pieces = ["Logg", "ed a", "nswe"] if stream else ["Logged answer ✓"]
     assert all(piece in text for piece in pieces)
-    assert "ck-logging-7a1f9e" not in text and UPSTREAM_KEY not in text and "pretendkeyvalue0001" not in text
+    assert "ck-logging-7a1f9e" not in text and UPSTREAM_KEY not in text and "pretend0001" not in text
     assert "[REDACTED]" in text
     summary = next(line for line in text.splitlines() if "format conversion anthropic → chat" in line)
     assert "endpoint chat-up" in summary and "status 200" in summary and "model claude-log" in summary
