@@ -28,7 +28,7 @@ from mitmproxy import addonmanager, ctx, exceptions, http  # noqa: E402
 from mitmproxy.net.http.status_codes import RESPONSES  # noqa: E402
 from mitmproxy.proxy.mode_specs import ProxyMode  # noqa: E402
 
-from addon import errorpage  # noqa: E402
+from addon import errorpage, formats  # noqa: E402
 from addon.config import Config, ConfigError, load_config  # noqa: E402
 from addon.decompress import decoder_for  # noqa: E402
 from addon.errors import UpstreamError  # noqa: E402
@@ -221,8 +221,8 @@ class Bridge:
             flow.response = http.Response.make(status, answer, {"content-type": content_type})
             self._log(flow, state, status)
             return
-        relayed = bool(p.fallbacks) or any(
-            q.endpoint and (q.endpoint.connect_timeout or q.endpoint.first_byte_timeout) for q in state.plans)
+        relayed = bool(p.fallbacks) or any(q.endpoint and (q.endpoint.connect_timeout or q.endpoint.first_byte_timeout
+                                                           or q.endpoint.idle_timeout) for q in state.plans)
         if relayed:
             state.job = Job([_attempt(q, req) for q in state.plans])
         if p.url:
@@ -391,10 +391,15 @@ def _attempt(p: Plan, req: http.Request) -> Attempt:
                if k.decode("latin-1").lower() not in drop]
     headers += list(p.set_headers.items())
     ep = p.endpoint
+    upstream = formats.get(p.summary.get("upstream_format", p.client.NAME))
+    idle = ep.idle_timeout if ep else None
+    stall = upstream.render_stream_error(UpstreamError(
+        f"the upstream stream stalled: no data for {idle:g} s", status=504)) if idle else b""
     return Attempt(name=ep.name if ep else "?", url=p.url or req.url, headers=headers,
                    body=p.body if p.body is not None else req.raw_content or b"",
                    connect_timeout=(ep and ep.connect_timeout) or 10.0,
-                   first_byte_timeout=(ep and ep.first_byte_timeout) or 600.0)
+                   first_byte_timeout=(ep and ep.first_byte_timeout) or 600.0,
+                   idle_timeout=idle, stall_event=stall)
 
 
 def _model(summary: dict[str, Any]) -> str:

@@ -63,6 +63,7 @@ class Endpoint:
     show_target_model: bool = False
     connect_timeout: float | None = None  # seconds; set → requests go through the failover relay
     first_byte_timeout: float | None = None
+    idle_timeout: float | None = None  # seconds of silence in a begun stream before it is failed
 
     def api_key(self) -> str | None:
         """The key, read from the environment at the moment of use (never stored in the config)."""
@@ -102,7 +103,7 @@ _TOP_KEYS = {"endpoints", "client_keys_env", "intercept_hosts", "max_attempts", 
 _LOG_KEYS = {"level", "log_request_body", "log_response_body", "file", "max_bytes", "backups"}
 _ENDPOINT_KEYS = {"name", "url_anthropic", "url_openai", "url_codex", "openai_preference", "api_key_env", "auth",
                   "default_max_tokens", "max_tokens_limit", "drop_params", "headers", "models", "priority",
-                  "model_rewrite", "connect_timeout", "first_byte_timeout"}
+                  "model_rewrite", "connect_timeout", "first_byte_timeout", "idle_timeout"}
 _NON_SCALAR = {"drop_params", "headers", "models", "model_rewrite"}
 _REWRITE_KEYS = {"enabled", "rules", "show_target_model"}
 _RULE_KEYS = {"source_pattern", "target_model"}
@@ -165,6 +166,7 @@ def parse_config(node: yaml.Node, path: str, environ: Any) -> Config:
             priority=v.integer(values, fields, where, "priority", 0),
             connect_timeout=v.seconds(values, fields, where, "connect_timeout"),
             first_byte_timeout=v.seconds(values, fields, where, "first_byte_timeout"),
+            idle_timeout=v.seconds(values, fields, where, "idle_timeout"),
             **v.rewrite(fields.get("model_rewrite"), f"{where}.model_rewrite"),
         ))
     client_keys_env = tuple(p for _, p in v.items(top, "", "client_keys_env"))

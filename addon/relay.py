@@ -47,6 +47,8 @@ class Attempt:
     body: bytes
     connect_timeout: float
     first_byte_timeout: float
+    idle_timeout: float | None = None  # once streaming: the longest silence before the stream is failed
+    stall_event: bytes = b""  # an error event in the upstream's format, sent in place of what never came
 
 
 @dataclass(slots=True)
@@ -136,7 +138,7 @@ class Relay:
                 continue
             job.winner = i
             try:
-                await _relay_response(conn, writer, response)
+                await _relay_response(conn, writer, response, attempt)
             finally:
                 await response.aclose()
             return
@@ -169,14 +171,27 @@ async def _read_request(conn: h11.Connection, reader: asyncio.StreamReader) -> s
             return target
 
 
-async def _relay_response(conn: h11.Connection, writer: asyncio.StreamWriter, response: httpx.Response) -> None:
+async def _relay_response(conn: h11.Connection, writer: asyncio.StreamWriter, response: httpx.Response,
+                          attempt: Attempt) -> None:
     headers = [(k, v) for k, v in response.headers.raw
                if k.decode("latin-1").lower() not in _HOP_HEADERS]
     headers += [(b"transfer-encoding", b"chunked"), (b"connection", b"close")]
     writer.write(conn.send(h11.Response(status_code=response.status_code, headers=headers)) or b"")
     await writer.drain()
+    chunks = response.aiter_raw()
     try:
-        async for chunk in response.aiter_raw():
+        while True:
+            try:
+                chunk = await asyncio.wait_for(anext(chunks), attempt.idle_timeout)
+            except StopAsyncIteration:
+                break
+            except TimeoutError:
+                # A stalled stream ends with an error event the bridge translates for the client, and a
+                # clean end, instead of hanging until some TCP timeout.
+                logger.warning("endpoint %s: stream stalled for %g s; failing it", attempt.name, attempt.idle_timeout)
+                if attempt.stall_event:
+                    writer.write(conn.send(h11.Data(data=b"\n\n" + attempt.stall_event)) or b"")
+                break
             writer.write(conn.send(h11.Data(data=chunk)) or b"")
             await writer.drain()
     except httpx.HTTPError:

@@ -8,6 +8,7 @@ every endpoint fails the client gets one error in its own format naming them all
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Iterator
 
 import anthropic
@@ -128,3 +129,25 @@ def test_max_attempts_bounds_the_tries(bridge_config, mocks) -> None:
     with pytest.raises(anthropic.InternalServerError):
         ask_anthropic(proc.url, False)
     assert len(a.requests) == 1 and len(b.requests) == 1 and not c.requests
+
+
+@pytest.mark.parametrize("client_format", ["anthropic", "chat"])
+def test_a_stalled_stream_ends_with_an_error_event_not_a_hang(bridge_config, mocks, client_format: str) -> None:
+    a, _, _ = mocks
+    proc = bridge_config({"endpoints": [endpoint("a", a, idle_timeout=1)]})
+    reply = a.next_reply(Reply(text="this answer stalls half way", hold_after=3))
+    started = time.monotonic()
+    try:
+        if client_format == "anthropic":
+            with pytest.raises(anthropic.APIStatusError) as e:
+                ask_anthropic(proc.url, True)
+        else:
+            client = openai.OpenAI(base_url=proc.url + "/v1", api_key="client-key", max_retries=0, timeout=20)
+            with pytest.raises(openai.APIError) as e:  # type: ignore[assignment]
+                with client.chat.completions.stream(model="m", messages=[{"role": "user", "content": "hi"}]) as s:
+                    s.get_final_completion()
+    finally:
+        reply.release.set()
+    assert "stalled" in str(e.value)
+    assert time.monotonic() - started < 8  # the idle timeout, not the mock's 10 s hold
+    assert "stream stalled for 1 s" in proc.log()
