@@ -173,20 +173,32 @@ class StreamTranslator:
     def feed(self, data: bytes) -> list[bytes]:
         if self.failed or self.finished:
             return []
+        out: list[bytes] = []
         try:
-            return self._emit([ev for sse in self._decoder.feed(data) for ev in self._parser.feed(sse)])
+            self._translate(self._decoder.feed(data), out)
         except BridgeError as e:
-            return self._fail(e)
+            out += self._fail(e)
+        return out
 
     def close(self) -> list[bytes]:
         """End of the upstream body: flush, and fail the stream if the upstream never finished."""
         if self.failed or self.finished:
             return []
+        out: list[bytes] = []
         try:
-            events = [ev for sse in self._decoder.close() for ev in self._parser.feed(sse)]
-            return self._emit(events + self._parser.close())
+            self._translate(self._decoder.close(), out)
+            if not (self.failed or self.finished):
+                out += self._emit(self._parser.close())
         except BridgeError as e:
-            return self._fail(e)
+            out += self._fail(e)
+        return out
+
+    def _translate(self, events: list[SSEEvent], out: list[bytes]) -> None:
+        # One event at a time: what came before a bad event in the same chunk still reaches the client.
+        for sse in events:
+            out += self._emit(self._parser.feed(sse))
+            if self.failed or self.finished:
+                return
 
     def _emit(self, events: list[Event]) -> list[bytes]:
         self.usage = merged_usage(self.usage, events)

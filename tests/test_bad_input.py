@@ -81,3 +81,31 @@ def test_sdk_clients_see_typed_errors(bridge, mock) -> None:
         oai.chat.completions.create(model="m", n=2, messages=[{"role": "user", "content": "x"}])
     assert e2.value.body["param"] == "n"  # type: ignore[index]
     assert not mock.requests  # nothing reached the upstream
+
+
+# --- upstream faults inside a 200 stream: the client's error event, never a clean end -------------
+
+CHAT_START = b'data: {"id":"c","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"Hi"}}]}\n\n'
+
+
+@pytest.mark.parametrize(("upstream_bytes", "needle"), [
+    (CHAT_START + b"data: \x00\x01 garbage\n\n", "not JSON"),
+    (CHAT_START + b"data: [DONE]\n\n", "before a finish_reason"),
+    (CHAT_START, "before a finish_reason"),
+    (CHAT_START + b'data: {"error": {"message": "overloaded now", "type": "server_is_overloaded"}}\n\n',
+     "overloaded now"),
+])
+def test_stream_faults_end_with_the_clients_error_event(upstream_bytes: bytes, needle: str) -> None:
+    from addon.formats import anthropic as fmt_a
+    from addon.formats import chat as fmt_c
+    from addon.formats.common import Context
+    from addon.translate import Exchange
+
+    counter = itertools.count()
+    body = json.dumps({"model": "m", "max_tokens": 9, "stream": True, "messages": [{"role": "user", "content": "x"}]})
+    ex, _ = Exchange.start(fmt_a, fmt_c, body.encode(), Context(new_id=lambda p: f"{p}{next(counter)}"))
+    t = ex.stream()
+    out = b"".join(t.feed(upstream_bytes) + t.close()).decode()
+    assert out.startswith("event: message_start")
+    assert out.rstrip().split("\n\n")[-1].startswith("event: error")  # the last event: no clean stop after it
+    assert needle in out and "message_stop" not in out
