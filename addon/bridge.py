@@ -264,6 +264,8 @@ class Bridge:
         elif state.renamer is not None and content_type.startswith(SSE_TYPE):
             translator = state.renamer
         else:
+            if content_type.startswith(SSE_TYPE):
+                resp.stream = True  # pass-through: byte for byte, but live (mitmproxy buffers otherwise)
             return
         decode = decoder_for(resp.headers.get("content-encoding", ""))
         if decode is None:

@@ -100,7 +100,17 @@ class Relay:
             if job is None:
                 await _send_whole(conn, writer, 404, b'{"error":{"message":"unknown relay job"}}')
                 return
-            await self._run(job, conn, writer)
+            # mitmproxy closes this connection when its client goes away; waiting on an upstream that
+            # is silent would not notice, so a watcher cancels the attempt (and with it the upstream).
+            run = asyncio.create_task(self._run(job, conn, writer))
+            gone = asyncio.create_task(reader.read())
+            await asyncio.wait({run, gone}, return_when=asyncio.FIRST_COMPLETED)
+            if not run.done():
+                run.cancel()
+                logger.info("client went away: upstream request cancelled")
+            gone.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await run
         except (ConnectionError, h11.RemoteProtocolError, asyncio.IncompleteReadError):
             pass  # mitmproxy went away (its client disconnected): nothing to answer
         finally:

@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 
 import anthropic
+import httpx2
 import openai
 import pytest
 
@@ -94,7 +95,8 @@ def test_no_switch_after_the_first_byte(bridge_config, mocks) -> None:
     a, b, _ = mocks
     proc = bridge_config({"endpoints": [endpoint("a", a), endpoint("b", b)]})
     a.next_reply(Reply(text="a long answer that breaks", cut_after=3))
-    with pytest.raises((anthropic.APIError, anthropic.APIConnectionError)):
+    # A live stream that breaks breaks the client's connection: the SDK's transport raises.
+    with pytest.raises((anthropic.APIError, httpx2.RemoteProtocolError)):
         ask_anthropic(proc.url, True)
     assert len(a.requests) == 1 and not b.requests  # the stream had begun: never switched
 
@@ -151,3 +153,19 @@ def test_a_stalled_stream_ends_with_an_error_event_not_a_hang(bridge_config, moc
     assert "stalled" in str(e.value)
     assert time.monotonic() - started < 8  # the idle timeout, not the mock's 10 s hold
     assert "stream stalled for 1 s" in proc.log()
+
+
+def test_client_disconnect_through_the_relay_closes_the_upstream(bridge_config, mocks) -> None:
+    a, b, _ = mocks
+    proc = bridge_config({"endpoints": [endpoint("a", a, fmt="chat"), endpoint("b", b)]})  # two: relayed
+    reply = a.next_reply(Reply(text="x" * 600, piece=2, hold_after=4))
+    client = openai.OpenAI(base_url=proc.url + "/v1", api_key="client-key", max_retries=0, timeout=20)
+    stream = client.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}], stream=True)
+    for chunk in stream:
+        if chunk.choices and chunk.choices[0].delta.content:
+            break
+    stream.close()
+    time.sleep(0.3)  # mitmproxy sees the client go, closes the relay's connection, the relay the upstream's
+    reply.release.set()
+    assert reply.aborted.wait(5), "the upstream kept streaming to a client that had gone"
+    assert not b.requests
