@@ -224,7 +224,7 @@ class Bridge:
         relayed = bool(p.fallbacks) or any(q.endpoint and (q.endpoint.connect_timeout or q.endpoint.first_byte_timeout
                                                            or q.endpoint.idle_timeout) for q in state.plans)
         if relayed:
-            state.job = Job([_attempt(q, req) for q in state.plans])
+            state.job = Job([_attempt(q, req, i) for i, q in enumerate(state.plans)])
         if p.url:
             req.url = p.url
         if p.body is not None:
@@ -384,7 +384,7 @@ def _redact_flow(flow: http.HTTPFlow) -> None:
         flow.request.url = url
 
 
-def _attempt(p: Plan, req: http.Request) -> Attempt:
+def _attempt(p: Plan, req: http.Request, index: int) -> Attempt:
     """What the relay sends to one endpoint: the client's headers as the plan changes them."""
     drop = {*p.drop_headers, *p.set_headers, "host", "content-length"}
     if p.body is not None:
@@ -401,7 +401,7 @@ def _attempt(p: Plan, req: http.Request) -> Attempt:
                    body=p.body if p.body is not None else req.raw_content or b"",
                    connect_timeout=(ep and ep.connect_timeout) or 10.0,
                    first_byte_timeout=(ep and ep.first_byte_timeout) or 600.0,
-                   idle_timeout=idle, stall_event=stall)
+                   idle_timeout=idle, stall_event=stall, index=index)
 
 
 def _model(summary: dict[str, Any]) -> str:

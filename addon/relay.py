@@ -49,12 +49,13 @@ class Attempt:
     first_byte_timeout: float
     idle_timeout: float | None = None  # once streaming: the longest silence before the stream is failed
     stall_event: bytes = b""  # an error event in the upstream's format, sent in place of what never came
+    index: int = 0  # its place in the caller's own list (attempts may be reordered)
 
 
 @dataclass(slots=True)
 class Job:
     attempts: list[Attempt]
-    winner: int | None = None  # index of the attempt whose answer is relayed
+    winner: int | None = None  # Attempt.index of the attempt whose answer is relayed
     failures: list[str] = field(default_factory=list)
 
 
@@ -146,13 +147,13 @@ class Relay:
                                len(job.attempts), attempt.name, response.status_code)
                 await response.aclose()
                 continue
-            job.winner = i
+            job.winner = attempt.index
             try:
                 await _relay_response(conn, writer, response, attempt)
             finally:
                 await response.aclose()
             return
-        job.winner = len(job.attempts) - 1
+        job.winner = job.attempts[-1].index
         message = "every endpoint failed: " + "; ".join(job.failures)
         body = json.dumps({"error": {"message": message, "type": "server_error", "code": None}}).encode()
         await _send_whole(conn, writer, 502, body)

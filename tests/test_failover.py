@@ -169,3 +169,15 @@ def test_client_disconnect_through_the_relay_closes_the_upstream(bridge_config, 
     reply.release.set()
     assert reply.aborted.wait(5), "the upstream kept streaming to a client that had gone"
     assert not b.requests
+
+
+def test_a_resting_endpoint_goes_last_and_the_answer_is_read_in_the_right_format(bridge_config, mocks) -> None:
+    a, b, _ = mocks
+    proc = bridge_config({"endpoints": [endpoint("a", a, fmt="chat"), endpoint("b", b)]}, fresh_process=True)
+    a.next_reply(Reply(status=429, error_message="slow down", headers={"retry-after": "30"}))
+    b.next_reply(Reply(text="first from b"))
+    b.next_reply(Reply(text="second from b"))
+    for stream, text in ((True, "first from b"), (True, "second from b")):
+        assert ask_anthropic(proc.url, stream).content[0].text == text
+    # the second request tried b (Anthropic, pass-through) first and read its answer as Anthropic's
+    assert len(a.requests) == 1 and len(b.requests) == 2
