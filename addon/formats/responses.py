@@ -60,7 +60,7 @@ from ..ir import (
 )
 from ..sse import SSEEvent, encode_event
 from . import chat
-from .chat import render_models, wire_tool_name
+from .chat import auth_headers, render_models, wire_tool_name
 from .common import (
     JSON,
     Context,
@@ -92,7 +92,7 @@ __all__ = [
 ]
 
 NAME = "responses"
-AUTH_HEADERS: tuple[str, ...] = ("authorization", "openai-organization", "openai-project")
+AUTH_HEADERS: tuple[str, ...] = chat.AUTH_HEADERS  # the same OpenAI credentials
 OWN_HEADERS: tuple[str, ...] = ()
 REQUIRED_HEADERS: dict[str, str] = {}
 
@@ -1013,13 +1013,6 @@ def render_stream_error(err: BridgeError) -> bytes:
     """A whole failed stream; the emitter renders an error in a stream it has begun itself."""
     emitter = StreamEmitter(Context(new_id=lambda prefix: f"{prefix}bridge_error"))
     return b"".join(emitter.feed(StreamError(status=err.status, kind=err.kind.value, message=err.message)))
-
-
-def auth_headers(api_key: str | None, auth: str | None) -> dict[str, str]:
-    """The credential header for an OpenAI upstream: Bearer unless ``auth`` says x-api-key."""
-    if not api_key:
-        return {}
-    return {"x-api-key": api_key} if auth == "x-api-key" else {"authorization": f"Bearer {api_key}"}
 
 
 _CODEX_REFUSES = ("max_output_tokens", "temperature", "top_p")
