@@ -28,7 +28,7 @@ from mitmproxy import addonmanager, ctx, exceptions, http  # noqa: E402
 from mitmproxy.net.http.status_codes import RESPONSES  # noqa: E402
 from mitmproxy.proxy.mode_specs import ProxyMode  # noqa: E402
 
-from addon import errorpage, formats  # noqa: E402
+from addon import errorpage, formats, replay, views  # noqa: E402
 from addon.config import Config, ConfigError, load_config  # noqa: E402
 from addon.decompress import decoder_for  # noqa: E402
 from addon.errors import UpstreamError  # noqa: E402
@@ -36,7 +36,7 @@ from addon.logconfig import CREDENTIAL_HEADERS, BodyRecorder, Redactor, apply, b
 from addon.plan import Plan, plan  # noqa: E402
 from addon.relay import Attempt, Job, Relay  # noqa: E402
 from addon.routing import detect  # noqa: E402
-from addon.translate import SSE_TYPE, ModelRenamer, StreamTranslator, error_response  # noqa: E402
+from addon.translate import SSE_TYPE, ModelRenamer, StreamTranslator, answer_format, error_response  # noqa: E402
 
 logger = logging.getLogger("bridge")
 
@@ -50,18 +50,23 @@ def _new_id(prefix: str) -> str:
 class StreamAdapter:
     """The ``flow.response.stream`` callable: bytes per network chunk, then ``b""`` at the end.
 
-    With response-body logging on, ``upstream`` and ``client`` keep side copies for the log line
-    written after the stream ends.
+    ``keep`` ("none", "truncated" or "full"): ``upstream`` and ``client`` keep side copies of both
+    streams, for the body log and for a recorded flow, written once the stream has ended. Without a
+    translator the bytes pass unchanged (a pass-through stream that is being recorded).
     """
 
-    def __init__(self, translator: StreamTranslator | ModelRenamer, decode: Callable[[bytes], bytes],
-                 record: str = "none") -> None:
+    def __init__(self, translator: StreamTranslator | ModelRenamer | None, decode: Callable[[bytes], bytes],
+                 keep: str = "none") -> None:
         self.translator = translator
         self._decode = decode
-        self.upstream = BodyRecorder(record) if record != "none" else None
-        self.client = BodyRecorder(record) if record != "none" else None
+        self.upstream = BodyRecorder(keep) if keep != "none" else None
+        self.client = BodyRecorder(keep) if keep != "none" and translator is not None else self.upstream
 
     def __call__(self, data: bytes) -> list[bytes]:
+        if self.translator is None:
+            if self.upstream is not None:
+                self.upstream.add(data)
+            return [data]
         # Always a list: a bare b"" mid-stream would end a chunked HTTP/1 body (notes §1).
         plain = self._decode(data)
         out = self.translator.feed(plain) if plain else []
@@ -80,7 +85,7 @@ class _Flow:
     cannot resolve its own annotations.
     """
 
-    __slots__ = ("exchange", "job", "plans", "renamer", "started", "streamed", "summary")
+    __slots__ = ("exchange", "job", "plans", "renamer", "started", "streamed", "summary", "upstream_head")
 
     def __init__(self, p: Plan) -> None:
         self.summary = p.summary
@@ -90,6 +95,7 @@ class _Flow:
         self.started = time.monotonic()
         self.job: Job | None = None  # set when the request goes through the failover relay
         self.plans = [p, *p.fallbacks]
+        self.upstream_head: dict[str, Any] | None = None  # the upstream's status and headers, as they came
 
     def settle(self) -> None:
         """After the relay chose an endpoint: translate with what was planned for that one."""
@@ -120,9 +126,11 @@ class Bridge:
         self._watcher: asyncio.Task[None] | None = None
         self.relay = Relay()
         self._redact = Redactor(())
+        self._keep_streams = False  # keep whole streamed bodies in the flow (recording, mitmweb)
 
     def load(self, loader: addonmanager.Loader) -> None:
         errorpage.install()
+        views.install()
         loader.add_option("bridge_config", str, "config.yaml",
                           "Path of the bridge's YAML config (endpoints, formats, key env vars). "
                           "Reloaded when the file changes.")
@@ -139,12 +147,18 @@ class Bridge:
             ctx.options.update(connection_strategy="lazy")  # type: ignore[no-untyped-call]
         if updated & {"bridge_config", "listen_host", "mode"}:
             self._check_exposure()
+        # A flow that is written (-w), kept (store_streamed_bodies) or shown (mitmweb) holds both streams
+        # whole; otherwise a stream is never accumulated.
+        self._keep_streams = any(name in ctx.options and bool(getattr(ctx.options, name)) for name in
+                                 ("save_stream_file", "store_streamed_bodies")) or "web_port" in ctx.options
 
     def _check_exposure(self) -> None:
         """Say so when the bridge is reachable beyond loopback: without client keys, only loopback
         clients are served (the bridge holds upstream keys; it must never be an open relay)."""
         if self.config is None or self.config.client_keys_env or "listen_host" not in ctx.options:
             return
+        if "server" in ctx.options and not ctx.options.server:
+            return  # -n: reading flows, listening nowhere
         hosts = {ProxyMode.parse(spec).custom_listen_host or ctx.options.listen_host for spec in ctx.options.mode}
         exposed = sorted(h or "all interfaces" for h in hosts if not _is_loopback(h))
         if exposed:
@@ -196,6 +210,9 @@ class Bridge:
             self.config is not None and flow.request.pretty_host.lower() in self.config.intercept_hosts)
 
     def request(self, flow: http.HTTPFlow) -> None:
+        if not flow.live and replay.CLIENT_REQUEST in flow.metadata and self.config is not None:
+            self._rerun(flow)  # a recorded flow read with -r: what does today's code make of it?
+            return
         if flow.response or flow.error or not flow.live or "bridge" in flow.metadata or self.config is None:
             return
         req = flow.request
@@ -207,9 +224,19 @@ class Bridge:
         except ValueError:
             body = req.raw_content or b""  # undecodable: plan() answers it as invalid JSON
         peer = flow.client_conn.peername[0] if flow.client_conn.peername else ""
-        p = plan(self.config, op, req.path, req.headers, body, _new_id, int(time.time()),
-                 local_client=_is_loopback(str(peer).removeprefix("::ffff:")))
+        made: list[str] = []  # every id the bridge makes for this flow, so a replay can make the same
+
+        def new_id(prefix: str) -> str:
+            made.append(_new_id(prefix))
+            return made[-1]
+        now = int(time.time())
+        p = plan(self.config, op, req.path, req.headers, body, new_id, now,
+                 local_client=_is_loopback(str(peer).removeprefix("::ffff:")), method=req.method)
         flow.metadata["bridge"] = p.summary
+        flow.metadata[replay.CLIENT_REQUEST] = {
+            "method": req.method, "url": redacted_url(req.url), "http_version": req.http_version,
+            "headers": _header_list(req.headers.fields, redact=True), "content": body}
+        flow.metadata[replay.IDS] = {"now": now, "ids": made}
         state = _Flow(p)
         log = self.config.logging
         self._log_body(f"request body from the client ({op.client_format})", body, log.log_request_body)
@@ -252,6 +279,8 @@ class Bridge:
         if state is None or resp is None:
             return
         state.settle()
+        state.upstream_head = {"status_code": resp.status_code, "reason": resp.reason,
+                               "headers": _header_list(resp.headers.fields)}
         if resp.raw_content is not None:
             return  # the body is already here (replay): handled in response()
         if resp.status_code >= 400:
@@ -264,8 +293,9 @@ class Bridge:
         elif state.renamer is not None and content_type.startswith(SSE_TYPE):
             translator = state.renamer
         else:
-            if content_type.startswith(SSE_TYPE):
-                resp.stream = True  # pass-through: byte for byte, but live (mitmproxy buffers otherwise)
+            if content_type.startswith(SSE_TYPE):  # pass-through: byte for byte, but live (else mitmproxy buffers)
+                resp.stream = StreamAdapter(None, bytes, "full") if self._keep_streams else True
+                errorpage.expect_cut(flow.request, _cut_tail(None, state.plans[0].client))
             return
         decode = decoder_for(resp.headers.get("content-encoding", ""))
         if decode is None:
@@ -273,8 +303,9 @@ class Bridge:
                            resp.headers["content-encoding"])
             return
         state.streamed = translator
-        record = self.config.logging.log_response_body if self.config else "none"
-        resp.stream = StreamAdapter(translator, decode, record)
+        keep = "full" if self._keep_streams else self.config.logging.log_response_body if self.config else "none"
+        resp.stream = StreamAdapter(translator, decode, keep)
+        errorpage.expect_cut(flow.request, _cut_tail(translator, state.plans[0].client))
         resp.headers["content-type"] = SSE_TYPE  # the upstream's may be missing or carry a charset
         resp.headers.pop("content-encoding", None)
         resp.headers.pop("content-length", None)
@@ -299,15 +330,22 @@ class Bridge:
                 self._log(flow, state, status)
                 return
         mode = self.config.logging.log_response_body if self.config else "none"
+        adapter = resp.stream
+        if isinstance(adapter, StreamAdapter) and adapter.upstream and adapter.client:
+            upstream_body, client_body = adapter.upstream.body(), adapter.client.body()
+            self._log_body("response stream from the upstream", upstream_body, mode)
+            self._log_body("response stream to the client", client_body, mode)
+            if self._keep_streams:  # the client has its bytes: the flow keeps both sides for -w and mitmweb
+                self._record_answer(flow, state, upstream_body)
+                resp.content = client_body
         if state.streamed is not None:
             failed = state.streamed.failed
             state.summary["outcome"] = f"error: {failed.message}" if failed else "streamed"
-            adapter = resp.stream
-            if isinstance(adapter, StreamAdapter) and adapter.upstream and adapter.client:
-                self._log_body("response stream from the upstream", adapter.upstream.body(), mode)
-                self._log_body("response stream to the client", adapter.client.body(), mode)
+        elif state.exchange is not None and _recorded_by_bridge(flow, state.exchange.client.NAME):
+            state.summary["outcome"] = "replayed as recorded"  # --server-replay of a flow the bridge recorded
         elif state.exchange is not None:
             upstream_body = resp.get_content(strict=False) or b""
+            self._record_answer(flow, state, upstream_body)
             self._log_body("response body from the upstream", upstream_body, mode)
             status, content_type, body = state.exchange.translate_body(
                 resp.status_code, resp.headers.get("content-type", ""), upstream_body)
@@ -320,11 +358,55 @@ class Bridge:
             resp.headers["content-type"] = content_type
             resp.content = body
             state.summary["outcome"] = f"HTTP {status}"
-        elif state.renamer is not None and resp.status_code < 400:
+        elif state.renamer is not None and resp.status_code < 400 and state.streamed is None:
             body = resp.get_content(strict=False) or b""
+            self._record_answer(flow, state, body)
             resp.headers.pop("content-encoding", None)
             resp.content = state.renamer.body(body)
+        elif resp.stream is False or resp.stream is None:
+            self._record_answer(flow, state, resp.get_content(strict=False) or b"")  # the client got the same
         self._log(flow, state, resp.status_code)
+
+    @staticmethod
+    def _record_answer(flow: http.HTTPFlow, state: _Flow, body: bytes) -> None:
+        """The upstream's answer as it came (body decoded), beside the client's in ``flow.response``."""
+        head = state.upstream_head or {"status_code": flow.response.status_code if flow.response else 0,
+                                       "reason": "", "headers": []}
+        flow.metadata[replay.UPSTREAM_RESPONSE] = {**head, "content": body}
+
+    def _rerun(self, flow: http.HTTPFlow) -> None:
+        """``mitmdump -nr x.flow -s addon/bridge.py [-w y.flow]``: translate the recorded exchange with
+        today's code and config, log what differs, and leave today's output in the flow (so ``-w``
+        writes it: that is how a fixture is re-blessed)."""
+        assert self.config is not None
+        try:
+            again = replay.rerun(self.config, flow.metadata)
+        except Exception as e:  # a damaged or foreign recording: say so, never crash the replay
+            logger.error("replay of %s: cannot rerun: %s: %s", flow.comment or flow.id, type(e).__name__, e)
+            return
+        diffs: list[str] = []
+        if again.upstream_url is not None:
+            recorded_path = flow.request.path if flow.request.host else ""
+            new_path = "/" + again.upstream_url.split("://", 1)[-1].partition("/")[2]
+            if recorded_path != new_path:
+                diffs.append(f"upstream request path: recorded {recorded_path}, now {new_path}")
+            diffs += replay.differences("upstream request", flow.request.get_content(strict=False),
+                                        again.upstream_body)
+            flow.request.url, flow.request.content = again.upstream_url, again.upstream_body
+        if again.client_body is not None and flow.response is not None:
+            if flow.response.status_code != again.client_status:
+                diffs.append(f"client response status: recorded {flow.response.status_code}, now {again.client_status}")
+            diffs += replay.differences("client response", flow.response.get_content(strict=False),
+                                        again.client_body, again.client_content_type)
+            flow.response.status_code = again.client_status or flow.response.status_code
+            flow.response.content = again.client_body
+        name = flow.comment or flow.id
+        if diffs:
+            logger.warning("replay of %s: %d difference(s) from the recording:\n  %s", name, len(diffs),
+                           "\n  ".join(diffs))
+        else:
+            logger.info("replay of %s: today's translation matches the recording", name)
+        flow.metadata["bridge_replay_differences"] = diffs
 
     def error(self, flow: http.HTTPFlow) -> None:
         state = self._flows.pop(flow.id, None)
@@ -382,6 +464,30 @@ def _redact_flow(flow: http.HTTPFlow) -> None:
     url = redacted_url(flow.request.url)
     if url != flow.request.url:
         flow.request.url = url
+
+
+def _cut_tail(translator: StreamTranslator | ModelRenamer | None, client: formats.Format) -> Callable[[str], bytes]:
+    """What ends a client stream whose upstream broke off: the client format's error event."""
+    def tail(message: str) -> bytes:
+        err = UpstreamError(f"the upstream stream broke off: {message}", status=502)
+        if isinstance(translator, StreamTranslator):
+            return b"".join(translator.abort(err))
+        return b"\n\n" + client.render_stream_error(err)  # the blank line ends an event the cut left half-written
+    return tail
+
+
+def _recorded_by_bridge(flow: http.HTTPFlow, client_format: str) -> bool:
+    """A ``--server-replay`` answer that is already in the client's format: the bridge recorded it
+    (a flow keeps the client's side in ``flow.response``), so it is served as it was."""
+    resp = flow.response
+    return flow.is_replay == "response" and resp is not None and answer_format(
+        resp.headers.get("content-type", ""), resp.get_content(strict=False) or b"") == client_format
+
+
+def _header_list(fields: tuple[tuple[bytes, bytes], ...], redact: bool = False) -> list[list[str]]:
+    """Headers as JSON-able pairs for flow.metadata, credentials blanked when ``redact``."""
+    pairs = [[k.decode("latin-1"), v.decode("latin-1")] for k, v in fields]
+    return [[k, "[REDACTED]" if redact and k.lower() in CREDENTIAL_HEADERS else v] for k, v in pairs]
 
 
 def _attempt(p: Plan, req: http.Request, index: int) -> Attempt:

@@ -67,13 +67,18 @@ class Unauthorized(BridgeError):
     kind = ErrorKind.AUTHENTICATION
 
 
+class NotServed(BridgeError):
+    status = 404
+    kind = ErrorKind.NOT_FOUND
+
+
 class Forbidden(BridgeError):
     status = 403
     kind = ErrorKind.PERMISSION
 
 
 def plan(config: Config, op: Operation, path: str, headers: Mapping[str, str], body: bytes,
-         new_id: Callable[[str], str], now: int, local_client: bool = True) -> Plan:
+         new_id: Callable[[str], str], now: int, local_client: bool = True, method: str = "POST") -> Plan:
     """Decide. Never raises: a failure becomes an answer in the client's format.
 
     ``local_client`` says the client connected from loopback: without ``client_keys_env`` only such
@@ -83,6 +88,10 @@ def plan(config: Config, op: Operation, path: str, headers: Mapping[str, str], b
     p = Plan(client=client, summary={"client_format": op.client_format, "operation": op.kind})
     try:
         _check_access(config, headers, local_client)
+        if op.kind == "unknown":
+            raise NotServed(f"the bridge does not serve {method} {path.split('?', 1)[0]}; it serves POST "
+                            "/v1/messages, /v1/messages/count_tokens, /v1/chat/completions, /v1/responses and "
+                            "GET /v1/models")
         if op.kind == "models":
             p.answer = (200, JSON_TYPE, dumps(client.render_models(_model_names(config), now)).encode())
             p.summary["mode"] = "local"

@@ -26,18 +26,22 @@ UPSTREAM_PATHS = {"anthropic": "/v1/messages", "chat": "/chat/completions", "res
 @dataclass(frozen=True, slots=True)
 class Operation:
     client_format: str
-    kind: str  # generate | count_tokens | models
+    kind: str  # generate | count_tokens | models | unknown (a path under /v1/ that no API here has)
 
 
 def detect(method: str, path: str, anthropic_headers: bool) -> Operation | None:
     """The API operation a request is, from method and path; ``GET …/v1/models`` is answered in the
     Anthropic shape when the request carries Anthropic headers, else in OpenAI's."""
     bare = path.split("?", 1)[0].rstrip("/")
+    guess = "anthropic" if anthropic_headers else "responses" if "/responses/" in bare else "chat"
     if method == "GET" and bare.endswith("/v1/models"):
-        return Operation("anthropic" if anthropic_headers else "chat", "models")
-    if method != "POST":
-        return None
-    return next((Operation(fmt, kind) for suffix, fmt, kind in _POST_PATHS if bare.endswith(suffix)), None)
+        return Operation(guess if guess != "responses" else "chat", "models")
+    known = next((Operation(fmt, kind) for suffix, fmt, kind in _POST_PATHS if bare.endswith(suffix)), None)
+    if method == "POST" and known:
+        return known
+    if "/v1/" in f"{bare}/" or known:  # under an API prefix, but nothing the bridge serves: say so, in its format
+        return Operation(guess, "unknown")
+    return None
 
 
 class NoEndpoint(BridgeError):

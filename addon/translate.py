@@ -21,12 +21,12 @@ from dataclasses import dataclass, field, replace
 
 from .accumulate import accumulate
 from .errors import BadRequest, BridgeError, ErrorKind
-from .formats import EventEmitter, EventParser, Format
+from .formats import FORMATS, EventEmitter, EventParser, Format
 from .formats.common import JSON, Context, dumps, rename_model
 from .ir import Event, Finish, MessageStart, Request, StreamError, ToolCall, ToolResult, Usage, UsageUpdate
 from .sse import SSEDecoder, SSEEvent, encode_event
 
-__all__ = ["Exchange", "ModelRenamer", "StreamTranslator", "error_response", "parse_json_body"]
+__all__ = ["Exchange", "ModelRenamer", "StreamTranslator", "answer_format", "error_response", "parse_json_body"]
 
 SSE_TYPE = "text/event-stream"
 JSON_TYPE = "application/json"
@@ -41,6 +41,28 @@ def parse_json_body(body: bytes) -> JSON:
     if not isinstance(value, dict):
         raise BadRequest("request body must be a JSON object")
     return value
+
+
+def answer_format(content_type: str, body: bytes) -> str | None:
+    """Which format a whole answer is in, from the marks only that format's answers carry; None if
+    none fits. A replayed answer may be an upstream's or one the bridge already translated."""
+    stream = content_type.startswith(SSE_TYPE)
+    try:
+        if stream:
+            decoder = SSEDecoder()
+            events = decoder.feed(body[:65536]) + decoder.close()
+            first = json.loads(events[0].data) if events else None
+        else:
+            first = json.loads(body)
+    except (ValueError, BridgeError):
+        return None
+    if not isinstance(first, dict):
+        return None
+    for f in FORMATS.values():
+        key, value = f.STREAM_MARK if stream else f.ANSWER_MARK
+        if first.get(key) == value:
+            return f.NAME
+    return None
 
 
 def error_response(client: Format, err: BridgeError) -> tuple[int, str, bytes]:
@@ -192,6 +214,10 @@ class StreamTranslator:
         except BridgeError as e:
             out += self._fail(e)
         return out
+
+    def abort(self, err: BridgeError) -> list[bytes]:
+        """The upstream broke off: the client's error event, unless the stream had already ended."""
+        return [] if self.failed or self.finished else self._fail(err)
 
     def _translate(self, events: list[SSEEvent], out: list[bytes]) -> None:
         # One event at a time: what came before a bad event in the same chunk still reaches the client.

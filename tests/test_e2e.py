@@ -488,12 +488,14 @@ def test_a2c_malformed_request_is_answered_by_the_bridge(to_chat: BridgeProcess,
     assert mock.requests == []
 
 
-def test_a2c_stream_cut_midway_raises(to_chat: BridgeProcess, mock: MockUpstream) -> None:
+def test_a2c_stream_cut_midway_ends_with_error_event(to_chat: BridgeProcess, mock: MockUpstream) -> None:
     mock.next_reply(text=TEXT, cut_after=4)
     client, transport = anthropic_client(to_chat)
-    with pytest.raises((httpx2.TransportError, anthropic.APIConnectionError)):  # not a completed message
+    with pytest.raises(anthropic.APIStatusError) as excinfo:  # not a completed message, not a bare cut
         with client.messages.stream(model=A_MODEL, max_tokens=64, messages=[{"role": "user", "content": "hi"}]) as s:
             s.get_final_message()
+    assert "broke off" in str(excinfo.value)
+    check_anthropic_stream(transport.last_body, error=True)  # the error event, then a clean end of the body
     assert b"message_stop" not in transport.last_body
 
 
@@ -785,10 +787,13 @@ def test_c2a_untranslatable_request_is_answered_by_the_bridge(to_anthropic: Brid
 
 
 @pytest.mark.parametrize("mode", ["stream", "iterate"])
-def test_c2a_stream_cut_midway_raises(to_anthropic: BridgeProcess, mock: MockUpstream, mode: str) -> None:
+def test_c2a_stream_cut_midway_ends_with_error_chunk(to_anthropic: BridgeProcess, mock: MockUpstream,
+                                                     mode: str) -> None:
     mock.next_reply(text=TEXT, cut_after=5)  # message_start, ping, block start, two deltas, then the cut
-    with pytest.raises((httpx2.TransportError, openai.APIConnectionError)):  # not a completed completion
+    with pytest.raises(openai.APIError) as excinfo:  # not a completed completion, not a bare cut
         ask_openai(to_anthropic, mode, messages=[{"role": "user", "content": "hi"}])
+    assert not isinstance(excinfo.value, openai.APIConnectionError)
+    assert "broke off" in str(excinfo.value)
 
 
 def test_c2a_json_body_cut_midway_raises(to_anthropic: BridgeProcess, mock: MockUpstream) -> None:

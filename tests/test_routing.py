@@ -124,8 +124,14 @@ def line_of(text: str, needle: str) -> int:
     ("GET", "/v1/models", True, Operation("anthropic", "models")),
     ("GET", "/v1/models", False, Operation("chat", "models")),
     ("GET", "/v1/models?limit=20", True, Operation("anthropic", "models")),
-    ("GET", "/v1/messages", True, None),
-    ("POST", "/v1/embeddings", False, None),
+    # Under an API prefix but served by no API here: answered 404 in the client's (guessed) format.
+    ("GET", "/v1/messages", True, Operation("anthropic", "unknown")),
+    ("POST", "/v1/embeddings", False, Operation("chat", "unknown")),
+    ("GET", "/v1/responses/resp_1", False, Operation("responses", "unknown")),
+    ("POST", "/v1/messages/bogus", True, Operation("anthropic", "unknown")),
+    # Elsewhere: not the bridge's business.
+    ("GET", "/healthz", False, None),
+    ("POST", "/backend-api/codex/other", False, None),
 ])
 def test_detect(method: str, path: str, anthropic_headers: bool, expected: Operation | None) -> None:
     assert detect(method, path, anthropic_headers) == expected

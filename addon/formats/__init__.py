@@ -34,6 +34,8 @@ class Format(Protocol):
     AUTH_HEADERS: tuple[str, ...]
     OWN_HEADERS: tuple[str, ...]
     REQUIRED_HEADERS: dict[str, str]
+    ANSWER_MARK: tuple[str, str]
+    STREAM_MARK: tuple[str, str]
 
     def parse_request(self, body: JSON) -> Request: ...
     def render_request(self, req: Request, ctx: Context) -> JSON: ...

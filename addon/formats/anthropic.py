@@ -68,12 +68,16 @@ from .common import (
 )
 
 __all__ = [
-    "NAME", "parse_request", "render_request", "response_events", "render_response",
+    "NAME", "ANSWER_MARK", "STREAM_MARK", "parse_request", "render_request", "response_events", "render_response",
     "StreamParser", "StreamEmitter", "parse_error", "render_error", "render_stream_error",
     "AUTH_HEADERS", "OWN_HEADERS", "REQUIRED_HEADERS", "auth_headers", "passes_through", "render_models",
 ]
 
 NAME = "anthropic"
+# A key and value that only this format's answers carry: its whole answer, and its stream's first event
+# (how a replayed answer already in the client's format is told from an upstream one).
+ANSWER_MARK = ("type", "message")
+STREAM_MARK = ("type", "message_start")
 API_VERSION = "2023-06-01"  # accepts temperature/top_p/top_k; 2026-10-21 rejects them (formats.md §0)
 
 AUTH_HEADERS: tuple[str, ...] = ("x-api-key", "authorization")  # the 2.x SDKs send Bearer, older ones x-api-key

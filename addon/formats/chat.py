@@ -80,13 +80,17 @@ from .common import (
 )
 
 __all__ = [
-    "NAME", "parse_request", "render_request", "response_events", "render_response",
+    "NAME", "ANSWER_MARK", "STREAM_MARK", "parse_request", "render_request", "response_events", "render_response",
     "StreamParser", "StreamEmitter", "parse_error", "render_error", "render_stream_error",
     "AUTH_HEADERS", "OWN_HEADERS", "REQUIRED_HEADERS", "auth_headers", "passes_through", "render_models",
     "wire_tool_name",
 ]
 
 NAME = "chat"
+# A key and value that only this format's answers carry: its whole answer, and its stream's first event
+# (how a replayed answer already in the client's format is told from an upstream one).
+ANSWER_MARK = ("object", "chat.completion")
+STREAM_MARK = ("object", "chat.completion.chunk")
 AUTH_HEADERS: tuple[str, ...] = ("authorization", "openai-organization", "openai-project")
 OWN_HEADERS: tuple[str, ...] = ()
 REQUIRED_HEADERS: dict[str, str] = {}

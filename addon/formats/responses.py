@@ -86,12 +86,16 @@ from .common import (
 )
 
 __all__ = [
-    "NAME", "parse_request", "render_request", "response_events", "render_response",
+    "NAME", "ANSWER_MARK", "STREAM_MARK", "parse_request", "render_request", "response_events", "render_response",
     "StreamParser", "StreamEmitter", "parse_error", "render_error", "render_stream_error",
     "AUTH_HEADERS", "OWN_HEADERS", "REQUIRED_HEADERS", "auth_headers", "passes_through", "render_models",
 ]
 
 NAME = "responses"
+# A key and value that only this format's answers carry: its whole answer, and its stream's first event
+# (how a replayed answer already in the client's format is told from an upstream one).
+ANSWER_MARK = ("object", "response")
+STREAM_MARK = ("type", "response.created")
 AUTH_HEADERS: tuple[str, ...] = chat.AUTH_HEADERS  # the same OpenAI credentials
 OWN_HEADERS: tuple[str, ...] = ()
 REQUIRED_HEADERS: dict[str, str] = {}
