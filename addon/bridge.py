@@ -265,7 +265,7 @@ class Bridge:
         else:  # an unreachable upstream is answered in the client's format, not as mitmproxy's HTML page
             client = p.client
             errorpage.expect(req, lambda status, message: error_response(
-                client, UpstreamError(f"the upstream could not be reached: {message}", status=status)))
+                client, UpstreamError(message, status=status)))
         self._flows[flow.id] = state
         warnings = "".join(f"\n  dropped/approximated: {w}" for w in p.summary.get("warnings", ()))
         fallbacks = f" (then {', '.join(q.summary['endpoint'] for q in p.fallbacks)})" if p.fallbacks else ""

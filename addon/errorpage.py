@@ -1,21 +1,18 @@
-"""A failed upstream connection answered in the client's format instead of mitmproxy's HTML page.
+"""Upstream failures answered in the client's format instead of mitmproxy's HTML page or a cut.
 
-mitmproxy 12 answers a request whose upstream cannot be reached (refused, DNS, TLS, timeout) with
-its own ``502`` HTML page, and the ``error`` hook cannot replace it (mitmproxy PR #7999 is open). An
-LLM client then shows an HTML blob, or fails to parse it. This module installs one guarded patch:
-around ``Http1Server.send``, the point where mitmproxy writes that page to an HTTP/1 client, it
-writes the bridge's own error (the client's error JSON, same status) for the requests the bridge has
-registered, and leaves everything else to mitmproxy. ``tests/test_errorpage.py`` checks the private
-names it relies on and the behaviour end to end, so a mitmproxy upgrade that moves them fails loudly.
+mitmproxy 12 answers a request whose upstream cannot be reached (refused, DNS, TLS) with its own
+``502`` HTML page, and when an upstream breaks off mid-stream it cuts the client's connection, which
+some SDKs take for a finished stream; the ``error`` hook can change neither (mitmproxy PR #7999 is
+open). This module installs one guarded patch, around ``HttpStream.handle_protocol_error``: the one
+place where mitmproxy turns an upstream failure into what the client is sent, for HTTP/1 and HTTP/2
+clients alike. For the requests the bridge registered it sends, instead of mitmproxy's error,
 
-The same point sees an upstream that breaks off mid-stream (connection lost, or the relay giving
-up): mitmproxy would just cut the client's connection, which some SDKs take for a finished stream.
-For a registered stream the patch writes the client format's error event as a last chunk and ends
-the chunked body cleanly, so the client reads an honest error.
+* before the answer began: the bridge's error (the client's error JSON, same status);
+* mid-stream: the client format's error event as the last data, then a clean end of the body.
 
-HTTP/2 clients still get mitmproxy's page and a reset stream (its h2 layer offers no such point);
-the LLM clients we know of speak HTTP/1.1 to a plain-HTTP bridge. Requests that fail over go through
-the relay, which answers in the client's format anyway.
+Everything else mitmproxy does there (the error hook, dropping the stream) is left as it is.
+``tests/test_errorpage.py`` pins the private names used here and checks the behaviour end to end,
+over HTTP/1 and HTTP/2, so a mitmproxy upgrade that moves them fails loudly.
 """
 
 from __future__ import annotations
@@ -24,22 +21,25 @@ from collections.abc import Callable, Generator
 from typing import Any
 
 from mitmproxy import http
-from mitmproxy.connection import ConnectionState
-from mitmproxy.net.http import http1
-from mitmproxy.proxy import commands
-from mitmproxy.proxy.layers.http import _http1
-from mitmproxy.proxy.layers.http._events import ResponseProtocolError
+from mitmproxy.proxy.layers.http import HttpStream, SendHttp
+from mitmproxy.proxy.layers.http._events import (
+    ErrorCode,
+    ResponseData,
+    ResponseEndOfMessage,
+    ResponseHeaders,
+    ResponseProtocolError,
+)
 
 __all__ = ["install", "expect", "expect_cut", "forget", "Renderer"]
 
-Renderer = Callable[[int, str], tuple[int, str, bytes]]  # (status, mitmproxy's message) → status, type, body
+Renderer = Callable[[int, str], tuple[int, str, bytes]]  # (status, message) → status, content type, body
 
 _renderers: dict[int, Renderer] = {}  # id(request) → how its client wants an error
 _tails: dict[int, Callable[[str], bytes]] = {}  # id(request) → the last bytes of its stream if cut (message)
 
 
 def expect(request: http.Request, render: Renderer) -> None:
-    """Answer this request's connection failure with ``render`` (until :func:`forget`)."""
+    """Answer this request's upstream failure before the answer began with ``render``."""
     _renderers[id(request)] = render
 
 
@@ -53,35 +53,54 @@ def forget(request: http.Request) -> None:
     _tails.pop(id(request), None)
 
 
+def _instead(stream: Any, event: ResponseProtocolError) -> list[SendHttp] | None:
+    """What to send the client in place of mitmproxy's error, or None to let mitmproxy send it."""
+    flow = stream.flow
+    render, tail = _renderers.pop(id(flow.request), None), _tails.pop(id(flow.request), None)
+    client, sid = stream.context.client, stream.stream_id
+    if stream.server_state == stream.state_stream_response_body:  # the client has the headers already
+        http1 = not (flow.request.is_http2 or flow.request.is_http3)
+        if tail is None or (http1 and "chunked" not in flow.response.headers.get("transfer-encoding", "").lower()):
+            return None  # without chunked framing there is no clean end to give
+        data = tail(event.message)
+        return ([SendHttp(ResponseData(sid, data), client)] if data else []) + [
+            SendHttp(ResponseEndOfMessage(sid), client)]
+    status = event.code.http_status_code()
+    if render is None or status is None:
+        return None
+    what = ("the upstream could not be reached" if event.code == ErrorCode.CONNECT_FAILED
+            else "the upstream failed before its answer was complete")
+    code, content_type, body = render(status, f"{what}: {event.message}")
+    response = http.Response.make(code, body, {"content-type": content_type})
+    return [SendHttp(ResponseHeaders(sid, response, end_stream=False), client),
+            SendHttp(ResponseData(sid, body), client), SendHttp(ResponseEndOfMessage(sid), client)]
+
+
 def install() -> None:
     """Patch once; idempotent (mitmproxy reloads scripts)."""
-    original = _http1.Http1Server.send
+    original = HttpStream.handle_protocol_error
     if getattr(original, "_bridge_patched", False):
         return
 
-    def send(self: Any, event: Any) -> Generator[Any, Any, None]:
-        # Used once: the error ends the exchange (the error hook has already run; it cannot forget).
-        failed = isinstance(event, ResponseProtocolError) and self.request is not None
-        render = _renderers.pop(id(self.request), None) if failed else None
-        tail = _tails.pop(id(self.request), None) if failed else None
-        writable = self.conn.state & ConnectionState.CAN_WRITE
-        if tail is not None and self.response and writable and \
-                "chunked" in self.response.headers.get("transfer-encoding", "").lower():
-            data = tail(event.message)
-            if data:
-                yield commands.SendData(self.conn, b"%x\r\n%s\r\n" % (len(data), data))
-            yield commands.SendData(self.conn, b"0\r\n\r\n")  # a clean end, after the error event
-            yield commands.CloseConnection(self.conn)
+    def handle_protocol_error(self: Any, event: Any) -> Generator[Any, Any, None]:
+        request = self.flow.request if getattr(self, "flow", None) is not None else None
+        if not isinstance(event, ResponseProtocolError) or request is None or (
+                id(request) not in _renderers and id(request) not in _tails):
+            yield from original(self, event)
             return
-        if render is not None and not self.response and writable:
-            status = event.code.http_status_code()
-            if status is not None:
-                code, content_type, body = render(status, event.message)
-                response = http.Response.make(code, body, {"content-type": content_type, "connection": "close"})
-                yield commands.SendData(self.conn, http1.assemble_response(response))  # type: ignore[no-untyped-call]
-                yield commands.CloseConnection(self.conn)
+        instead = _instead(self, event)  # decided now: the original moves the stream's state on
+        steps = original(self, event)
+        reply = None
+        while True:  # the original's commands, with its error to the client swapped for ours
+            try:
+                command = steps.send(reply)
+            except StopIteration:
                 return
-        yield from original(self, event)
+            if instead is not None and isinstance(command, SendHttp) and command.event is event:
+                yield from instead  # SendHttp commands return nothing
+                reply = None
+            else:
+                reply = yield command
 
-    send._bridge_patched = True  # type: ignore[attr-defined]
-    _http1.Http1Server.send = send  # type: ignore[method-assign]
+    handle_protocol_error._bridge_patched = True  # type: ignore[attr-defined]
+    HttpStream.handle_protocol_error = handle_protocol_error  # type: ignore[method-assign]

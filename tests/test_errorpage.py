@@ -1,33 +1,43 @@
-"""An unreachable upstream is answered in the client's format, not with mitmproxy's HTML page.
+"""Upstream failures reach the client in its format, not as mitmproxy's HTML page or a bare cut.
 
 The bridge patches one private mitmproxy function (addon/errorpage.py). The first test pins the names
-it relies on; the others run a real mitmdump against a port where nothing listens, so a mitmproxy
-upgrade that changes either fails here, loudly.
+it relies on; the others run a real mitmdump against a port where nothing listens, or a stream that
+breaks off, over HTTP/1 and HTTP/2, so a mitmproxy upgrade that changes either fails here, loudly.
 """
 
 from __future__ import annotations
 
 import inspect
+import ssl
 
 import anthropic
+import httpx
 import openai
 import pytest
 
 from tests.conftest import UPSTREAM_KEY_ENV, free_ports
+from tests.stream_grammar import check_anthropic_stream
 
 
 def test_the_private_mitmproxy_names_the_patch_needs_are_still_there() -> None:
-    from mitmproxy.connection import ConnectionState
-    from mitmproxy.net.http import http1
-    from mitmproxy.proxy.layers.http import _http1
-    from mitmproxy.proxy.layers.http._events import ErrorCode, ResponseProtocolError
+    from mitmproxy.proxy.layers.http import HttpStream, SendHttp
+    from mitmproxy.proxy.layers.http._events import (
+        ErrorCode,
+        ResponseData,
+        ResponseEndOfMessage,
+        ResponseHeaders,
+        ResponseProtocolError,
+    )
 
-    assert inspect.isgeneratorfunction(_http1.Http1Server.send)
+    assert inspect.isgeneratorfunction(HttpStream.handle_protocol_error)
+    assert getattr(HttpStream.handle_protocol_error, "_bridge_patched", False) or \
+        "SendHttp(event, self.context.client)" in inspect.getsource(HttpStream.handle_protocol_error)
+    assert callable(HttpStream.state_stream_response_body)
+    assert {"event", "connection"} <= set(SendHttp.__dataclass_fields__)
     assert {"code", "message"} <= {f.name for f in ResponseProtocolError.__dataclass_fields__.values()}
+    assert {"response", "end_stream"} <= set(ResponseHeaders.__dataclass_fields__)
+    assert "data" in ResponseData.__dataclass_fields__ and ResponseEndOfMessage.__dataclass_fields__
     assert ErrorCode.CONNECT_FAILED.http_status_code() == 502
-    assert ConnectionState.CAN_WRITE and callable(http1.assemble_response)
-    server = _http1.Http1Server.__init__  # the patched method reads these attributes of the server
-    assert "request" in inspect.getsource(_http1.Http1Connection) and server
 
 
 @pytest.fixture
@@ -61,3 +71,41 @@ def test_openai_client_gets_openai_error_json(unreachable) -> None:
     assert e.value.status_code == 502
     err = e.value.response.json()["error"]
     assert err["type"] == "server_error" and "could not be reached" in err["message"]
+
+
+class _H2First(ssl.SSLContext):
+    """httpx offers ALPN ``http/1.1, h2`` and mitmproxy honours the client's order: offer h2 first."""
+
+    def set_alpn_protocols(self, protocols: object) -> None:
+        super().set_alpn_protocols(["h2", "http/1.1"])
+
+
+def _h2_tls() -> ssl.SSLContext:
+    context = _H2First(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE  # mitmproxy's made-up certificate
+    return context
+
+
+def test_an_http2_client_gets_the_error_json_too(unreachable) -> None:
+    # HTTP/2 needs TLS to mitmproxy (no h2c); mitmproxy makes a certificate from its own CA.
+    https = unreachable.url.replace("http://", "https://")
+    with httpx.Client(http2=True, verify=_h2_tls()) as client:
+        r = client.post(f"{https}/v1/messages", json={"model": "m", "max_tokens": 5, "messages": [
+            {"role": "user", "content": "hi"}]}, headers={"anthropic-version": "2023-06-01"})
+    assert r.http_version == "HTTP/2"
+    assert r.status_code == 502 and r.headers["content-type"] == "application/json"
+    assert r.json()["error"]["message"].startswith("the upstream could not be reached")
+
+
+def test_an_http2_stream_that_breaks_off_ends_with_the_error_event(bridge, mock) -> None:
+    proc = bridge("chat")
+    mock.next_reply(text="Hello there, a long answer", piece=4, cut_after=4)
+    https = proc.url.replace("http://", "https://")
+    with httpx.Client(http2=True, verify=_h2_tls()) as client:
+        r = client.post(f"{https}/v1/messages", json={"model": "m", "max_tokens": 5, "stream": True, "messages": [
+            {"role": "user", "content": "hi"}]}, headers={"anthropic-version": "2023-06-01"})
+    assert r.http_version == "HTTP/2" and r.status_code == 200
+    events = check_anthropic_stream(r.content)  # the body ended cleanly, after the error event
+    assert events[-1][0] == "error"
+    assert b"broke off" in r.content and b"message_stop" not in r.content
