@@ -166,6 +166,9 @@ class Bridge:
                            "set client_keys_env in %s to serve others", ", ".join(exposed), self.config.path)
 
     async def running(self) -> None:
+        if "web_columns" in ctx.options and "comment" not in ctx.options.web_columns:
+            # mitmweb's flow list then reads like the log: the bridge's one-line summary per flow.
+            ctx.options.update(web_columns=[*ctx.options.web_columns, "comment"])  # type: ignore[no-untyped-call]
         upstream = [ProxyMode.parse(m) for m in ctx.options.mode if m.startswith("upstream:")]
         proxy = upstream[0].data if upstream else None
         await self.relay.start(verify=not ctx.options.ssl_insecure, proxy=proxy)
@@ -233,9 +236,7 @@ class Bridge:
         p = plan(self.config, op, req.path, req.headers, body, new_id, now,
                  local_client=_is_loopback(str(peer).removeprefix("::ffff:")), method=req.method)
         flow.metadata["bridge"] = p.summary
-        flow.metadata[replay.CLIENT_REQUEST] = {
-            "method": req.method, "url": redacted_url(req.url), "http_version": req.http_version,
-            "headers": _header_list(req.headers.fields, redact=True), "content": body}
+        flow.metadata[replay.CLIENT_REQUEST] = _client_request(flow, body)
         flow.metadata[replay.IDS] = {"now": now, "ids": made}
         state = _Flow(p)
         log = self.config.logging
@@ -482,6 +483,20 @@ def _recorded_by_bridge(flow: http.HTTPFlow, client_format: str) -> bool:
     resp = flow.response
     return flow.is_replay == "response" and resp is not None and answer_format(
         resp.headers.get("content-type", ""), resp.get_content(strict=False) or b"") == client_format
+
+
+def _client_request(flow: http.HTTPFlow, body: bytes) -> dict[str, Any]:
+    """The request as the client sent it, credentials blanked. In reverse mode mitmproxy has already
+    pointed URL and Host at the reverse target; the client addressed the bridge's own address."""
+    req = flow.request
+    url, headers = req.url, _header_list(req.headers.fields, redact=True)
+    if flow.client_conn.proxy_mode.type_name == "reverse" and flow.client_conn.sockname:
+        host, port = flow.client_conn.sockname[:2]
+        authority = f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+        url = f"{'https' if flow.client_conn.tls_established else 'http'}://{authority}{req.path}"
+        headers = [[k, authority if k.lower() == "host" else v] for k, v in headers]
+    return {"method": req.method, "url": redacted_url(url), "http_version": req.http_version, "headers": headers,
+            "content": body}
 
 
 def _header_list(fields: tuple[tuple[bytes, bytes], ...], redact: bool = False) -> list[list[str]]:
