@@ -433,6 +433,8 @@ class Bridge:
                 if resp and resp.timestamp_start and flow.request.timestamp_start else "-")
         outcome = s.get("outcome", "")
         notes = [outcome] if outcome.startswith(("error", "failed")) else []
+        if s.get("mode") == "rejected":
+            notes.append(f"rejected: {s.get('error')}")  # what was wrong, in the words the client got
         if s.get("attempts", 1) > 1:
             notes.append(f"after {s['attempts']} attempts")
         notes += [f"dropped/approximated: {w}" for w in s.get("warnings", ())]

@@ -84,8 +84,11 @@ def install() -> None:
 
     def handle_protocol_error(self: Any, event: Any) -> Generator[Any, Any, None]:
         request = self.flow.request if getattr(self, "flow", None) is not None else None
-        if not isinstance(event, ResponseProtocolError) or request is None or (
-                id(request) not in _renderers and id(request) not in _tails):
+        if request is None or (id(request) not in _renderers and id(request) not in _tails):
+            yield from original(self, event)
+            return
+        if not isinstance(event, ResponseProtocolError):  # the client went away: nothing to tell it
+            forget(request)
             yield from original(self, event)
             return
         instead = _instead(self, event)  # decided now: the original moves the stream's state on

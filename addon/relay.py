@@ -129,6 +129,10 @@ class Relay:
                                                  content=attempt.body, timeout=timeout)
             try:
                 response = await self._client.send(request, stream=True)
+            except httpx.ConnectTimeout:
+                job.failures.append(f"{attempt.name}: no connection within {attempt.connect_timeout:g} s")
+                logger.warning("attempt %d/%d: endpoint %s: connect timed out", i + 1, len(job.attempts), attempt.name)
+                continue
             except httpx.TimeoutException:
                 job.failures.append(f"{attempt.name}: no response within {attempt.first_byte_timeout:g} s")
                 logger.warning("attempt %d/%d: endpoint %s timed out", i + 1, len(job.attempts), attempt.name)

@@ -10,8 +10,8 @@ JSON). Each answer comes from the next :class:`Reply` queued with :meth:`MockUps
 default text reply when the queue is empty) and is rendered in the format of the path: one JSON body,
 or, when the request says ``"stream": true``, real SSE over chunked transfer encoding with one write
 and flush per event. Faults: an HTTP error status with the format's error JSON, an in-stream error
-(Responses: ``response.failed``), a connection cut mid-stream (no chunked terminator), and a stream
-that ends cleanly before its terminal event.
+(Responses: ``response.failed``), a connection cut mid-stream (no chunked terminator), a stream
+that ends cleanly before its terminal event, and raw bytes injected mid-stream (garbage, ``[DONE]``).
 
 Run standalone: ``python -m tests.mock_upstream --port 8001`` (answers every request with a default
 text reply; Ctrl-C stops it).
@@ -109,6 +109,10 @@ class Reply:
     crlf: bool = False  # streamed: CRLF line endings
     keepalive: bool = False  # streamed: a ": keep-alive" comment before every event (as OpenRouter does)
     as_json: bool = False  # answer one JSON body even when the request asks for a stream
+    # streamed: after inject_after events write the raw bytes `inject` (garbage, a premature [DONE], an error
+    # event the format builder does not make), then end the body cleanly
+    inject: bytes = b""
+    inject_after: int | None = None
 
     def wire_stop(self, fmt: str) -> str:
         stop = self.stop or ("tool_use" if self.tool_calls else "end_turn")
@@ -466,7 +470,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(400, {"detail": refusal})
             return
         if reply.status >= 400 and reply.raw_error is not None:
-            self._send_raw(reply.status, reply.raw_error, reply.headers.get("content-type", "text/html"))
+            self._send_raw(reply.status, reply.raw_error, reply.headers.get("content-type", "text/html"), reply)
             return
         if reply.status >= 400:
             self._send_json(reply.status, error_body(fmt, reply, reply.status), reply)
@@ -486,6 +490,8 @@ class _Handler(BaseHTTPRequestHandler):
             events = responses_events(reply, request)
         if reply.error_after is not None:
             events = [*events[:reply.error_after], stream_error_event(fmt, reply, reply.error_after)]
+        if reply.inject_after is not None:
+            events = [*events[:reply.inject_after], reply.inject]
         if reply.keepalive:
             events = [b": keep-alive\n\n" + e for e in events]
         if reply.crlf:
@@ -508,10 +514,13 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
         self.wfile.flush()
 
-    def _send_raw(self, status: int, data: bytes, content_type: str) -> None:
+    def _send_raw(self, status: int, data: bytes, content_type: str, reply: Reply | None = None) -> None:
         self.send_response(status)
         self.send_header("content-type", content_type)
         self.send_header("content-length", str(len(data)))
+        for name, value in (reply.headers if reply else {}).items():
+            if name.lower() != "content-type":  # e.g. retry-after on an HTML error page
+                self.send_header(name, value)
         self.end_headers()
         self.wfile.write(data)
         self.wfile.flush()
