@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # ./bridge.sh run [mitmdump args…]   install (once) and run the bridge with config.yaml on 127.0.0.1:8080
 # ./bridge.sh test [pytest args…]    install (once) and run the test suite
+# ./bridge.sh bench [--quick …]      install (once) and run the side-by-side benchmark (README "Benchmark");
+#                                    `./bridge.sh bench micro`: the in-process translator micro-benchmark
+# ./bridge.sh record NAME [args…]    run the bridge like `run`, recording the session into flows/NAME.flow (Ctrl-C ends it)
+# ./bridge.sh bless [flows/x.flow…]  re-translate fixtures (default: all) with today's code and flows/config.yaml
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -24,12 +28,54 @@ install() {  # $1: requirements file; reinstalls only when it or the constraints
   fi
 }
 
+bridge() {  # mitmdump with the bridge: run's defaults, unless the arguments give their own (mitmproxy
+  # ignores an option set twice, and adds a listener per --mode)
+  local defaults=(--set bridge_config=config.yaml) mode=(--mode reverse:http://127.0.0.1:11434) a
+  for a in "$@"; do
+    case "$a" in bridge_config=*) defaults=() ;; --mode|--mode=*|-m) mode=() ;; esac
+  done
+  exec .venv/bin/mitmdump -s addon/bridge.py "${defaults[@]}" "${mode[@]}" --listen-host 127.0.0.1 \
+       --listen-port 8080 "$@"
+}
+
 cmd="${1:-run}"; shift || true
 case "$cmd" in
   run)  install requirements.txt
-        exec .venv/bin/mitmdump -s addon/bridge.py --set bridge_config=config.yaml \
-             --mode reverse:http://127.0.0.1:11434 --listen-host 127.0.0.1 --listen-port 8080 "$@" ;;
+        bridge "$@" ;;
   test) install requirements-dev.txt
         exec .venv/bin/python -m pytest "$@" ;;
-  *)    echo "usage: $0 run|test [args…]" >&2; exit 2 ;;
+  record)  # the same bridge as `run`, plus -w: credentials are redacted before the flow is written
+        name="${1:?usage: $0 record NAME [mitmdump args…]}"; shift
+        case "$name" in */*|*.flow) echo "record: NAME is a bare name; the file is flows/NAME.flow" >&2; exit 2 ;; esac
+        install requirements.txt
+        echo "recording into flows/$name.flow (Ctrl-C ends the session and writes it)" >&2
+        bridge -w "flows/$name.flow" "$@" ;;
+  bless)   # never hand-edit a fixture: today's translation of its recording replaces it (addon/replay.py)
+        install requirements.txt
+        config="${BRIDGE_FIXTURE_CONFIG:-flows/config.yaml}"
+        [ $# -gt 0 ] || set -- flows/*.flow
+        for f in "$@"; do
+          [ -f "$f" ] || { echo "bless: no such file: $f" >&2; exit 2; }
+          tmp="$(mktemp "${f%.flow}.XXXXXX.tmp")"
+          # no --mode: with one reverse mode mitmproxy rewrites every loaded flow's host (mitmproxy-notes §7)
+          if .venv/bin/mitmdump -n -r "$f" -s addon/bridge.py --set bridge_config="$config" \
+               --set flow_detail=0 -w "$tmp"; then
+            # a loaded flow with both a response and an error (a stream cut mid-way) fires both hooks,
+            # and mitmproxy's writer saves it in each: keep one copy per flow id
+            .venv/bin/python -c 'import sys
+from mitmproxy import io
+flows = {}
+for f in io.FlowReader(open(sys.argv[1], "rb")).stream(): flows[f.id] = f
+with open(sys.argv[1], "wb") as out:
+    w = io.FlowWriter(out)
+    for f in flows.values(): w.add(f)' "$tmp"
+            chmod 644 "$tmp"; mv "$tmp" "$f"; echo "blessed $f" >&2
+          else
+            rm -f "$tmp"; echo "bless: mitmdump failed on $f; left unchanged" >&2; exit 1
+          fi
+        done ;;
+  bench) install requirements-dev.txt
+        if [ "${1:-}" = micro ]; then shift; exec .venv/bin/python -m bench.micro "$@"; fi
+        exec .venv/bin/python -m bench.run "$@" ;;
+  *)    echo "usage: $0 run|test|record NAME|bless|bench [args…]" >&2; exit 2 ;;
 esac

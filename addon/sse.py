@@ -39,8 +39,24 @@ class SSEDecoder:
         self._data: list[str] = []
         self._size = 0
         self._max = max_event_size
+        self.error: UpstreamProtocolError | None = None  # a bad line, after events that came before it
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
+        """The events this chunk completes. A bad line raises :class:`UpstreamProtocolError`; the
+        events before it in the same chunk are returned first, with the error kept in ``error`` and
+        raised by the next call."""
+        if self.error is not None:
+            raise self.error
+        out: list[SSEEvent] = []
+        try:
+            self._feed(chunk, out)
+        except UpstreamProtocolError as e:
+            if not out:
+                raise
+            self.error = e
+        return out
+
+    def _feed(self, chunk: bytes, out: list[SSEEvent]) -> None:
         if b"\n" not in chunk and b"\r" not in chunk:
             # Still inside one line: keep the piece instead of re-joining a growing buffer (linear, not
             # quadratic, in the size of a large event).
@@ -49,15 +65,36 @@ class SSEDecoder:
                 self._size += len(chunk)
                 if len(self._tail) + self._size > self._max:
                     raise UpstreamProtocolError(f"upstream SSE event exceeds {self._max} bytes")
-            return []
+            return
         if self._pieces:
             self._size -= sum(map(len, self._pieces))
             self._tail += b"".join(self._pieces)
             self._pieces = []
         buf = self._tail + chunk if self._tail else chunk
+        if b"\r" not in buf:
+            # The usual case, "\n" line ends only: split them off without keeping and stripping ends,
+            # and take "data: " lines, nearly every line, without the general field parsing.
+            lines = buf.split(b"\n")
+            self._tail = lines.pop()  # what follows the last "\n": b"" or an unterminated line
+            if self._tail and len(self._tail) + self._size > self._max:
+                raise UpstreamProtocolError(f"upstream SSE event exceeds {self._max} bytes")
+            for raw in lines:
+                if raw[:6] == b"data: ":
+                    try:
+                        self._data.append(raw[6:].decode("utf-8"))
+                    except UnicodeDecodeError:
+                        self._line(raw, out)  # raises, with the position in the whole line
+                    self._size += len(raw)
+                    if self._size > self._max:
+                        raise UpstreamProtocolError(f"upstream SSE event exceeds {self._max} bytes")
+                elif raw:
+                    self._line(raw, out)
+                else:
+                    self._dispatch(out)
+            return
         lines = buf.splitlines(keepends=True)
         if not lines:
-            return []
+            return
         last = lines[-1]
         # An unterminated last line, or one ending in a lone "\r" whose "\n" may be in the next
         # chunk, waits for more bytes.
@@ -67,13 +104,13 @@ class SSEDecoder:
                 raise UpstreamProtocolError(f"upstream SSE event exceeds {self._max} bytes")
         else:
             self._tail = b""
-        out: list[SSEEvent] = []
         for raw in lines:
             self._line(raw.rstrip(b"\r\n"), out)
-        return out
 
     def close(self) -> list[SSEEvent]:
         """End of stream: the pending line and event are dispatched even without a blank line."""
+        if self.error is not None:
+            raise self.error
         out: list[SSEEvent] = []
         if self._pieces:
             self._size -= sum(map(len, self._pieces))

@@ -176,12 +176,23 @@ def merged_usage(usage: Usage, events: list[Event]) -> Usage:
     return usage
 
 
+_NOTABLE = (MessageStart, UsageUpdate, StreamError, Finish)  # stream events the translator itself acts on
+
+
+def _joined(out: list[bytes]) -> list[bytes]:
+    """The events of one network chunk as one piece: mitmproxy sends each list item as its own HTTP
+    chunk through its layers and its own socket write, which cost more than the translation itself
+    (README "Benchmark": a socket write per event was a third of the bridge's CPU on w1)."""
+    return [b"".join(out)] if out else []
+
+
 class StreamTranslator:
     """Upstream SSE bytes in, client SSE bytes out, one call per network chunk.
 
     ``feed`` never returns ``b""`` (mitmproxy would end a chunked body there); it returns a list,
-    possibly empty. After an error the client's error event is emitted once and further input is
-    ignored, so a client never sees a stream that looks complete when it is not.
+    empty or of one item: everything the chunk produced. After an error the client's error event is
+    emitted once and further input is ignored, so a client never sees a stream that looks complete
+    when it is not.
     """
 
     def __init__(self, parser: EventParser, emitter: EventEmitter) -> None:
@@ -198,9 +209,11 @@ class StreamTranslator:
         out: list[bytes] = []
         try:
             self._translate(self._decoder.feed(data), out)
+            if self._decoder.error is not None and not (self.failed or self.finished):
+                raise self._decoder.error  # a bad line after good events: those went out first
         except BridgeError as e:
             out += self._fail(e)
-        return out
+        return _joined(out)
 
     def close(self) -> list[bytes]:
         """End of the upstream body: flush, and fail the stream if the upstream never finished."""
@@ -213,7 +226,7 @@ class StreamTranslator:
                 out += self._emit(self._parser.close())
         except BridgeError as e:
             out += self._fail(e)
-        return out
+        return _joined(out)
 
     def abort(self, err: BridgeError) -> list[bytes]:
         """The upstream broke off: the client's error event, unless the stream had already ended."""
@@ -227,14 +240,25 @@ class StreamTranslator:
                 return
 
     def _emit(self, events: list[Event]) -> list[bytes]:
-        self.usage = merged_usage(self.usage, events)
-        out = [b for ev in events for b in self._emitter.feed(ev)]
+        out: list[bytes] = []
+        feed = self._emitter.feed
         for ev in events:
-            if isinstance(ev, StreamError):
-                self.failed = BridgeError(ev.message, status=ev.status, kind=ErrorKind(ev.kind))
-                break
-        else:
-            self.finished = self.finished or any(isinstance(ev, Finish) for ev in events)
+            out += feed(ev)
+        # One pass over the events' types (mostly a single BlockDelta) instead of one per question.
+        error: StreamError | None = None
+        finish = False
+        for ev in events:
+            if isinstance(ev, _NOTABLE):
+                if isinstance(ev, StreamError):
+                    error = error or ev
+                elif isinstance(ev, Finish):
+                    finish = True
+                else:
+                    self.usage = self.usage.merged(ev.usage)
+        if error is not None:
+            self.failed = BridgeError(error.message, status=error.status, kind=ErrorKind(error.kind))
+        elif finish:
+            self.finished = True
         return out
 
     def _fail(self, err: BridgeError) -> list[bytes]:
@@ -257,10 +281,10 @@ class ModelRenamer:
         self.failed: BridgeError | None = None
 
     def feed(self, data: bytes) -> list[bytes]:
-        return [self._event(ev) for ev in self._decoder.feed(data)]
+        return _joined([self._event(ev) for ev in self._decoder.feed(data)])
 
     def close(self) -> list[bytes]:
-        return [self._event(ev) for ev in self._decoder.close()]
+        return _joined([self._event(ev) for ev in self._decoder.close()])
 
     def _event(self, ev: SSEEvent) -> bytes:
         if '"model"' in ev.data:

@@ -182,3 +182,15 @@ def test_encode_decode_round_trip_at_any_split(events: list[tuple[str | None, st
     points = sorted({c % (len(wire) + 1) for c in cuts})
     chunks = [wire[a:b] for a, b in zip([0, *points], [*points, len(wire)], strict=True)]
     assert run(chunks) == [E(name, data) for name, data in events]
+
+
+@pytest.mark.parametrize("crlf", [False, True], ids=["lf", "crlf"])
+def test_events_before_a_bad_line_come_out_first_and_the_error_follows(crlf: bool) -> None:
+    body = b"data: one\n\ndata: two\n\ndata: \xff\xfe\n\ndata: three\n\n"
+    decoder = SSEDecoder()
+    assert decoder.feed(body.replace(b"\n", b"\r\n") if crlf else body) == [E(None, "one"), E(None, "two")]
+    assert decoder.error is not None and "UTF-8" in str(decoder.error)
+    with pytest.raises(UpstreamProtocolError, match="UTF-8"):
+        decoder.feed(b"data: more\n\n")
+    with pytest.raises(UpstreamProtocolError, match="UTF-8"):
+        decoder.close()

@@ -69,6 +69,7 @@ from .common import (
     field_str,
     flat_tool_name,
     json_or_none,
+    json_str,
     opt_bool,
     opt_float,
     opt_int,
@@ -547,6 +548,10 @@ class StreamParser:
         return events
 
     def _delta(self, delta: JSON) -> list[Event]:
+        if len(delta) == 1:  # nearly every chunk: {"content": "…"}; the general path asks a dozen questions
+            text = delta.get("content")
+            if isinstance(text, str):
+                return self._text(BlockKind.TEXT, text) if text else []
         events: list[Event] = []
         reasoning = delta.get("reasoning_content") or delta.get("reasoning")
         if isinstance(reasoning, str) and reasoning:
@@ -695,6 +700,7 @@ class StreamEmitter:
         self._tools = 0
         self._thinking = 0
         self._usage = Usage()
+        self._head: tuple[tuple[str, str], str] | None = None  # ((id, model), the chunk's JSON up to its delta)
 
     def feed(self, event: Event) -> list[bytes]:
         match event:
@@ -712,15 +718,17 @@ class StreamEmitter:
                 self._blocks[bid] = (event, 0, [])
                 return []
             case BlockDelta(block_id=bid, text=text):
+                # Deltas are nearly every event: their delta object is written from a template, the
+                # bytes _chunk({"content": text}) etc. would give.
                 start, index, texts = self._blocks[bid]
                 if start.kind is BlockKind.TEXT:
-                    return [self._chunk({"content": text})]
+                    return [self._framed(f'{{"content":{json_str(text)}}}')]
                 if start.kind is BlockKind.REASONING:
                     texts.append(text)
-                    return [self._chunk({"reasoning_content": text})]
-                fragment = ({"custom": {"input": text}} if start.tool_kind is ToolKind.CUSTOM
-                            else {"function": {"arguments": text}})
-                return [self._chunk({"tool_calls": [{"index": index, **fragment}]})]
+                    return [self._framed(f'{{"reasoning_content":{json_str(text)}}}')]
+                fragment = (f'"custom":{{"input":{json_str(text)}}}' if start.tool_kind is ToolKind.CUSTOM
+                            else f'"function":{{"arguments":{json_str(text)}}}')
+                return [self._framed(f'{{"tool_calls":[{{"index":{index:d},{fragment}}}]}}')]
             case BlockStop(block_id=bid, opaque=opaque):
                 start, _, texts = self._blocks.pop(bid)
                 if start.kind is not BlockKind.REASONING:
@@ -746,9 +754,18 @@ class StreamEmitter:
         return []
 
     def _chunk(self, delta: JSON, finish_reason: str | None = None) -> bytes:
-        return _data({"id": self._id, "object": "chat.completion.chunk", "created": self._ctx.created,
-                      "model": self._model,
-                      "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}]})
+        return self._framed(dumps(delta), finish_reason)
+
+    def _framed(self, delta: str, finish_reason: str | None = None) -> bytes:
+        """The chunk ``{"id", "object", "created", "model", "choices": [{"index": 0, "delta": <delta JSON>,
+        "logprobs": null, "finish_reason"}]}``, its constant head rendered once per id and model."""
+        if self._head is None or self._head[0] != (self._id, self._model):
+            self._head = ((self._id, self._model),
+                          f'{{"id":{json_str(self._id)},"object":"chat.completion.chunk",'
+                          f'"created":{dumps(self._ctx.created)},"model":{json_str(self._model)},'
+                          '"choices":[{"index":0,"delta":')
+        finish = "null" if finish_reason is None else json_str(finish_reason)
+        return encode_event(f'{self._head[1]}{delta},"logprobs":null,"finish_reason":{finish}}}]}}')
 
 
 def _data(obj: JSON) -> bytes:
