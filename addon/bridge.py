@@ -36,7 +36,14 @@ from addon.logconfig import CREDENTIAL_HEADERS, BodyRecorder, Redactor, apply, b
 from addon.plan import Plan, plan  # noqa: E402
 from addon.relay import Attempt, Job, Relay  # noqa: E402
 from addon.routing import detect  # noqa: E402
-from addon.translate import SSE_TYPE, ModelRenamer, StreamTranslator, answer_format, error_response  # noqa: E402
+from addon.translate import (  # noqa: E402
+    SSE_TYPE,
+    ModelRenamer,
+    StreamTranslator,
+    answer_format,
+    cut_tail,
+    error_response,
+)
 
 logger = logging.getLogger("bridge")
 
@@ -296,7 +303,7 @@ class Bridge:
         else:
             if content_type.startswith(SSE_TYPE):  # pass-through: byte for byte, but live (else mitmproxy buffers)
                 resp.stream = StreamAdapter(None, bytes, "full") if self._keep_streams else True
-                errorpage.expect_cut(flow.request, _cut_tail(None, state.plans[0].client))
+                errorpage.expect_cut(flow.request, cut_tail(None, state.plans[0].client))
             return
         decode = decoder_for(resp.headers.get("content-encoding", ""))
         if decode is None:
@@ -306,7 +313,7 @@ class Bridge:
         state.streamed = translator
         keep = "full" if self._keep_streams else self.config.logging.log_response_body if self.config else "none"
         resp.stream = StreamAdapter(translator, decode, keep)
-        errorpage.expect_cut(flow.request, _cut_tail(translator, state.plans[0].client))
+        errorpage.expect_cut(flow.request, cut_tail(translator, state.plans[0].client))
         resp.headers["content-type"] = SSE_TYPE  # the upstream's may be missing or carry a charset
         resp.headers.pop("content-encoding", None)
         resp.headers.pop("content-length", None)
@@ -417,7 +424,25 @@ class Bridge:
             self.relay.forget(flow.request.url)
         if state is not None and flow.error:
             state.summary["outcome"] = f"failed: {flow.error.msg}"
-            self._log(flow, state, None)
+            self._record_cut(flow, state, flow.error.msg)
+            # The status the client got: the bridge's error answer (errorpage.py), or the stream's.
+            self._log(flow, state, flow.response.status_code if flow.response is not None else None)
+
+    def _record_cut(self, flow: http.HTTPFlow, state: _Flow, message: str) -> None:
+        """A stream that broke off, recorded as the client will get it: what came, then the error event
+        the patch in errorpage.py sends after this hook (fixed now, so flow and client agree)."""
+        resp = flow.response
+        adapter = resp.stream if resp is not None else None
+        if resp is None or not self._keep_streams or not isinstance(adapter, StreamAdapter) or \
+                adapter.upstream is None or adapter.client is None:
+            return
+        tail = errorpage.take_cut(flow.request)
+        end = tail(message) if tail is not None else b""
+        if tail is not None:
+            errorpage.expect_cut(flow.request, lambda _message: end)
+        self._record_answer(flow, state, adapter.upstream.body())
+        flow.metadata[replay.UPSTREAM_RESPONSE]["cut"] = message
+        resp.content = adapter.client.body() + end
 
     @staticmethod
     def _log(flow: http.HTTPFlow, state: _Flow, status: int | None) -> None:
@@ -467,16 +492,6 @@ def _redact_flow(flow: http.HTTPFlow) -> None:
     url = redacted_url(flow.request.url)
     if url != flow.request.url:
         flow.request.url = url
-
-
-def _cut_tail(translator: StreamTranslator | ModelRenamer | None, client: formats.Format) -> Callable[[str], bytes]:
-    """What ends a client stream whose upstream broke off: the client format's error event."""
-    def tail(message: str) -> bytes:
-        err = UpstreamError(f"the upstream stream broke off: {message}", status=502)
-        if isinstance(translator, StreamTranslator):
-            return b"".join(translator.abort(err))
-        return b"\n\n" + client.render_stream_error(err)  # the blank line ends an event the cut left half-written
-    return tail
 
 
 def _recorded_by_bridge(flow: http.HTTPFlow, client_format: str) -> bool:

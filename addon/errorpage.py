@@ -30,7 +30,7 @@ from mitmproxy.proxy.layers.http._events import (
     ResponseProtocolError,
 )
 
-__all__ = ["install", "expect", "expect_cut", "forget", "Renderer"]
+__all__ = ["install", "expect", "expect_cut", "take_cut", "forget", "Renderer"]
 
 Renderer = Callable[[int, str], tuple[int, str, bytes]]  # (status, message) → status, content type, body
 
@@ -48,32 +48,43 @@ def expect_cut(request: http.Request, tail: Callable[[str], bytes]) -> None:
     _tails[id(request)] = tail
 
 
+def take_cut(request: http.Request) -> Callable[[str], bytes] | None:
+    """The tail registered for this request, no longer registered."""
+    return _tails.pop(id(request), None)
+
+
 def forget(request: http.Request) -> None:
     _renderers.pop(id(request), None)
     _tails.pop(id(request), None)
 
 
-def _instead(stream: Any, event: ResponseProtocolError) -> list[SendHttp] | None:
-    """What to send the client in place of mitmproxy's error, or None to let mitmproxy send it."""
+def _answer(stream: Any, event: ResponseProtocolError) -> list[SendHttp] | None:
+    """Before the answer began: the bridge's error in place of mitmproxy's page, or None. It also
+    becomes ``flow.response``, so the error hook (and a recording, and mitmweb) see what the client got."""
     flow = stream.flow
-    render, tail = _renderers.pop(id(flow.request), None), _tails.pop(id(flow.request), None)
-    client, sid = stream.context.client, stream.stream_id
-    if stream.server_state == stream.state_stream_response_body:  # the client has the headers already
-        http1 = not (flow.request.is_http2 or flow.request.is_http3)
-        if tail is None or (http1 and "chunked" not in flow.response.headers.get("transfer-encoding", "").lower()):
-            return None  # without chunked framing there is no clean end to give
-        data = tail(event.message)
-        return ([SendHttp(ResponseData(sid, data), client)] if data else []) + [
-            SendHttp(ResponseEndOfMessage(sid), client)]
+    render = _renderers.pop(id(flow.request), None)
     status = event.code.http_status_code()
     if render is None or status is None:
         return None
     what = ("the upstream could not be reached" if event.code == ErrorCode.CONNECT_FAILED
             else "the upstream failed before its answer was complete")
     code, content_type, body = render(status, f"{what}: {event.message}")
-    response = http.Response.make(code, body, {"content-type": content_type})
+    flow.response = response = http.Response.make(code, body, {"content-type": content_type})
+    client, sid = stream.context.client, stream.stream_id
     return [SendHttp(ResponseHeaders(sid, response, end_stream=False), client),
             SendHttp(ResponseData(sid, body), client), SendHttp(ResponseEndOfMessage(sid), client)]
+
+
+def _ending(stream: Any, event: ResponseProtocolError) -> list[SendHttp] | None:
+    """Mid-stream: the client format's error event and a clean end in place of a cut, or None."""
+    flow = stream.flow
+    tail = _tails.pop(id(flow.request), None)
+    http1 = not (flow.request.is_http2 or flow.request.is_http3)
+    if tail is None or (http1 and "chunked" not in flow.response.headers.get("transfer-encoding", "").lower()):
+        return None  # without chunked framing there is no clean end to give
+    data = tail(event.message)
+    client, sid = stream.context.client, stream.stream_id
+    return ([SendHttp(ResponseData(sid, data), client)] if data else []) + [SendHttp(ResponseEndOfMessage(sid), client)]
 
 
 def install() -> None:
@@ -91,19 +102,28 @@ def install() -> None:
             forget(request)
             yield from original(self, event)
             return
-        instead = _instead(self, event)  # decided now: the original moves the stream's state on
+        # Before the answer began, decided now, so the error hook already sees the answer in the flow;
+        # mid-stream, decided when mitmproxy would cut, after the error hook (the addon records the
+        # stream there and may fix its tail) and before the original marks the stream errored.
+        streaming = self.server_state == self.state_stream_response_body
+        instead = None if streaming else _answer(self, event)
         steps = original(self, event)
         reply = None
-        while True:  # the original's commands, with its error to the client swapped for ours
-            try:
-                command = steps.send(reply)
-            except StopIteration:
-                return
-            if instead is not None and isinstance(command, SendHttp) and command.event is event:
-                yield from instead  # SendHttp commands return nothing
-                reply = None
-            else:
+        try:
+            while True:  # the original's commands, with its error to the client swapped for ours
+                try:
+                    command = steps.send(reply)
+                except StopIteration:
+                    return
+                if isinstance(command, SendHttp) and command.event is event:
+                    instead = _ending(self, event) if streaming else instead
+                    if instead is not None:
+                        yield from instead  # SendHttp commands return nothing
+                        reply = None
+                        continue
                 reply = yield command
+        finally:
+            forget(request)  # used once, or never: the exchange is over either way
 
     handle_protocol_error._bridge_patched = True  # type: ignore[attr-defined]
     HttpStream.handle_protocol_error = handle_protocol_error  # type: ignore[method-assign]

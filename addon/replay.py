@@ -20,13 +20,14 @@ from .config import Config
 from .plan import Plan, plan
 from .routing import detect
 from .sse import SSEDecoder
-from .translate import SSE_TYPE, ModelRenamer
+from .translate import SSE_TYPE, ModelRenamer, cut_tail
 
 __all__ = ["CLIENT_REQUEST", "IDS", "UPSTREAM_RESPONSE", "Rerun", "differences", "id_source", "rerun"]
 
 # flow.metadata keys the addon writes
 CLIENT_REQUEST = "bridge_client_request"  # {method, url, http_version, headers, content}: as the client sent it
-UPSTREAM_RESPONSE = "bridge_upstream_response"  # {status_code, reason, headers, content}: as the upstream sent it
+UPSTREAM_RESPONSE = "bridge_upstream_response"  # {status_code, reason, headers, content[, cut]}: as the upstream
+# sent it; "cut" is why a stream broke off
 IDS = "bridge_ids"  # {"now": int, "ids": [...]}: the clock and the ids the bridge made, in order
 
 _ID_RANDOM = 24  # a made id is a prefix and 24 random hex digits (bridge._new_id)
@@ -85,6 +86,12 @@ def rerun(config: Config, metadata: dict[str, Any]) -> Rerun:
         return out
     content_type = _header(answer["headers"], "content-type")
     status, body = answer["status_code"], answer["content"]
+    if answer.get("cut") is not None:  # the stream broke off: what came, then the client's error event
+        translator = p.exchange.stream() if p.exchange is not None else ModelRenamer(*p.rename) if p.rename else None
+        head = b"".join(translator.feed(body)) if translator is not None else body
+        out.client_status, out.client_content_type = status, SSE_TYPE
+        out.client_body = head + cut_tail(translator, p.client)(answer["cut"])
+        return out
     if p.exchange is not None:
         out.client_status, out.client_content_type, out.client_body = p.exchange.translate_body(
             status, content_type, body)

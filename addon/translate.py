@@ -17,16 +17,18 @@ errors after it become the client format's in-stream error event, and the stream
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from .accumulate import accumulate
-from .errors import BadRequest, BridgeError, ErrorKind
+from .errors import BadRequest, BridgeError, ErrorKind, UpstreamError
 from .formats import FORMATS, EventEmitter, EventParser, Format
 from .formats.common import JSON, Context, dumps, rename_model
 from .ir import Event, Finish, MessageStart, Request, StreamError, ToolCall, ToolResult, Usage, UsageUpdate
 from .sse import SSEDecoder, SSEEvent, encode_event
 
-__all__ = ["Exchange", "ModelRenamer", "StreamTranslator", "answer_format", "error_response", "parse_json_body"]
+__all__ = ["Exchange", "ModelRenamer", "StreamTranslator", "answer_format", "cut_tail", "error_response",
+           "parse_json_body"]
 
 SSE_TYPE = "text/event-stream"
 JSON_TYPE = "application/json"
@@ -266,6 +268,17 @@ class StreamTranslator:
         # response.created first, and the same response id).
         self.failed = err
         return self._emitter.feed(StreamError(status=err.status, kind=err.kind.value, message=err.message))
+
+
+def cut_tail(translator: StreamTranslator | ModelRenamer | None, client: Format) -> Callable[[str], bytes]:
+    """What ends a client stream whose upstream broke off (given the reason): the client format's error
+    event, from the translator when there is one so it fits the stream so far."""
+    def tail(message: str) -> bytes:
+        err = UpstreamError(f"the upstream stream broke off: {message}", status=502)
+        if isinstance(translator, StreamTranslator):
+            return b"".join(translator.abort(err))
+        return b"\n\n" + client.render_stream_error(err)  # the blank line ends an event the cut left half-written
+    return tail
 
 
 class ModelRenamer:
