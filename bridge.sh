@@ -50,30 +50,8 @@ case "$cmd" in
         install requirements.txt
         echo "recording into flows/$name.flow (Ctrl-C ends the session and writes it)" >&2
         bridge -w "flows/$name.flow" "$@" ;;
-  bless)   # never hand-edit a fixture: today's translation of its recording replaces it (addon/replay.py)
-        install requirements.txt
-        config="${BRIDGE_FIXTURE_CONFIG:-flows/config.yaml}"
-        [ $# -gt 0 ] || set -- flows/*.flow
-        for f in "$@"; do
-          [ -f "$f" ] || { echo "bless: no such file: $f" >&2; exit 2; }
-          tmp="$(mktemp "${f%.flow}.XXXXXX.tmp")"
-          # no --mode: with one reverse mode mitmproxy rewrites every loaded flow's host (mitmproxy-notes §7)
-          if .venv/bin/mitmdump -n -r "$f" -s addon/bridge.py --set bridge_config="$config" \
-               --set flow_detail=0 -w "$tmp"; then
-            # a loaded flow with both a response and an error (a stream cut mid-way) fires both hooks,
-            # and mitmproxy's writer saves it in each: keep one copy per flow id
-            .venv/bin/python -c 'import sys
-from mitmproxy import io
-flows = {}
-for f in io.FlowReader(open(sys.argv[1], "rb")).stream(): flows[f.id] = f
-with open(sys.argv[1], "wb") as out:
-    w = io.FlowWriter(out)
-    for f in flows.values(): w.add(f)' "$tmp"
-            chmod 644 "$tmp"; mv "$tmp" "$f"; echo "blessed $f" >&2
-          else
-            rm -f "$tmp"; echo "bless: mitmdump failed on $f; left unchanged" >&2; exit 1
-          fi
-        done ;;
+  bless) install requirements.txt   # never hand-edit a fixture: today's translation of its recording replaces it
+        exec .venv/bin/python -m flows.bless "$@" ;;
   bench) install requirements-dev.txt
         if [ "${1:-}" = micro ]; then shift; exec .venv/bin/python -m bench.micro "$@"; fi
         exec .venv/bin/python -m bench.run "$@" ;;

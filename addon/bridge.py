@@ -31,8 +31,16 @@ from mitmproxy.proxy.mode_specs import ProxyMode  # noqa: E402
 from addon import errorpage, formats, replay, views  # noqa: E402
 from addon.config import Config, ConfigError, load_config  # noqa: E402
 from addon.decompress import decoder_for  # noqa: E402
-from addon.errors import UpstreamError  # noqa: E402
-from addon.logconfig import CREDENTIAL_HEADERS, BodyRecorder, Redactor, apply, body_for_log, redacted_url  # noqa: E402
+from addon.errors import BridgeError, UpstreamError  # noqa: E402
+from addon.logconfig import (  # noqa: E402
+    CREDENTIAL_HEADERS,
+    BodyRecorder,
+    Redactor,
+    apply,
+    body_for_log,
+    query_secrets,
+    redacted_url,
+)
 from addon.plan import Plan, plan  # noqa: E402
 from addon.relay import Attempt, Job, Relay  # noqa: E402
 from addon.routing import detect  # noqa: E402
@@ -48,6 +56,7 @@ from addon.translate import (  # noqa: E402
 logger = logging.getLogger("bridge")
 
 _LOOPBACK_NAMES = {"localhost", "ip6-localhost"}
+_SEEN_KEYS = 64  # the newest distinct client credentials kept for redaction
 
 
 def _new_id(prefix: str) -> str:
@@ -63,22 +72,34 @@ class StreamAdapter:
     """
 
     def __init__(self, translator: StreamTranslator | ModelRenamer | None, decode: Callable[[bytes], bytes],
-                 keep: str = "none") -> None:
+                 keep: str = "none", redact: Redactor | None = None) -> None:
         self.translator = translator
         self._decode = decode
+        self._redact = redact
+        self._broken = False  # the translation failed (a bug): the rest of the stream is dropped
         self.upstream = BodyRecorder(keep) if keep != "none" else None
         self.client = BodyRecorder(keep) if keep != "none" and translator is not None else self.upstream
 
     def __call__(self, data: bytes) -> list[bytes]:
         if self.translator is None:
+            if self._redact is not None and b"error" in data:
+                data = self._redact.bytes(data)  # an upstream's error event that echoes a key
             if self.upstream is not None:
                 self.upstream.add(data)
-            return [data]
+            return [data] if data else []  # b"" is the end: returning it would write a second terminator
         # Always a list: a bare b"" mid-stream would end a chunked HTTP/1 body (notes §1).
-        plain = self._decode(data)
-        out = self.translator.feed(plain) if plain else []
-        if not data:
-            out += self.translator.close()
+        if self._broken:
+            return []
+        try:
+            plain = self._decode(data)
+            out = self.translator.feed(plain) if plain else []
+            if not data:
+                out += self.translator.close()
+        except Exception as e:  # a bug (or a corrupt compressed stream): end the stream honestly, once
+            logger.exception("the bridge failed while translating a stream")
+            self._broken = True
+            err = BridgeError(f"the bridge failed on this stream ({type(e).__name__}: {e})", status=502)
+            return self.translator.abort(err) if isinstance(self.translator, StreamTranslator) else []
         if self.upstream is not None and self.client is not None:
             self.upstream.add(plain)
             self.client.add(out)
@@ -92,9 +113,10 @@ class _Flow:
     cannot resolve its own annotations.
     """
 
-    __slots__ = ("exchange", "job", "plans", "renamer", "started", "streamed", "summary", "upstream_head")
+    __slots__ = ("exchange", "job", "plans", "redact", "renamer", "started", "streamed", "summary", "upstream_head")
 
-    def __init__(self, p: Plan) -> None:
+    def __init__(self, p: Plan, redact: Redactor) -> None:
+        self.redact = redact  # the config's keys and this request's own: never in a log, a flow or an answer
         self.summary = p.summary
         self.exchange = p.exchange
         self.renamer = ModelRenamer(*p.rename) if p.rename else None
@@ -134,6 +156,7 @@ class Bridge:
         self.relay = Relay()
         self._redact = Redactor(())
         self._keep_streams = False  # keep whole streamed bodies in the flow (recording, mitmweb)
+        self._seen: dict[str, None] = {}  # credentials clients presented lately: redacted wherever echoed
 
     def load(self, loader: addonmanager.Loader) -> None:
         errorpage.install()
@@ -208,10 +231,22 @@ class Bridge:
         apply(config.logging, logger)
         self._redact = Redactor(config.secret_envs())
 
-    def _log_body(self, what: str, body: bytes, mode: str) -> None:
-        text = body_for_log(body, mode, self._redact)
+    def _log_body(self, what: str, body: bytes, mode: str, redact: Redactor) -> None:
+        text = body_for_log(body, mode, redact)
         if text is not None:
             logger.info("%s: %s", what, text)
+
+    def _learn(self, req: http.Request) -> list[str]:
+        """Remember the keys this request carries (headers, ``?key=``): an upstream may echo any of
+        them in an error, in this answer or a later one, and none may reach a log, a flow or a client."""
+        for name in CREDENTIAL_HEADERS:
+            for value in req.headers.get_all(name):
+                self._seen[value.split(" ", 1)[-1] if " " in value else value] = None
+        for value in query_secrets(req.url):
+            self._seen[value] = None
+        while len(self._seen) > _SEEN_KEYS:
+            del self._seen[next(iter(self._seen))]
+        return list(self._seen)
 
     def _ours(self, flow: http.HTTPFlow) -> bool:
         """In regular and upstream proxy mode the bridge acts only on the LLM API hosts it knows."""
@@ -240,17 +275,18 @@ class Bridge:
             made.append(_new_id(prefix))
             return made[-1]
         now = int(time.time())
+        redact = self._redact.also(self._learn(req))
         p = plan(self.config, op, req.path, req.headers, body, new_id, now,
-                 local_client=_is_loopback(str(peer).removeprefix("::ffff:")), method=req.method)
+                 local_client=_is_loopback(str(peer).removeprefix("::ffff:")), method=req.method, redact=redact)
         flow.metadata["bridge"] = p.summary
         flow.metadata[replay.CLIENT_REQUEST] = _client_request(flow, body)
         flow.metadata[replay.IDS] = {"now": now, "ids": made}
-        state = _Flow(p)
+        state = _Flow(p, redact)
         log = self.config.logging
-        self._log_body(f"request body from the client ({op.client_format})", body, log.log_request_body)
+        self._log_body(f"request body from the client ({op.client_format})", body, log.log_request_body, redact)
         if p.body is not None and p.answer is None:
             self._log_body(f"request body to the upstream ({p.summary.get('upstream_format')})", p.body,
-                           log.log_request_body)
+                           log.log_request_body, redact)
         if p.answer is not None:
             status, content_type, answer = p.answer
             flow.response = http.Response.make(status, answer, {"content-type": content_type})
@@ -302,7 +338,7 @@ class Bridge:
             translator = state.renamer
         else:
             if content_type.startswith(SSE_TYPE):  # pass-through: byte for byte, but live (else mitmproxy buffers)
-                resp.stream = StreamAdapter(None, bytes, "full") if self._keep_streams else True
+                resp.stream = StreamAdapter(None, bytes, "full" if self._keep_streams else "none", state.redact)
                 errorpage.expect_cut(flow.request, cut_tail(None, state.plans[0].client))
             return
         decode = decoder_for(resp.headers.get("content-encoding", ""))
@@ -321,6 +357,17 @@ class Bridge:
             resp.headers["transfer-encoding"] = "chunked"  # h2 clients reject it (notes §1)
 
     def response(self, flow: http.HTTPFlow) -> None:
+        try:
+            self._response(flow)
+        except Exception as e:  # never the upstream's untranslated bytes, never a stack trace
+            logger.exception("the bridge failed on an answer")
+            client = formats.FORMATS.get(flow.metadata.get("bridge", {}).get("client_format", ""))
+            if client is not None and flow.live:
+                status, content_type, body = error_response(client, BridgeError(
+                    f"the bridge failed on this answer ({type(e).__name__}: {e})", status=502))
+                flow.response = http.Response.make(status, body, {"content-type": content_type})
+
+    def _response(self, flow: http.HTTPFlow) -> None:
         state = self._flows.pop(flow.id, None)
         errorpage.forget(flow.request)
         if "bridge" in flow.metadata and flow.live:
@@ -341,11 +388,11 @@ class Bridge:
         adapter = resp.stream
         if isinstance(adapter, StreamAdapter) and adapter.upstream and adapter.client:
             upstream_body, client_body = adapter.upstream.body(), adapter.client.body()
-            self._log_body("response stream from the upstream", upstream_body, mode)
-            self._log_body("response stream to the client", client_body, mode)
+            self._log_body("response stream from the upstream", upstream_body, mode, state.redact)
+            self._log_body("response stream to the client", client_body, mode, state.redact)
             if self._keep_streams:  # the client has its bytes: the flow keeps both sides for -w and mitmweb
                 self._record_answer(flow, state, upstream_body)
-                resp.content = client_body
+                resp.content = state.redact.bytes(client_body)
         if state.streamed is not None:
             failed = state.streamed.failed
             state.summary["outcome"] = f"error: {failed.message}" if failed else "streamed"
@@ -354,10 +401,10 @@ class Bridge:
         elif state.exchange is not None:
             upstream_body = resp.get_content(strict=False) or b""
             self._record_answer(flow, state, upstream_body)
-            self._log_body("response body from the upstream", upstream_body, mode)
+            self._log_body("response body from the upstream", upstream_body, mode, state.redact)
             status, content_type, body = state.exchange.translate_body(
                 resp.status_code, resp.headers.get("content-type", ""), upstream_body)
-            self._log_body("response body to the client", body, mode)
+            self._log_body("response body to the client", body, mode, state.redact)
             if status != resp.status_code:
                 resp.status_code = status
                 resp.reason = RESPONSES.get(status, "")
@@ -371,8 +418,12 @@ class Bridge:
             self._record_answer(flow, state, body)
             resp.headers.pop("content-encoding", None)
             resp.content = state.renamer.body(body)
-        elif resp.stream is False or resp.stream is None:
-            self._record_answer(flow, state, resp.get_content(strict=False) or b"")  # the client got the same
+        elif resp.stream is False or resp.stream is None:  # passed through whole: the client gets the same,
+            body = resp.get_content(strict=False) or b""  # but never a key an upstream echoed
+            self._record_answer(flow, state, body)
+            if resp.status_code >= 400 and (clean := state.redact.bytes(body)) != body:
+                resp.headers.pop("content-encoding", None)
+                resp.content = clean
         self._log(flow, state, resp.status_code)
 
     @staticmethod
@@ -380,7 +431,7 @@ class Bridge:
         """The upstream's answer as it came (body decoded), beside the client's in ``flow.response``."""
         head = state.upstream_head or {"status_code": flow.response.status_code if flow.response else 0,
                                        "reason": "", "headers": []}
-        flow.metadata[replay.UPSTREAM_RESPONSE] = {**head, "content": body}
+        flow.metadata[replay.UPSTREAM_RESPONSE] = {**head, "content": state.redact.bytes(body)}
 
     def _rerun(self, flow: http.HTTPFlow) -> None:
         """``mitmdump -nr x.flow -s addon/bridge.py [-w y.flow]``: translate the recorded exchange with
@@ -414,7 +465,7 @@ class Bridge:
                            "\n  ".join(diffs))
         else:
             logger.info("replay of %s: today's translation matches the recording", name)
-        flow.metadata["bridge_replay_differences"] = diffs
+        flow.metadata[replay.DIFFERENCES] = diffs
 
     def error(self, flow: http.HTTPFlow) -> None:
         state = self._flows.pop(flow.id, None)
@@ -442,13 +493,16 @@ class Bridge:
             errorpage.expect_cut(flow.request, lambda _message: end)
         self._record_answer(flow, state, adapter.upstream.body())
         flow.metadata[replay.UPSTREAM_RESPONSE]["cut"] = message
-        resp.content = adapter.client.body() + end
+        resp.content = state.redact.bytes(adapter.client.body() + end)
 
     @staticmethod
     def _log(flow: http.HTTPFlow, state: _Flow, status: int | None) -> None:
         """One line per request: formats, endpoint, models, status, tokens, time to first byte, duration.
         Never a key: only names and numbers are logged."""
         s = state.summary
+        for key in ("outcome", "error"):  # upstream words may echo a key
+            if isinstance(s.get(key), str):
+                s[key] = state.redact(s[key])
         usage = (state.streamed.usage if isinstance(state.streamed, StreamTranslator)
                  else state.exchange.usage if state.exchange else None)
         tokens = f"tokens {usage.total_input}/{usage.output_tokens}" if usage and usage.output_tokens is not None \

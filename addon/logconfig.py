@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 __all__ = ["BODY_MODES", "CREDENTIAL_HEADERS", "LogSettings", "BodyRecorder", "Redactor", "apply", "body_for_log",
-           "redacted_url"]
+           "query_secrets", "redacted_url"]
 
 BODY_MODES = ("none", "truncated", "full")
 LEVELS = ("debug", "info", "warning", "error")
@@ -28,7 +28,12 @@ _KEY_SHAPES = re.compile(
 _HANDLER_NAME = "bridge-config-file"
 # Headers and query parameters that carry credentials: blanked before a flow is kept or written.
 CREDENTIAL_HEADERS = ("authorization", "x-api-key", "proxy-authorization", "x-goog-api-key", "api-key", "cookie")
-_KEY_PARAMS = re.compile(r"([?&](?:key|api_key|api-key|apikey|access_token|token)=)[^&#]*", re.IGNORECASE)
+_KEY_PARAMS = re.compile(r"([?&](?:key|api_key|api-key|apikey|access_token|token)=)([^&#]*)", re.IGNORECASE)
+
+
+def query_secrets(url: str) -> list[str]:
+    """The values of a URL's key-like query parameters (redacted wherever an upstream echoes them)."""
+    return [m.group(2) for m in _KEY_PARAMS.finditer(url) if m.group(2)]
 
 
 def redacted_url(url: str) -> str:
@@ -50,14 +55,22 @@ class Redactor:
     """Replaces secrets in text: the configured keys' values (read from the environment now) and
     key-shaped strings."""
 
-    def __init__(self, env_names: Iterable[str]) -> None:
-        values = (os.environ.get(name) for name in env_names)
-        self._secrets = sorted({v for v in values if v and len(v) >= 4}, key=len, reverse=True)
+    def __init__(self, env_names: Iterable[str], values: Iterable[str] = ()) -> None:
+        found = [*(os.environ.get(name) for name in env_names), *values]
+        self._secrets = sorted({v for v in found if v and len(v) >= 4}, key=len, reverse=True)
+
+    def also(self, values: Iterable[str]) -> Redactor:
+        """This redactor, plus more secrets (a request's own key-like query parameters)."""
+        return Redactor((), [*self._secrets, *values])
 
     def __call__(self, text: str) -> str:
         for secret in self._secrets:
             text = text.replace(secret, "[REDACTED]")
         return _KEY_SHAPES.sub("[REDACTED]", text)
+
+    def bytes(self, data: bytes) -> bytes:
+        """The same for a body; bytes that are not UTF-8 pass through unchanged."""
+        return self(data.decode("utf-8", "surrogateescape")).encode("utf-8", "surrogateescape")
 
 
 def body_for_log(body: bytes, mode: str, redact: Redactor) -> str | None:

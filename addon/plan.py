@@ -78,7 +78,8 @@ class Forbidden(BridgeError):
 
 
 def plan(config: Config, op: Operation, path: str, headers: Mapping[str, str], body: bytes,
-         new_id: Callable[[str], str], now: int, local_client: bool = True, method: str = "POST") -> Plan:
+         new_id: Callable[[str], str], now: int, local_client: bool = True, method: str = "POST",
+         redact: Callable[[str], str] = str) -> Plan:
     """Decide. Never raises: a failure becomes an answer in the client's format.
 
     ``local_client`` says the client connected from loopback: without ``client_keys_env`` only such
@@ -107,12 +108,12 @@ def plan(config: Config, op: Operation, path: str, headers: Mapping[str, str], b
         query = path.partition("?")[2]
         suffix = f"?{query}" if query else ""
         first, *rest = routes[:config.max_attempts]
-        _attempt(p, config, op, first, data, body, suffix, headers, new_id, now)
+        _attempt(p, config, op, first, data, body, suffix, headers, new_id, now, redact)
         if p.answer is None:
             for r in rest:  # failover targets; one that cannot take this request is left out
                 fallback = Plan(client=client, summary={**p.summary})
                 try:
-                    _attempt(fallback, config, op, r, data, body, suffix, headers, new_id, now)
+                    _attempt(fallback, config, op, r, data, body, suffix, headers, new_id, now, redact)
                 except BridgeError as e:
                     p.summary.setdefault("warnings", []).append(f"endpoint {r.endpoint.name} skipped: {e.message}")
                     continue
@@ -121,11 +122,16 @@ def plan(config: Config, op: Operation, path: str, headers: Mapping[str, str], b
     except BridgeError as e:
         p.answer = error_response(client, e)
         p.summary.update(mode="rejected", error=e.message)
+    except Exception as e:  # a bug here must not let mitmproxy forward the request untranslated
+        err = BridgeError(f"the bridge failed on this request ({type(e).__name__}: {e})", status=500)
+        p = Plan(client=client, summary={**p.summary, "mode": "rejected", "error": err.message},
+                 answer=error_response(client, err))
     return p
 
 
 def _attempt(p: Plan, config: Config, op: Operation, r: Route, data: JSON, body: bytes, suffix: str,
-             headers: Mapping[str, str], new_id: Callable[[str], str], now: int) -> None:
+             headers: Mapping[str, str], new_id: Callable[[str], str], now: int,
+             redact: Callable[[str], str] = str) -> None:
     """Fill ``p`` with what to send to one endpoint. Raises :class:`BridgeError`."""
     model = data["model"]
     p.endpoint = r.endpoint
@@ -148,7 +154,7 @@ def _attempt(p: Plan, config: Config, op: Operation, r: Route, data: JSON, body:
     ctx = Context(new_id=new_id, created=now, default_max_tokens=ep.default_max_tokens,
                   max_tokens_limit=ep.max_tokens_limit, drop_params=ep.drop_params, flavor=r.flavor)
     p.exchange, p.body = Exchange.start(p.client, upstream, data, ctx, upstream_model=r.upstream_model,
-                                        show_upstream_model=ep.show_target_model)
+                                        show_upstream_model=ep.show_target_model, redact=redact)
     p.summary.update(mode="conversion", warnings=list(p.exchange.warnings))
     p.url = r.url + suffix
     p.set_headers.update({"content-type": "application/json", "accept-encoding": "identity"})

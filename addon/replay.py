@@ -22,13 +22,14 @@ from .routing import detect
 from .sse import SSEDecoder
 from .translate import SSE_TYPE, ModelRenamer, cut_tail
 
-__all__ = ["CLIENT_REQUEST", "IDS", "UPSTREAM_RESPONSE", "Rerun", "differences", "id_source", "rerun"]
+__all__ = ["CLIENT_REQUEST", "DIFFERENCES", "IDS", "UPSTREAM_RESPONSE", "Rerun", "differences", "id_source", "rerun"]
 
 # flow.metadata keys the addon writes
 CLIENT_REQUEST = "bridge_client_request"  # {method, url, http_version, headers, content}: as the client sent it
 UPSTREAM_RESPONSE = "bridge_upstream_response"  # {status_code, reason, headers, content[, cut]}: as the upstream
 # sent it; "cut" is why a stream broke off
 IDS = "bridge_ids"  # {"now": int, "ids": [...]}: the clock and the ids the bridge made, in order
+DIFFERENCES = "bridge_replay_differences"  # [str]: what a rerun (mitmdump -nr) found different from the recording
 
 _ID_RANDOM = 24  # a made id is a prefix and 24 random hex digits (bridge._new_id)
 

@@ -84,16 +84,24 @@ class Exchange:
     warnings: list[str] = field(default_factory=list)
     upstream_stream: bool = False  # whether the upstream was asked for a stream
     usage: Usage = field(default_factory=Usage)  # what the answer reported, for the log line
+    redact: Callable[[str], str] = str  # blanks secrets an upstream echoes in its error messages
 
     @classmethod
     def start(cls, client: Format, upstream: Format, body: bytes | JSON, ctx: Context, *,
-              upstream_model: str | None = None, show_upstream_model: bool = False) -> tuple[Exchange, bytes]:
+              upstream_model: str | None = None, show_upstream_model: bool = False,
+              redact: Callable[[str], str] = str) -> tuple[Exchange, bytes]:
         """Parse the client body (or take it parsed) and render the upstream body.
 
         ``upstream_model`` is what the upstream is asked for (a model rewrite); answers show the
         client's own model name unless ``show_upstream_model``. Raises :class:`BridgeError`.
         """
-        request = client.parse_request(body if isinstance(body, dict) else parse_json_body(body))
+        data = body if isinstance(body, dict) else parse_json_body(body)
+        try:
+            request = client.parse_request(data)
+        except (TypeError, AttributeError, KeyError, ValueError) as e:
+            # A shape the parser's own checks did not name: still the client's input, still a 400.
+            raise BadRequest(f"request body has a field of an unexpected type or shape ({type(e).__name__}: {e})"
+                             ) from None
         _check_tool_results(request)
         warnings = list(request.warnings)
         limit = ctx.max_tokens_limit
@@ -108,7 +116,8 @@ class Exchange:
         for key in ctx.drop_params:
             if upstream_body.pop(key, None) is not None:
                 warnings.append(f"{key} dropped (endpoint drop_params)")
-        exchange = cls(client, upstream, ctx, request, warnings, upstream_stream=upstream_body.get("stream") is True)
+        exchange = cls(client, upstream, ctx, request, warnings, upstream_stream=upstream_body.get("stream") is True,
+                       redact=redact)
         return exchange, dumps(upstream_body).encode()
 
     @property
@@ -121,10 +130,10 @@ class Exchange:
         return content_type.startswith(SSE_TYPE) or (not content_type and self.upstream_stream)
 
     def stream(self) -> StreamTranslator:
-        return StreamTranslator(self.upstream.StreamParser(self.ctx), self.client.StreamEmitter(self.ctx))
+        return StreamTranslator(self.upstream.StreamParser(self.ctx), self.client.StreamEmitter(self.ctx), self.redact)
 
     def error(self, err: BridgeError) -> tuple[int, str, bytes]:
-        return error_response(self.client, err)
+        return error_response(self.client, _redacted(err, self.redact))
 
     def translate_body(self, status: int, content_type: str, body: bytes) -> tuple[int, str, bytes]:
         """A whole upstream answer → (status, content type, body) for the client."""
@@ -188,6 +197,14 @@ def _joined(out: list[bytes]) -> list[bytes]:
     return [b"".join(out)] if out else []
 
 
+def _redacted(err: BridgeError, redact: Callable[[str], str]) -> BridgeError:
+    """The error with any secret in its message blanked (in place: each error is made for one answer)."""
+    message = redact(err.message)
+    if message != err.message:
+        err.message, err.args = message, (message,)
+    return err
+
+
 class StreamTranslator:
     """Upstream SSE bytes in, client SSE bytes out, one call per network chunk.
 
@@ -197,7 +214,8 @@ class StreamTranslator:
     when it is not.
     """
 
-    def __init__(self, parser: EventParser, emitter: EventEmitter) -> None:
+    def __init__(self, parser: EventParser, emitter: EventEmitter, redact: Callable[[str], str] = str) -> None:
+        self._redact = redact
         self._decoder = SSEDecoder()
         self._parser = parser
         self._emitter = emitter
@@ -242,10 +260,6 @@ class StreamTranslator:
                 return
 
     def _emit(self, events: list[Event]) -> list[bytes]:
-        out: list[bytes] = []
-        feed = self._emitter.feed
-        for ev in events:
-            out += feed(ev)
         # One pass over the events' types (mostly a single BlockDelta) instead of one per question.
         error: StreamError | None = None
         finish = False
@@ -258,15 +272,22 @@ class StreamTranslator:
                 else:
                     self.usage = self.usage.merged(ev.usage)
         if error is not None:
-            self.failed = BridgeError(error.message, status=error.status, kind=ErrorKind(error.kind))
+            message = self._redact(error.message)
+            if message != error.message:  # an upstream that echoes a key in its error event
+                events = [replace(ev, message=message) if ev is error else ev for ev in events]
+            self.failed = BridgeError(message, status=error.status, kind=ErrorKind(error.kind))
         elif finish:
             self.finished = True
+        out: list[bytes] = []
+        feed = self._emitter.feed
+        for ev in events:
+            out += feed(ev)
         return out
 
     def _fail(self, err: BridgeError) -> list[bytes]:
         # The emitter renders it, so the error event fits the stream so far (Responses needs its
         # response.created first, and the same response id).
-        self.failed = err
+        self.failed = err = _redacted(err, self._redact)
         return self._emitter.feed(StreamError(status=err.status, kind=err.kind.value, message=err.message))
 
 

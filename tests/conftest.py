@@ -177,7 +177,7 @@ class ConfiguredBridge(BridgeProcess):
     """
 
     def __init__(self, name: str, workdir: Path, config: dict[str, Any] | str, modes: Sequence[str],
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, extra_args: Sequence[str] = ()) -> None:
         self.name = name
         self.workdir = workdir
         self.config_path = workdir / "config.yaml"
@@ -191,9 +191,14 @@ class ConfiguredBridge(BridgeProcess):
                 "--set", f"bridge_config={self.config_path}"]
         for mode in modes:
             args += ["--mode", mode]
-        args += ["--set", "listen_host=127.0.0.1", "--set", "listen_port=0",
-                 "--set", f"confdir={workdir / 'confdir'}", "--set", "connection_strategy=lazy",
-                 "--set", "termlog_verbosity=info", "--set", "flow_detail=0"]
+        # extra_args replace a default --set of the same option (mitmdump refuses an option set twice)
+        overridden = {a.partition("=")[0] for a in extra_args if "=" in a}
+        defaults = ["listen_host=127.0.0.1", "listen_port=0", f"confdir={workdir / 'confdir'}",
+                    "connection_strategy=lazy", "termlog_verbosity=info", "flow_detail=0"]
+        for option in defaults:
+            if option.partition("=")[0] not in overridden:
+                args += ["--set", option]
+        args += extra_args
         full_env = {**os.environ, UPSTREAM_KEY_ENV: UPSTREAM_KEY, "PYTHONWARNINGS": "ignore::DeprecationWarning",
                     "PYTHONUNBUFFERED": "1", **(env or {})}
         with open(self.log_path, "wb") as log:
@@ -241,7 +246,8 @@ def mocks(mock_trio: tuple[MockUpstream, MockUpstream, MockUpstream]
 
 @pytest.fixture(scope="session")
 def bridge_config(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., ConfiguredBridge]]:
-    """Factory: ``bridge_config(config, modes=("reverse:http://127.0.0.1:9",), env=None, fresh_process=False)``.
+    """Factory: ``bridge_config(config, modes=("reverse:http://127.0.0.1:9",), env=None, fresh_process=False,
+    args=())``; ``args`` are extra mitmdump arguments (e.g. ``["-w", path]``), after the defaults.
 
     The reverse target only matters for requests the bridge leaves alone: the config picks upstreams.
     """
@@ -249,11 +255,13 @@ def bridge_config(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable
     fresh: list[ConfiguredBridge] = []
 
     def make(config: dict[str, Any] | str, modes: Sequence[str] = ("reverse:http://127.0.0.1:9",),
-             env: dict[str, str] | None = None, fresh_process: bool = False) -> ConfiguredBridge:
-        key = json.dumps([config, list(modes), env], sort_keys=True)
+             env: dict[str, str] | None = None, fresh_process: bool = False,
+             args: Sequence[str] = ()) -> ConfiguredBridge:
+        key = json.dumps([config, list(modes), env, *([list(args)] if args else [])], sort_keys=True)
         if fresh_process or key not in started:
             n = len(started) + len(fresh)
-            proc = ConfiguredBridge(f"config-{n}", tmp_path_factory.mktemp(f"bridge-config-{n}"), config, modes, env)
+            proc = ConfiguredBridge(f"config-{n}", tmp_path_factory.mktemp(f"bridge-config-{n}"), config, modes, env,
+                                    args)
             _RUNNING.append(proc)
             if fresh_process:
                 fresh.append(proc)

@@ -544,3 +544,16 @@ def test_sdk_retries_a_retryable_status(matrix: Matrix, mock: MockUpstream, clie
     assert retries == [200]
     assert transport.captured[0].headers.get("retry-after-ms") == "10"
     assert len(mock.requests) == 2
+
+
+def test_a_stream_the_bridge_cannot_decode_ends_with_the_error_event(bridge, mock: MockUpstream) -> None:
+    """An upstream that says gzip and sends something else: the decoder fails inside the stream
+    callable; the client still gets an honest end (its error event), never a cut or a crash."""
+    proc = bridge("chat")
+    mock.next_reply(text="Hello there", headers={"content-encoding": "gzip"})
+    client = anthropic.Anthropic(base_url=proc.url, api_key="k", max_retries=0)
+    with pytest.raises(anthropic.APIStatusError) as excinfo:
+        with client.messages.stream(model="m", max_tokens=5, messages=[{"role": "user", "content": "hi"}]) as s:
+            s.get_final_message()
+    assert "the bridge failed on this stream" in str(excinfo.value)
+    assert "the bridge failed while translating a stream" in proc.log()

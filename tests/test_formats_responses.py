@@ -128,7 +128,7 @@ def itext(t: str) -> dict[str, Any]:
 
 
 def otext(t: str) -> dict[str, Any]:
-    return {"type": "output_text", "text": t}
+    return {"type": "output_text", "text": t, "annotations": []}  # annotations: required by the SDK's type
 
 
 def fcall(call_id: str, name: str, args: str) -> dict[str, Any]:

@@ -60,6 +60,7 @@ from .common import (
     opt_bool,
     opt_float,
     opt_int,
+    opt_list,
     opt_str,
     parse_data_url,
     plain_error,
@@ -134,7 +135,7 @@ def parse_request(body: JSON) -> Request:
         system_parts = ()
     else:
         raise BadRequest("system: expected a string or an array of text blocks", param="system")
-    tools = tuple(t for i, raw in enumerate(body.get("tools") or ())
+    tools = tuple(t for i, raw in enumerate(opt_list(body, "tools"))
                   if (t := _parse_tool(as_object(raw, f"tools.{i}"), f"tools.{i}.", warnings)))
     tool_choice, parallel = _parse_tool_choice(body.get("tool_choice"))
     stop = body.get("stop_sequences") or []
@@ -259,7 +260,8 @@ def _parse_tool_choice(raw: Any) -> tuple[ToolChoice | None, bool | None]:
     if raw is None:
         return None, None
     choice = as_object(raw, "tool_choice")
-    mode = {"auto": "auto", "any": "required", "tool": "tool", "none": "none"}.get(choice.get("type", ""))
+    mode = {"auto": "auto", "any": "required", "tool": "tool", "none": "none"}.get(
+        opt_str(choice, "type", "tool_choice.") or "")
     if mode is None:
         raise BadRequest("tool_choice.type: expected auto, any, tool or none", param="tool_choice.type")
     name = field_str(choice, "name", "tool_choice.") if mode == "tool" else None

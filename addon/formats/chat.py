@@ -73,6 +73,7 @@ from .common import (
     opt_bool,
     opt_float,
     opt_int,
+    opt_list,
     opt_str,
     parse_data_url,
     plain_error,
@@ -154,14 +155,14 @@ def parse_request(body: JSON) -> Request:
     n = opt_int(body, "n")
     if n is not None and n > 1:
         raise Unsupported("n: only n=1 can be translated to another API", param="n")
-    if body.get("audio") or "audio" in (body.get("modalities") or ()):
+    if body.get("audio") or "audio" in opt_list(body, "modalities"):
         raise Unsupported("audio output cannot be translated to another API", param="modalities")
     messages: list[Message] = []
     for i, raw in enumerate(field_list(body, "messages", "")):
         _parse_message(as_object(raw, f"messages.{i}"), f"messages.{i}.", messages)
-    tools = tuple(_parse_tool(as_object(t, f"tools.{i}"), f"tools.{i}.") for i, t in enumerate(body.get("tools") or ()))
+    tools = tuple(_parse_tool(as_object(t, f"tools.{i}"), f"tools.{i}.") for i, t in enumerate(opt_list(body, "tools")))
     stop = body.get("stop")
-    stops = (stop,) if isinstance(stop, str) else tuple(stop or ())
+    stops = (stop,) if isinstance(stop, str) else tuple(opt_list(body, "stop"))
     if not all(isinstance(s, str) for s in stops):
         raise BadRequest("stop: expected a string or an array of strings", param="stop")
     stream = bool(opt_bool(body, "stream"))
@@ -199,7 +200,7 @@ def _parse_message(msg: JSON, where: str, out: list[Message]) -> None:
         parts += _parse_parts(content, where) if content is not None else ()
         if isinstance(msg.get("refusal"), str) and msg["refusal"]:
             parts.append(Text(text=msg["refusal"]))
-        for j, call in enumerate(msg.get("tool_calls") or ()):
+        for j, call in enumerate(opt_list(msg, "tool_calls", where)):
             parts.append(_parse_tool_call(as_object(call, f"{where}tool_calls.{j}"), f"{where}tool_calls.{j}."))
         out.append(Message(role=Role.ASSISTANT, content=tuple(parts)))
     elif role == "tool":

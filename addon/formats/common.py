@@ -19,7 +19,7 @@ from ..ir import Opaque, ReasoningConfig, Request, Tool
 
 __all__ = [
     "JSON", "Context", "field_str", "field_list", "opt_str", "opt_int", "opt_float", "opt_bool",
-    "parse_data_url", "data_url", "encode_signature", "decode_signature", "safe_tool_id", "unsafe_tool_id",
+    "opt_list", "parse_data_url", "data_url", "encode_signature", "decode_signature", "safe_tool_id", "unsafe_tool_id",
     "dumps", "json_str", "loads_object", "event_json", "json_or_none", "plain_error", "flat_tool_name", "tool_lookup",
     "InputUnwrapper", "is_redacted_signature", "reasoning_effort", "rename_model",
 ]
@@ -59,6 +59,16 @@ def field_str(obj: JSON, key: str, where: str) -> str:
 
 def field_list(obj: JSON, key: str, where: str) -> list[Any]:
     value = obj.get(key)
+    if not isinstance(value, list):
+        raise BadRequest(f"{where}{key}: expected an array", param=f"{where}{key}")
+    return value
+
+
+def opt_list(obj: JSON, key: str, where: str = "") -> list[Any]:
+    """An optional array: ``[]`` when absent or null."""
+    value = obj.get(key)
+    if value is None:
+        return []
     if not isinstance(value, list):
         raise BadRequest(f"{where}{key}: expected an array", param=f"{where}{key}")
     return value

@@ -80,6 +80,7 @@ from .common import (
     opt_bool,
     opt_float,
     opt_int,
+    opt_list,
     opt_str,
     parse_data_url,
     reasoning_effort,
@@ -141,13 +142,13 @@ def parse_request(body: JSON) -> Request:
                               "(with store: false)", param=key)
     warnings = [f"{key} has no equivalent and was dropped" for key in body if key not in _TRANSLATED]
     messages, more_tools = _parse_input(body.get("input"), warnings)
-    tools = _parse_tools(body.get("tools") or [], "tools.", warnings) + more_tools
+    tools = _parse_tools(opt_list(body, "tools"), "tools.", warnings) + more_tools
     instructions = opt_str(body, "instructions")
     text = as_object(body.get("text") or {}, "text")
     warnings += [f"text.{key} has no equivalent and was dropped" for key in text if key != "format"]
     if body.get("store") is True:
         warnings.append("store: the answer is not stored (the upstream is another API)")
-    warnings += [f"include {x!r} has no equivalent and was dropped" for x in body.get("include") or ()
+    warnings += [f"include {x!r} has no equivalent and was dropped" for x in opt_list(body, "include")
                  if x != _ENCRYPTED]
     reasoning = body.get("reasoning")
     effort = None if reasoning is None else opt_str(as_object(reasoning, "reasoning"), "effort", "reasoning.")
@@ -178,7 +179,7 @@ def _parse_input(raw: Any, warnings: list[str]) -> tuple[list[Message], list[Too
     tools: list[Tool] = []
     for i, item in enumerate(field_list({"input": raw}, "input", "")):
         item, where = as_object(item, f"input.{i}"), f"input.{i}."
-        kind = item.get("type") or "message"  # an "easy" message has no type
+        kind = opt_str(item, "type", where) or "message"  # an "easy" message has no type
         if kind == "message":
             _parse_message(item, where, out)
         elif kind in _ASSISTANT_ITEMS:
@@ -275,7 +276,8 @@ def _parse_assistant_item(item: JSON, kind: str, where: str) -> ToolCall | Reaso
 
 def _reasoning_text(item: JSON) -> str:
     """Summary texts joined (what the stream parser also produces), else the raw reasoning text."""
-    summary = [s.get("text", "") for s in item.get("summary") or () if isinstance(s, dict)]
+    summary = [s.get("text", "") for s in item.get("summary") or () if isinstance(s, dict)] \
+        if isinstance(item.get("summary"), list) else []
     if summary:
         return "\n\n".join(summary)
     return "\n\n".join(c.get("text", "") for c in item.get("content") or () if isinstance(c, dict))
@@ -464,8 +466,8 @@ def _render_assistant(msg: Message, ctx: Context) -> list[JSON]:
     for part in msg.content:
         match part:
             case Text(text=text) if text:
-                items.append({"type": "message", "role": "assistant", "content": [{"type": "output_text",
-                                                                                    "text": text}]})
+                items.append({"type": "message", "role": "assistant",
+                              "content": [{"type": "output_text", "text": text, "annotations": []}]})
             case ToolCall(id=call_id, name=name, arguments=args, kind=kind, namespace=namespace):
                 name = wire_tool_name(flat_tool_name(namespace, name))
                 items.append({"type": "custom_tool_call", "call_id": call_id, "name": name, "input": args}
