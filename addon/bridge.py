@@ -508,8 +508,9 @@ class Bridge:
         tokens = f"tokens {usage.total_input}/{usage.output_tokens}" if usage and usage.output_tokens is not None \
             else "tokens ?"
         resp = flow.response
-        ttfb = (f"{(resp.timestamp_start - flow.request.timestamp_start) * 1000:.0f} ms"
-                if resp and resp.timestamp_start and flow.request.timestamp_start else "-")
+        first_byte = (round((resp.timestamp_start - flow.request.timestamp_start) * 1000)
+                      if resp and resp.timestamp_start and flow.request.timestamp_start else None)
+        ttfb = f"{first_byte} ms" if first_byte is not None else "-"
         outcome = s.get("outcome", "")
         notes = [outcome] if outcome.startswith(("error", "failed")) else []
         if s.get("mode") == "rejected":
@@ -524,7 +525,7 @@ class Bridge:
                     s.get("endpoint", "-"), _model(s), status if status is not None else "-", tokens, ttfb,
                     duration, "".join(f" | {n}" for n in notes))
         # The same summary on the flow, for mitmweb's list and for recorded flows.
-        s.update(status=status, duration_ms=round(duration))
+        s.update(status=status, duration_ms=round(duration), first_byte_ms=first_byte)
         if usage is not None:
             s["usage"] = {"input": usage.total_input, "output": usage.output_tokens,
                           "cache_read": usage.cache_read_tokens, "reasoning": usage.reasoning_tokens}
