@@ -34,6 +34,7 @@ if str(ROOT) not in sys.path:
 
 from tests.conftest import BridgeProcess  # noqa: E402
 from tests.mock_upstream import MockUpstream, Reply, ToolCallSpec  # noqa: E402
+from tests.test_codex_cli import run_codex  # noqa: E402
 from tests.test_e2e_matrix import ask, tool_results, user  # noqa: E402
 
 FLOWS = ROOT / "flows"
@@ -195,27 +196,9 @@ def codex_cli_session(mock: MockUpstream) -> None:
                           usage=USAGE["anthropic"], tool_calls=[ToolCallSpec("call_cx1", "exec", {"input": exec_js})]))
     mock.next_reply(Reply(text="Done: the file says bridge-ok.", usage=USAGE["anthropic"]))
     with tempfile.TemporaryDirectory() as tmp:
-        home, work = Path(tmp, "codex-home"), Path(tmp, "work")
-        home.mkdir()
-        work.mkdir()
-        (home / "config.toml").write_text(f'''model_provider = "bridge"
-approval_policy = "never"
-sandbox_mode = "danger-full-access"
-[analytics]
-enabled = false
-[model_providers.bridge]
-name = "bridge"
-base_url = "{BRIDGE.url}/v1"
-env_key = "BRIDGE_CLIENT_KEY"
-wire_api = "responses"
-''')
-        env = {"PATH": os.environ["PATH"], "HOME": str(home), "CODEX_HOME": str(home),
-               "BRIDGE_CLIENT_KEY": "fixture-client-key"}
-        run = subprocess.run([str(CODEX), "exec", "--skip-git-repo-check", "--json",
-                              "Write bridge-ok to proof.txt with a shell command."], cwd=work, env=env,
-                             capture_output=True, text=True, timeout=240, stdin=subprocess.DEVNULL)
-        if run.returncode != 0 or not (work / "proof.txt").exists():
-            raise RuntimeError(f"Codex failed:\n{run.stdout[-2000:]}\n{run.stderr[-2000:]}")
+        _, _, work = run_codex(CODEX, BRIDGE.url, Path(tmp), None)  # raises if Codex fails
+        if not (work / "proof.txt").exists():
+            raise RuntimeError("Codex ran but did not write proof.txt")
 
 
 SESSIONS: dict[str, Callable[[MockUpstream], None]] = {

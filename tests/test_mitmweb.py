@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -27,7 +26,7 @@ from typing import Any
 import anthropic
 import pytest
 
-from tests.conftest import CLIENT_KEY, ROOT, UPSTREAM_KEY, UPSTREAM_KEY_ENV, free_ports
+from tests.conftest import CLIENT_KEY, ROOT, UPSTREAM_KEY, UPSTREAM_KEY_ENV, free_ports, stop_process
 from tests.mock_upstream import MockUpstream
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -100,13 +99,7 @@ class Mitmweb:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc)
 
 
 @pytest.fixture
