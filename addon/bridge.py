@@ -28,7 +28,7 @@ from mitmproxy import addonmanager, ctx, exceptions, http  # noqa: E402
 from mitmproxy.net.http.status_codes import RESPONSES  # noqa: E402
 from mitmproxy.proxy.mode_specs import ProxyMode  # noqa: E402
 
-from addon import errorpage, formats, replay, views  # noqa: E402
+from addon import errorpage, formats, record, replay, views  # noqa: E402
 from addon.config import Config, ConfigError, load_config  # noqa: E402
 from addon.decompress import decoder_for  # noqa: E402
 from addon.errors import BridgeError, UpstreamError  # noqa: E402
@@ -39,7 +39,6 @@ from addon.logconfig import (  # noqa: E402
     apply,
     body_for_log,
     query_secrets,
-    redacted_url,
 )
 from addon.plan import Plan, plan  # noqa: E402
 from addon.relay import Attempt, Job, Relay  # noqa: E402
@@ -48,7 +47,6 @@ from addon.translate import (  # noqa: E402
     SSE_TYPE,
     ModelRenamer,
     StreamTranslator,
-    answer_format,
     cut_tail,
     error_response,
 )
@@ -256,7 +254,7 @@ class Bridge:
 
     def request(self, flow: http.HTTPFlow) -> None:
         if not flow.live and replay.CLIENT_REQUEST in flow.metadata and self.config is not None:
-            self._rerun(flow)  # a recorded flow read with -r: what does today's code make of it?
+            record.rerun(self.config, flow)  # a recorded flow read with -r: what does today's code make of it?
             return
         if flow.response or flow.error or not flow.live or "bridge" in flow.metadata or self.config is None:
             return
@@ -279,7 +277,7 @@ class Bridge:
         p = plan(self.config, op, req.path, req.headers, body, new_id, now,
                  local_client=_is_loopback(str(peer).removeprefix("::ffff:")), method=req.method, redact=redact)
         flow.metadata["bridge"] = p.summary
-        flow.metadata[replay.CLIENT_REQUEST] = _client_request(flow, body)
+        flow.metadata[replay.CLIENT_REQUEST] = record.client_request(flow, body)
         flow.metadata[replay.IDS] = {"now": now, "ids": made}
         state = _Flow(p, redact)
         log = self.config.logging
@@ -323,8 +321,7 @@ class Bridge:
         if state is None or resp is None:
             return
         state.settle()
-        state.upstream_head = {"status_code": resp.status_code, "reason": resp.reason,
-                               "headers": _header_list(resp.headers.fields)}
+        state.upstream_head = record.upstream_head(resp)
         if resp.raw_content is not None:
             return  # the body is already here (replay): handled in response()
         if resp.status_code >= 400:
@@ -371,7 +368,7 @@ class Bridge:
         state = self._flows.pop(flow.id, None)
         errorpage.forget(flow.request)
         if "bridge" in flow.metadata and flow.live:
-            _redact_flow(flow)
+            record.redact_flow(flow)
         resp = flow.response
         if state is None or resp is None:
             return
@@ -396,7 +393,7 @@ class Bridge:
         if state.streamed is not None:
             failed = state.streamed.failed
             state.summary["outcome"] = f"error: {failed.message}" if failed else "streamed"
-        elif state.exchange is not None and _recorded_by_bridge(flow, state.exchange.client.NAME):
+        elif state.exchange is not None and record.served_as_recorded(flow, state.exchange.client.NAME):
             state.summary["outcome"] = "replayed as recorded"  # --server-replay of a flow the bridge recorded
         elif state.exchange is not None:
             upstream_body = resp.get_content(strict=False) or b""
@@ -433,44 +430,10 @@ class Bridge:
                                        "reason": "", "headers": []}
         flow.metadata[replay.UPSTREAM_RESPONSE] = {**head, "content": state.redact.bytes(body)}
 
-    def _rerun(self, flow: http.HTTPFlow) -> None:
-        """``mitmdump -nr x.flow -s addon/bridge.py [-w y.flow]``: translate the recorded exchange with
-        today's code and config, log what differs, and leave today's output in the flow (so ``-w``
-        writes it: that is how a fixture is re-blessed)."""
-        assert self.config is not None
-        try:
-            again = replay.rerun(self.config, flow.metadata)
-        except Exception as e:  # a damaged or foreign recording: say so, never crash the replay
-            logger.error("replay of %s: cannot rerun: %s: %s", flow.comment or flow.id, type(e).__name__, e)
-            return
-        diffs: list[str] = []
-        if again.upstream_url is not None:
-            recorded_path = flow.request.path if flow.request.host else ""
-            new_path = "/" + again.upstream_url.split("://", 1)[-1].partition("/")[2]
-            if recorded_path != new_path:
-                diffs.append(f"upstream request path: recorded {recorded_path}, now {new_path}")
-            diffs += replay.differences("upstream request", flow.request.get_content(strict=False),
-                                        again.upstream_body)
-            flow.request.url, flow.request.content = again.upstream_url, again.upstream_body
-        if again.client_body is not None and flow.response is not None:
-            if flow.response.status_code != again.client_status:
-                diffs.append(f"client response status: recorded {flow.response.status_code}, now {again.client_status}")
-            diffs += replay.differences("client response", flow.response.get_content(strict=False),
-                                        again.client_body, again.client_content_type)
-            flow.response.status_code = again.client_status or flow.response.status_code
-            flow.response.content = again.client_body
-        name = flow.comment or flow.id
-        if diffs:
-            logger.warning("replay of %s: %d difference(s) from the recording:\n  %s", name, len(diffs),
-                           "\n  ".join(diffs))
-        else:
-            logger.info("replay of %s: today's translation matches the recording", name)
-        flow.metadata[replay.DIFFERENCES] = diffs
-
     def error(self, flow: http.HTTPFlow) -> None:
         state = self._flows.pop(flow.id, None)
         if "bridge" in flow.metadata and flow.live:
-            _redact_flow(flow)
+            record.redact_flow(flow)
         if state is not None and state.job is not None:
             self.relay.forget(flow.request.url)
         if state is not None and flow.error:
@@ -535,46 +498,6 @@ class Bridge:
                         f" · {tokens}")
         if failed:
             flow.marked = ":warning:"
-
-
-def _redact_flow(flow: http.HTTPFlow) -> None:
-    """Credentials never stay in a flow: mitmproxy's writer (-w), mitmweb and dumps see it after this
-    hook, and the request has already gone upstream. Runs for every request the bridge handled."""
-    headers = flow.request.headers
-    for name in CREDENTIAL_HEADERS:
-        if name in headers:
-            headers[name] = "[REDACTED]"
-    url = redacted_url(flow.request.url)
-    if url != flow.request.url:
-        flow.request.url = url
-
-
-def _recorded_by_bridge(flow: http.HTTPFlow, client_format: str) -> bool:
-    """A ``--server-replay`` answer that is already in the client's format: the bridge recorded it
-    (a flow keeps the client's side in ``flow.response``), so it is served as it was."""
-    resp = flow.response
-    return flow.is_replay == "response" and resp is not None and answer_format(
-        resp.headers.get("content-type", ""), resp.get_content(strict=False) or b"") == client_format
-
-
-def _client_request(flow: http.HTTPFlow, body: bytes) -> dict[str, Any]:
-    """The request as the client sent it, credentials blanked. In reverse mode mitmproxy has already
-    pointed URL and Host at the reverse target; the client addressed the bridge's own address."""
-    req = flow.request
-    url, headers = req.url, _header_list(req.headers.fields, redact=True)
-    if flow.client_conn.proxy_mode.type_name == "reverse" and flow.client_conn.sockname:
-        host, port = flow.client_conn.sockname[:2]
-        authority = f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
-        url = f"{'https' if flow.client_conn.tls_established else 'http'}://{authority}{req.path}"
-        headers = [[k, authority if k.lower() == "host" else v] for k, v in headers]
-    return {"method": req.method, "url": redacted_url(url), "http_version": req.http_version, "headers": headers,
-            "content": body}
-
-
-def _header_list(fields: tuple[tuple[bytes, bytes], ...], redact: bool = False) -> list[list[str]]:
-    """Headers as JSON-able pairs for flow.metadata, credentials blanked when ``redact``."""
-    pairs = [[k.decode("latin-1"), v.decode("latin-1")] for k, v in fields]
-    return [[k, "[REDACTED]" if redact and k.lower() in CREDENTIAL_HEADERS else v] for k, v in pairs]
 
 
 def _attempt(p: Plan, req: http.Request, index: int) -> Attempt:
