@@ -18,7 +18,7 @@ from . import formats
 from .config import Config, Endpoint
 from .errors import BadRequest, BridgeError, ErrorKind
 from .formats import Format
-from .formats.common import JSON, Context, dumps
+from .formats.common import JSON, Context, dump_bytes, dumps
 from .ir import Document, Image, Reasoning, Request, Text, ToolCall, ToolResult
 from .routing import Operation, Route, candidates, no_endpoint
 from .translate import JSON_TYPE, Exchange, error_response, parse_json_body
@@ -94,7 +94,7 @@ def plan(config: Config, op: Operation, path: str, headers: Mapping[str, str], b
                             "/v1/messages, /v1/messages/count_tokens, /v1/chat/completions, /v1/responses and "
                             "GET /v1/models")
         if op.kind == "models":
-            p.answer = (200, JSON_TYPE, dumps(client.render_models(_model_names(config), now)).encode())
+            p.answer = (200, JSON_TYPE, dump_bytes(client.render_models(_model_names(config), now)))
             p.summary["mode"] = "local"
             return p
         _check_body(config, headers, body)
@@ -145,7 +145,7 @@ def _attempt(p: Plan, config: Config, op: Operation, r: Route, data: JSON, body:
         p.summary["mode"] = "pass-through"
         p.url = r.url + suffix
         if r.upstream_model != model:  # only the model changes: everything else stays as sent
-            p.body = dumps({**data, "model": r.upstream_model}).encode()
+            p.body = dump_bytes({**data, "model": r.upstream_model})
             if not r.endpoint.show_target_model:
                 p.rename = (r.upstream_model, model)
         _headers(p, config, r, upstream, headers)
@@ -207,7 +207,7 @@ def _count_tokens(p: Plan, config: Config, r: Route, data: JSON, suffix: str, he
         p.summary["mode"] = "pass-through"
         p.url = r.endpoint.url_anthropic + "/v1/messages/count_tokens" + suffix
         if r.upstream_model != data["model"]:
-            p.body = dumps({**data, "model": r.upstream_model}).encode()
+            p.body = dump_bytes({**data, "model": r.upstream_model})
         forward = Route(endpoint=r.endpoint, client_format="anthropic", upstream_format="anthropic",
                         url=p.url, upstream_model=r.upstream_model)
         _headers(p, config, forward, anthropic, headers)

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from .accumulate import accumulate
 from .errors import BadRequest, BridgeError, ErrorKind, UpstreamError
 from .formats import FORMATS, EventEmitter, EventParser, Format
-from .formats.common import JSON, Context, dumps, rename_model
+from .formats.common import JSON, Context, dump_bytes, dumps, loads, rename_model
 from .ir import Event, Finish, MessageStart, Request, StreamError, ToolCall, ToolResult, Usage, UsageUpdate
 from .sse import SSEDecoder, SSEEvent, encode_event
 
@@ -37,7 +37,7 @@ JSON_TYPE = "application/json"
 def parse_json_body(body: bytes) -> JSON:
     """The request body as a JSON object, or a :class:`BadRequest` saying what is wrong with it."""
     try:
-        value = json.loads(body)
+        value = loads(body)
     except (ValueError, UnicodeDecodeError) as e:
         raise BadRequest(f"request body is not valid JSON: {e}") from None
     if not isinstance(value, dict):
@@ -70,7 +70,7 @@ def answer_format(content_type: str, body: bytes) -> str | None:
 def error_response(client: Format, err: BridgeError) -> tuple[int, str, bytes]:
     """(status, content type, body) of an error answered in the client's format."""
     status, body = client.render_error(err)
-    return status, JSON_TYPE, dumps(body).encode()
+    return status, JSON_TYPE, dump_bytes(body)
 
 
 @dataclass(slots=True)
@@ -118,7 +118,7 @@ class Exchange:
                 warnings.append(f"{key} dropped (endpoint drop_params)")
         exchange = cls(client, upstream, ctx, request, warnings, upstream_stream=upstream_body.get("stream") is True,
                        redact=redact)
-        return exchange, dumps(upstream_body).encode()
+        return exchange, dump_bytes(upstream_body)
 
     @property
     def client_stream(self) -> bool:
@@ -142,7 +142,7 @@ class Exchange:
         if not self.client_stream:
             try:
                 events = self._events(content_type, body)
-                return 200, JSON_TYPE, dumps(self.client.render_response(accumulate(events), self.ctx)).encode()
+                return 200, JSON_TYPE, dump_bytes(self.client.render_response(accumulate(events), self.ctx))
             except BridgeError as e:
                 return self.error(e)
         if self.is_stream(content_type):
@@ -323,7 +323,7 @@ class ModelRenamer:
     def _event(self, ev: SSEEvent) -> bytes:
         if '"model"' in ev.data:
             try:
-                obj = json.loads(ev.data)
+                obj = loads(ev.data)
             except ValueError:
                 obj = None
             if isinstance(obj, dict) and rename_model(obj, self._new):
@@ -333,9 +333,9 @@ class ModelRenamer:
     def body(self, body: bytes) -> bytes:
         """A whole answer: JSON, SSE, or anything else (left as it is)."""
         try:
-            obj = json.loads(body)
+            obj = loads(body)
         except ValueError:
             if body.lstrip().startswith((b"data:", b"event:")):
                 return b"".join(self.feed(body) + self.close())
             return body
-        return dumps(obj).encode() if isinstance(obj, dict) and rename_model(obj, self._new) else body
+        return dump_bytes(obj) if isinstance(obj, dict) and rename_model(obj, self._new) else body
