@@ -39,6 +39,7 @@ from addon.logconfig import (  # noqa: E402
     apply,
     body_for_log,
     query_secrets,
+    redacted_url,
 )
 from addon.plan import Plan, plan  # noqa: E402
 from addon.relay import Attempt, Job, Relay  # noqa: E402
@@ -375,6 +376,7 @@ class Bridge:
         state.settle()
         if state.job is not None:
             self.relay.forget(flow.request.url)
+            _show_winner(flow, state)
             if len(state.job.failures) == len(state.job.attempts):  # every endpoint failed to answer
                 err = UpstreamError("every endpoint failed: " + "; ".join(state.job.failures), status=502)
                 status, content_type, body = error_response(state.plans[0].client, err)
@@ -436,6 +438,7 @@ class Bridge:
             record.redact_flow(flow)
         if state is not None and state.job is not None:
             self.relay.forget(flow.request.url)
+            _show_winner(flow, state)
         if state is not None and flow.error:
             state.summary["outcome"] = f"failed: {flow.error.msg}"
             self._record_cut(flow, state, flow.error.msg)
@@ -498,6 +501,19 @@ class Bridge:
                         f" · {tokens}")
         if failed:
             flow.marked = ":warning:"
+
+
+def _show_winner(flow: http.HTTPFlow, state: _Flow) -> None:
+    """A relayed flow went to the relay's loopback URL: it shows (and records) what was sent to the
+    endpoint that answered instead, or the last one tried."""
+    job = state.job
+    if job is None:
+        return
+    p = state.plans[job.winner if job.winner is not None else job.attempts[-1].index]
+    if p.url:
+        flow.request.url = redacted_url(p.url)
+    if p.body is not None:
+        flow.request.content = p.body
 
 
 def _attempt(p: Plan, req: http.Request, index: int) -> Attempt:

@@ -159,12 +159,16 @@ def faults_session(mock: MockUpstream) -> None:
     _try("responses", "chat-fault-garbage-not-utf8", True)
     mock.next_reply(Reply(text="abcdefgh", cut_after=4))  # the connection is lost mid-stream
     _try("anthropic", "chat-fault-cut-mid-stream", True)
+    stalled = mock.next_reply(Reply(text="abcdefgh", hold_after=3))  # silent past the endpoint's idle_timeout
+    _try("anthropic", "stall-fault-silent-stream", True)
+    stalled.release.set()
     # No upstream answer at all, or no upstream needed: the bridge answers.
     _try("anthropic", "refused-fault-model", True)  # closed-port endpoint: nothing listens
     _try("anthropic", "nobody-serves-this-model", False)  # no endpoint: 404 naming the endpoints
     _try("responses", "anthropic-fault-previous-response-id", False, previous_response_id="resp_earlier")
     _raw("/v1/messages", b'{"model": "chat-fault-bad-json", "messages": [')  # invalid JSON: 400
     _raw("/v1/chat/completions", b"model=chat-fault-form", "application/x-www-form-urlencoded")  # 415
+    _raw("/v1/embeddings", b'{"model": "chat-fault-unknown-path", "input": "hi"}')  # no such API here: 404
 
 
 def claude_code_session(mock: MockUpstream) -> None:
