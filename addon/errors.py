@@ -2,7 +2,7 @@
 
 A translator raises only :class:`BridgeError` subclasses; anything else escaping a translator is a
 bug. Each error carries the HTTP status the client should see and a format-neutral ``kind``; each
-``formats/*.py`` maps that kind to its own error type names (``render_error``).
+``formats/<name>/answer.py`` maps that kind to its own error type names (``render_error``).
 """
 
 from __future__ import annotations
