@@ -56,6 +56,9 @@ logger = logging.getLogger("bridge")
 
 _LOOPBACK_NAMES = {"localhost", "ip6-localhost"}
 _SEEN_KEYS = 64  # the newest distinct client credentials kept for redaction
+# Shorter client "keys" (``unused``, ``sk-local``) are placeholders, not secrets; blanking them would
+# change model text that merely contains the word. Real provider keys are far longer.
+_SEEN_MIN = 16
 
 
 def _new_id(prefix: str) -> str:
@@ -81,7 +84,7 @@ class StreamAdapter:
 
     def __call__(self, data: bytes) -> list[bytes]:
         if self.translator is None:
-            if self._redact is not None and b"error" in data:
+            if self._redact is not None and b'"error"' in data:
                 data = self._redact.bytes(data)  # an upstream's error event that echoes a key
             if self.upstream is not None:
                 self.upstream.add(data)
@@ -238,11 +241,10 @@ class Bridge:
     def _learn(self, req: http.Request) -> list[str]:
         """Remember the keys this request carries (headers, ``?key=``): an upstream may echo any of
         them in an error, in this answer or a later one, and none may reach a log, a flow or a client."""
-        for name in CREDENTIAL_HEADERS:
-            for value in req.headers.get_all(name):
-                self._seen[value.split(" ", 1)[-1] if " " in value else value] = None
-        for value in query_secrets(req.url):
-            self._seen[value] = None
+        presented = [value.split(" ", 1)[-1] for name in CREDENTIAL_HEADERS for value in req.headers.get_all(name)]
+        for value in [*presented, *query_secrets(req.url)]:
+            if len(value) >= _SEEN_MIN:
+                self._seen[value] = None
         while len(self._seen) > _SEEN_KEYS:
             del self._seen[next(iter(self._seen))]
         return list(self._seen)

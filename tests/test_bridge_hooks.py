@@ -219,3 +219,20 @@ def test_a_locally_answered_request_keeps_no_key_either(bridge) -> None:
     addon.request(f)  # answered here: 400
     addon.response(f)
     assert f.request.headers["x-api-key"] == "[REDACTED]"
+
+
+def test_a_placeholder_client_key_never_changes_what_the_model_wrote(bridge) -> None:
+    """Clients often send a dummy key (the README's ``ANTHROPIC_API_KEY=unused``): the bridge learns
+    presented keys to blank them where an upstream echoes them, but not words that short."""
+    addon, _ = bridge(ANTHROPIC_UPSTREAM)
+    f = anthropic_request({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]})
+    f.request.headers["x-api-key"] = "unused"
+    long_key = "a-real-looking-client-key-0123456789"
+    f.request.headers["authorization"] = f"Bearer {long_key}"
+    learned = addon._learn(f.request)
+    assert "unused" not in learned and long_key in learned
+    stream = StreamAdapter(None, bytes, "none", addon._redact.also(learned))
+    chunk = (b'event: error\ndata: {"type":"error","error":{"message":"an unused variable; bad key '
+             + long_key.encode() + b'"}}\n\n')
+    (out,) = stream(chunk)
+    assert b"an unused variable" in out and long_key.encode() not in out and b"[REDACTED]" in out
