@@ -157,7 +157,7 @@ class Bridge:
         self._watcher: asyncio.Task[None] | None = None
         self.relay = Relay()
         self._redact = Redactor(())
-        self._keep_streams = False  # keep whole streamed bodies in the flow (recording, mitmweb)
+        self._recording = False  # flows are written (-w), kept or shown (mitmweb): they keep both sides whole
         self._seen: dict[str, None] = {}  # credentials clients presented lately: redacted wherever echoed
 
     def load(self, loader: addonmanager.Loader) -> None:
@@ -181,7 +181,7 @@ class Bridge:
             self._check_exposure()
         # A flow that is written (-w), kept (store_streamed_bodies) or shown (mitmweb) holds both streams
         # whole; otherwise a stream is never accumulated.
-        self._keep_streams = any(name in ctx.options and bool(getattr(ctx.options, name)) for name in
+        self._recording = any(name in ctx.options and bool(getattr(ctx.options, name)) for name in
                                  ("save_stream_file", "store_streamed_bodies")) or "web_port" in ctx.options
 
     def _check_exposure(self) -> None:
@@ -338,7 +338,7 @@ class Bridge:
             translator = state.renamer
         else:
             if content_type.startswith(SSE_TYPE):  # pass-through: byte for byte, but live (else mitmproxy buffers)
-                resp.stream = StreamAdapter(None, bytes, "full" if self._keep_streams else "none", state.redact)
+                resp.stream = StreamAdapter(None, bytes, "full" if self._recording else "none", state.redact)
                 errorpage.expect_cut(flow.request, cut_tail(None, state.plans[0].client))
             return
         decode = decoder_for(resp.headers.get("content-encoding", ""))
@@ -347,7 +347,7 @@ class Bridge:
                            resp.headers["content-encoding"])
             return
         state.streamed = translator
-        keep = "full" if self._keep_streams else self.config.logging.log_response_body if self.config else "none"
+        keep = "full" if self._recording else self.config.logging.log_response_body if self.config else "none"
         resp.stream = StreamAdapter(translator, decode, keep)
         errorpage.expect_cut(flow.request, cut_tail(translator, state.plans[0].client))
         resp.headers["content-type"] = SSE_TYPE  # the upstream's may be missing or carry a charset
@@ -391,7 +391,7 @@ class Bridge:
             upstream_body, client_body = adapter.upstream.body(), adapter.client.body()
             self._log_body("response stream from the upstream", upstream_body, mode, state.redact)
             self._log_body("response stream to the client", client_body, mode, state.redact)
-            if self._keep_streams:  # the client has its bytes: the flow keeps both sides for -w and mitmweb
+            if self._recording:  # the client has its bytes: the flow keeps both sides for -w and mitmweb
                 self._record_answer(flow, state, upstream_body)
                 resp.content = state.redact.bytes(client_body)
         if state.streamed is not None:
@@ -427,9 +427,11 @@ class Bridge:
                 resp.content = clean
         self._log(flow, state, resp.status_code)
 
-    @staticmethod
-    def _record_answer(flow: http.HTTPFlow, state: _Flow, body: bytes) -> None:
-        """The upstream's answer as it came (body decoded), beside the client's in ``flow.response``."""
+    def _record_answer(self, flow: http.HTTPFlow, state: _Flow, body: bytes) -> None:
+        """The upstream's answer as it came (body decoded), beside the client's in ``flow.response``;
+        only when the flow is kept (recording, mitmweb): otherwise nobody reads it."""
+        if not self._recording:
+            return
         head = state.upstream_head or {"status_code": flow.response.status_code if flow.response else 0,
                                        "reason": "", "headers": []}
         flow.metadata[replay.UPSTREAM_RESPONSE] = {**head, "content": state.redact.bytes(body)}
@@ -452,7 +454,7 @@ class Bridge:
         the patch in errorpage.py sends after this hook (fixed now, so flow and client agree)."""
         resp = flow.response
         adapter = resp.stream if resp is not None else None
-        if resp is None or not self._keep_streams or not isinstance(adapter, StreamAdapter) or \
+        if resp is None or not self._recording or not isinstance(adapter, StreamAdapter) or \
                 adapter.upstream is None or adapter.client is None:
             return
         tail = errorpage.take_cut(flow.request)
