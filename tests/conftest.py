@@ -63,30 +63,52 @@ _RUNNING: list[BridgeProcess] = []
 
 
 class BridgeProcess:
-    """One ``mitmdump`` running the bridge with its own config, confdir and log file."""
+    """One ``mitmdump`` running the bridge with its own config (a dict is written as JSON, which is
+    YAML), modes, extra environment and arguments, confdir and log file.
 
-    def __init__(self, name: str, workdir: Path, endpoint: dict[str, object], upstream_port: int) -> None:
+    ``ports`` maps each mode spec (as mitmproxy spells it) to its listening ports; ``port``/``url`` are
+    the first mode's. ``verbosity`` is mitmproxy's ``termlog_verbosity`` (the log file stays current:
+    ``PYTHONUNBUFFERED``).
+    """
+
+    def __init__(self, name: str, workdir: Path, config: dict[str, Any] | str, modes: Sequence[str],
+                 env: dict[str, str] | None = None, extra_args: Sequence[str] = (), verbosity: str = "warn") -> None:
         self.name = name
         self.workdir = workdir
         self.config_path = workdir / "config.yaml"
         self.log_path = workdir / "mitmdump.log"
         portfile = workdir / "ports.json"
         addon_path = workdir / "portfile_addon.py"
-        self.config_path.write_text(json.dumps({"endpoints": [endpoint]}, indent=2))  # JSON is YAML
+        self.write_config(config)
         addon_path.write_text(_PORTFILE_ADDON.format(portfile=str(portfile)))
         (workdir / "confdir").mkdir()
         args = [str(MITMDUMP), "-s", str(ROOT / "addon" / "bridge.py"), "-s", str(addon_path),
-                "--set", f"bridge_config={self.config_path}",
-                "--mode", f"reverse:http://127.0.0.1:{upstream_port}",
-                "--set", "listen_host=127.0.0.1", "--set", "listen_port=0",
-                "--set", f"confdir={workdir / 'confdir'}", "--set", "connection_strategy=lazy",
-                "--set", "termlog_verbosity=warn", "--set", "flow_detail=0"]
-        env = {**os.environ, UPSTREAM_KEY_ENV: UPSTREAM_KEY, "PYTHONWARNINGS": "ignore::DeprecationWarning"}
+                "--set", f"bridge_config={self.config_path}"]
+        for mode in modes:
+            args += ["--mode", mode]
+        # extra_args replace a default --set of the same option (mitmdump refuses an option set twice)
+        overridden = {a.partition("=")[0] for a in extra_args if "=" in a}
+        defaults = ["listen_host=127.0.0.1", "listen_port=0", f"confdir={workdir / 'confdir'}",
+                    "connection_strategy=lazy", f"termlog_verbosity={verbosity}", "flow_detail=0"]
+        for option in defaults:
+            if option.partition("=")[0] not in overridden:
+                args += ["--set", option]
+        args += extra_args
+        full_env = {**os.environ, UPSTREAM_KEY_ENV: UPSTREAM_KEY, "PYTHONWARNINGS": "ignore::DeprecationWarning",
+                    "PYTHONUNBUFFERED": "1", **(env or {})}
         with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+            self.proc = subprocess.Popen(args, cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL)
         self.port = self._wait_for_port(portfile)
+        self.ports: dict[str, list[int]] = json.loads(portfile.read_text())
         self.url = f"http://127.0.0.1:{self.port}"
+
+    def write_config(self, config: dict[str, Any] | str) -> None:
+        """Replace the config file in one step (a dict is written as JSON, which is YAML)."""
+        text = config if isinstance(config, str) else json.dumps(config, indent=2)
+        tmp = self.config_path.with_suffix(".tmp")
+        tmp.write_text(text)
+        os.replace(tmp, self.config_path)
 
     def _wait_for_port(self, portfile: Path, timeout: float = 20.0) -> int:
         deadline = time.monotonic() + timeout
@@ -151,7 +173,7 @@ def bridge(tmp_path_factory: pytest.TempPathFactory,
         key = json.dumps(spec, sort_keys=True)
         if key not in started:
             proc = BridgeProcess(f"{upstream}-{len(started)}", tmp_path_factory.mktemp(f"bridge-{upstream}"),
-                                 spec, mock_upstream.port)
+                                 {"endpoints": [spec]}, [f"reverse:http://127.0.0.1:{mock_upstream.port}"])
             started[key] = proc
             _RUNNING.append(proc)
         return started[key]
@@ -175,50 +197,12 @@ def free_ports(n: int) -> list[int]:
 
 
 class ConfiguredBridge(BridgeProcess):
-    """One ``mitmdump`` running the bridge with a whole config file, any modes and extra environment.
-
-    ``ports`` maps each mode spec (as mitmproxy spells it) to its listening ports; ``port``/``url`` are
-    the first mode's. The bridge logs at info level (``PYTHONUNBUFFERED``, so the log file is current).
-    """
+    """A :class:`BridgeProcess` with a whole config, any modes and extra environment, whose bridge logs
+    at info level (one line per request), so tests can wait for its log."""
 
     def __init__(self, name: str, workdir: Path, config: dict[str, Any] | str, modes: Sequence[str],
                  env: dict[str, str] | None = None, extra_args: Sequence[str] = ()) -> None:
-        self.name = name
-        self.workdir = workdir
-        self.config_path = workdir / "config.yaml"
-        self.log_path = workdir / "mitmdump.log"
-        portfile = workdir / "ports.json"
-        addon_path = workdir / "portfile_addon.py"
-        self.write_config(config)
-        addon_path.write_text(_PORTFILE_ADDON.format(portfile=str(portfile)))
-        (workdir / "confdir").mkdir()
-        args = [str(MITMDUMP), "-s", str(ROOT / "addon" / "bridge.py"), "-s", str(addon_path),
-                "--set", f"bridge_config={self.config_path}"]
-        for mode in modes:
-            args += ["--mode", mode]
-        # extra_args replace a default --set of the same option (mitmdump refuses an option set twice)
-        overridden = {a.partition("=")[0] for a in extra_args if "=" in a}
-        defaults = ["listen_host=127.0.0.1", "listen_port=0", f"confdir={workdir / 'confdir'}",
-                    "connection_strategy=lazy", "termlog_verbosity=info", "flow_detail=0"]
-        for option in defaults:
-            if option.partition("=")[0] not in overridden:
-                args += ["--set", option]
-        args += extra_args
-        full_env = {**os.environ, UPSTREAM_KEY_ENV: UPSTREAM_KEY, "PYTHONWARNINGS": "ignore::DeprecationWarning",
-                    "PYTHONUNBUFFERED": "1", **(env or {})}
-        with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(args, cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL)
-        self.port = self._wait_for_port(portfile)
-        self.ports: dict[str, list[int]] = json.loads(portfile.read_text())
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    def write_config(self, config: dict[str, Any] | str) -> None:
-        """Replace the config file in one step (a dict is written as JSON, which is YAML)."""
-        text = config if isinstance(config, str) else json.dumps(config, indent=2)
-        tmp = self.config_path.with_suffix(".tmp")
-        tmp.write_text(text)
-        os.replace(tmp, self.config_path)
+        super().__init__(name, workdir, config, modes, env, extra_args, verbosity="info")
 
     def wait_for_log(self, text: str, start: int = 0, timeout: float = 10.0) -> str:
         """The log from offset ``start`` once it contains ``text`` (fails after ``timeout`` seconds)."""

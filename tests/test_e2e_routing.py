@@ -24,6 +24,7 @@ import pytest
 
 from tests.conftest import UPSTREAM_KEY, UPSTREAM_KEY_ENV, ConfiguredBridge, free_ports
 from tests.mock_upstream import COUNT_TOKENS_PATH, MockUpstream, count_tokens_answer
+from tests.test_routing import EXAMPLE
 
 Mocks = tuple[MockUpstream, MockUpstream, MockUpstream]
 Factory = Callable[..., ConfiguredBridge]
@@ -34,23 +35,8 @@ CK = "ck-e2e-31f9a6b2d0"  # the bridge's client key (client_keys_env)
 WRONG_KEY = "ck-wrong-e2e-77aa01"
 TEXT = "Routed hello, wörld ✓"
 
-# The issue's example, verbatim; only the host is swapped: the dual endpoint's two URLs → mock A,
-# the Anthropic-only endpoint → mock B.
-EXAMPLE = """\
-endpoints:
-  - name: example-dual-url
-    url_anthropic: https://api.provider.com
-    url_openai: https://api.provider.com/v1
-    openai_preference: chat_completions      # or responses
-    model_rewrite:
-      enabled: true
-      rules:
-        - source_pattern: gpt-5*
-          target_model: provider-actual-model
-  - name: example-anthropic-only
-    url_anthropic: https://api.provider.com
-    model_rewrite: {enabled: true, rules: [{source_pattern: "claude-*sonnet*", target_model: x}]}
-"""
+# The issue's example, verbatim (tests/test_routing.py); only the host is swapped: the dual endpoint's
+# two URLs → mock A, the Anthropic-only endpoint → mock B.
 HOST = "https://api.provider.com"
 
 
