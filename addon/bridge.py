@@ -43,7 +43,7 @@ from addon.logconfig import (  # noqa: E402
 )
 from addon.plan import Plan, plan  # noqa: E402
 from addon.relay import Attempt, Job, Relay  # noqa: E402
-from addon.routing import detect  # noqa: E402
+from addon.routing import anthropic_headers, detect  # noqa: E402
 from addon.translate import (  # noqa: E402
     SSE_TYPE,
     ModelRenamer,
@@ -182,7 +182,7 @@ class Bridge:
         # A flow that is written (-w), kept (store_streamed_bodies) or shown (mitmweb) holds both streams
         # whole; otherwise a stream is never accumulated.
         self._recording = any(name in ctx.options and bool(getattr(ctx.options, name)) for name in
-                                 ("save_stream_file", "store_streamed_bodies")) or "web_port" in ctx.options
+                              ("save_stream_file", "store_streamed_bodies")) or "web_port" in ctx.options
 
     def _check_exposure(self) -> None:
         """Say so when the bridge is reachable beyond loopback: without client keys, only loopback
@@ -262,7 +262,7 @@ class Bridge:
         if flow.response or flow.error or not flow.live or "bridge" in flow.metadata or self.config is None:
             return
         req = flow.request
-        op = detect(req.method, req.path, "anthropic-version" in req.headers or "x-api-key" in req.headers)
+        op = detect(req.method, req.path, anthropic_headers(req.headers))
         if op is None or not self._ours(flow):
             return
         try:
@@ -280,8 +280,9 @@ class Bridge:
         p = plan(self.config, op, req.path, req.headers, body, new_id, now,
                  local_client=_is_loopback(str(peer).removeprefix("::ffff:")), method=req.method, redact=redact)
         flow.metadata["bridge"] = p.summary
-        flow.metadata[replay.CLIENT_REQUEST] = record.client_request(flow, body)
-        flow.metadata[replay.IDS] = {"now": now, "ids": made}
+        if self._recording:  # what a recorded flow needs to be translated again (addon/replay.py)
+            flow.metadata[replay.CLIENT_REQUEST] = record.client_request(flow, body)
+            flow.metadata[replay.IDS] = {"now": now, "ids": made}
         state = _Flow(p, redact)
         log = self.config.logging
         self._log_body(f"request body from the client ({op.client_format})", body, log.log_request_body, redact)
@@ -324,7 +325,8 @@ class Bridge:
         if state is None or resp is None:
             return
         state.settle()
-        state.upstream_head = record.upstream_head(resp)
+        if self._recording:
+            state.upstream_head = record.upstream_head(resp)
         if resp.raw_content is not None:
             return  # the body is already here (replay): handled in response()
         if resp.status_code >= 400:

@@ -18,7 +18,7 @@ from typing import Any
 
 from .config import Config
 from .plan import Plan, plan
-from .routing import detect
+from .routing import anthropic_headers, detect
 from .sse import SSEDecoder
 from .translate import SSE_TYPE, ModelRenamer, cut_tail
 
@@ -67,7 +67,7 @@ def rerun(config: Config, metadata: dict[str, Any]) -> Rerun:
     headers = {k.lower(): v for k, v in client_request["headers"]}
     url: str = client_request["url"]
     path = "/" + url.split("://", 1)[-1].partition("/")[2]
-    op = detect(client_request["method"], path, "anthropic-version" in headers or "x-api-key" in headers)
+    op = detect(client_request["method"], path, anthropic_headers(headers))
     out = Rerun()
     if op is None:
         return out

@@ -7,13 +7,14 @@ a format the endpoint has, preferring ``url_openai``, then ``url_codex``, then `
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from .config import Config, Endpoint
 from .errors import BridgeError, ErrorKind
 
-__all__ = ["Operation", "Route", "NoEndpoint", "UPSTREAM_PATHS", "detect", "route", "candidates", "no_endpoint",
-           "offers"]
+__all__ = ["Operation", "Route", "NoEndpoint", "UPSTREAM_PATHS", "anthropic_headers", "detect", "route", "candidates",
+           "no_endpoint", "offers"]
 
 # Path suffixes, so a client whose base URL carries a prefix (/openai/v1/..., /backend-api/codex/...)
 # is recognised too. The query string is ignored here and kept on the way upstream.
@@ -27,6 +28,12 @@ UPSTREAM_PATHS = {"anthropic": "/v1/messages", "chat": "/chat/completions", "res
 class Operation:
     client_format: str
     kind: str  # generate | count_tokens | models | unknown (a path under /v1/ that no API here has)
+
+
+def anthropic_headers(headers: Mapping[str, str]) -> bool:
+    """Whether a request carries Anthropic's own headers (what tells a models list or an unknown path
+    which format to answer in). ``headers`` looks up lowercase names."""
+    return "anthropic-version" in headers or "x-api-key" in headers
 
 
 def detect(method: str, path: str, anthropic_headers: bool) -> Operation | None:
