@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .config import Config
-from .plan import Plan, plan
+from .plan import plan
 from .routing import anthropic_headers, detect
 from .sse import SSEDecoder
 from .translate import SSE_TYPE, ModelRenamer, cut_tail
@@ -41,7 +41,6 @@ class Rerun:
     client_status: int | None = None  # None: no recorded upstream answer to translate
     client_content_type: str = ""
     client_body: bytes | None = None
-    plan: Plan | None = None
 
 
 def id_source(recorded: list[str]) -> Callable[[str], str]:
@@ -76,7 +75,6 @@ def rerun(config: Config, metadata: dict[str, Any]) -> Rerun:
              made.get("now", 0), method=client_request["method"])
     endpoint = metadata.get("bridge", {}).get("endpoint")
     p = next((q for q in [p, *p.fallbacks] if q.endpoint and q.endpoint.name == endpoint), p)  # failover's pick
-    out.plan = p
     if p.answer is not None:
         out.client_status, out.client_content_type, out.client_body = p.answer
         return out
