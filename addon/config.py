@@ -108,7 +108,7 @@ _NON_SCALAR = {"drop_params", "headers", "models", "model_rewrite"}
 _REWRITE_KEYS = {"enabled", "rules", "show_target_model"}
 _RULE_KEYS = {"source_pattern", "target_model"}
 _SECRET_HEADERS = {"authorization", "x-api-key", "proxy-authorization", "cookie"}
-_HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
+_HEADER_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")  # fullmatch: "$" would let a trailing "\n" through
 _PREFERENCES = ("chat_completions", "responses")
 _AUTH = ("bearer", "x-api-key")
 
@@ -319,7 +319,7 @@ class _Validator:
         for key_node, value_node in node.value:
             name, path = str(key_node.value), f"{where}.headers.{key_node.value}"
             value = self.scalar(value_node, path)
-            if not _HEADER_NAME.match(name):
+            if not _HEADER_NAME.fullmatch(name):
                 raise self.error(key_node, path, "is not a valid header name")
             if name.lower() in _SECRET_HEADERS:
                 raise self.error(key_node, path, "carries a credential: name its env var in api_key_env instead")

@@ -102,6 +102,7 @@ def test_extra_headers(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("headers", "message"), [
     ("{Authorization: Bearer x}", "endpoints[0].headers.Authorization: carries a credential"),
     ("{bad name: x}", "endpoints[0].headers.bad name: is not a valid header name"),
+    ('{"x-trailing\\n": x}', "endpoints[0].headers.x-trailing\n: is not a valid header name"),
     ("[a, b]", "endpoints[0].headers: must be a mapping"),
 ])
 def test_bad_extra_headers(tmp_path: Path, headers: str, message: str) -> None:

@@ -418,6 +418,7 @@ def test_long_tool_names_shortened_consistently() -> None:
     assert out["messages"][1]["tool_calls"][0]["function"]["name"] == names[0]
     assert out["tool_choice"] == {"type": "function", "function": {"name": names[0]}}
     assert C.wire_tool_name("get_weather") == "get_weather"
+    assert C.wire_tool_name("get_weather\n") != "get_weather\n"  # a trailing newline is no valid name
 
 
 def test_long_tool_call_ids_shortened_consistently() -> None:

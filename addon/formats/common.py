@@ -174,12 +174,12 @@ def is_redacted_signature(signature: str) -> bool:
 # --- tool call ids ------------------------------------------------------------------------------
 # Anthropic requires ^[a-zA-Z0-9_-]+$. Foreign ids that do not match are encoded reversibly, so the
 # upstream that minted them gets them back unchanged on the next turn, with no state kept.
-_SAFE_ID = re.compile(r"^[A-Za-z0-9_-]+$")
+_SAFE_ID = re.compile(r"[A-Za-z0-9_-]+")  # fullmatch: "$" would let a trailing "\n" through
 _ID_PREFIX = "bridgeid_"
 
 
 def safe_tool_id(call_id: str) -> str:
-    if _SAFE_ID.match(call_id) and not call_id.startswith(_ID_PREFIX):
+    if _SAFE_ID.fullmatch(call_id) and not call_id.startswith(_ID_PREFIX):
         return call_id
     return _ID_PREFIX + base64.urlsafe_b64encode(call_id.encode()).decode().rstrip("=")
 
