@@ -203,7 +203,8 @@ class Bridge:
             ctx.options.update(web_columns=[*ctx.options.web_columns, "comment"])  # type: ignore[no-untyped-call]
         upstream = [ProxyMode.parse(m) for m in ctx.options.mode if m.startswith("upstream:")]
         proxy = upstream[0].data if upstream else None
-        await self.relay.start(verify=not ctx.options.ssl_insecure, proxy=proxy)
+        size = self.config.max_relay_connections if self.config else 1000
+        await self.relay.start(verify=not ctx.options.ssl_insecure, proxy=proxy, max_connections=size)
         self._watcher = asyncio.create_task(self._watch_config())
 
     async def done(self) -> None:

@@ -88,6 +88,8 @@ class Config:
     intercept_hosts: tuple[str, ...] = DEFAULT_INTERCEPT_HOSTS
     max_attempts: int = 3  # endpoints tried for one request, the first included
     max_request_bytes: int = 32 * 1024 * 1024  # Anthropic's own limit for Messages
+    max_answer_bytes: int = 32 * 1024 * 1024  # a whole upstream answer, or what a stream's client must keep
+    max_relay_connections: int = 1000  # the failover relay's connections to upstreams at once
     logging: LogSettings = field(default_factory=LogSettings)
 
     def secret_envs(self) -> tuple[str, ...]:
@@ -99,7 +101,10 @@ class Config:
         return frozenset(k for name in self.client_keys_env if (k := os.environ.get(name)))
 
 
-_TOP_KEYS = {"endpoints", "client_keys_env", "intercept_hosts", "max_attempts", "max_request_bytes", "logging"}
+_TOP_KEYS = {"endpoints", "client_keys_env", "intercept_hosts", "max_attempts", "max_request_bytes", "max_answer_bytes",
+             "max_relay_connections", "logging"}
+_TOP_INTS = {"max_attempts": 3, "max_request_bytes": 32 * 1024 * 1024, "max_answer_bytes": 32 * 1024 * 1024,
+             "max_relay_connections": 1000}
 _LOG_KEYS = {"level", "log_request_body", "log_response_body", "file", "max_bytes", "backups"}
 _ENDPOINT_KEYS = {"name", "url_anthropic", "url_openai", "url_codex", "openai_preference", "api_key_env", "auth",
                   "default_max_tokens", "max_tokens_limit", "drop_params", "headers", "models", "priority",
@@ -174,11 +179,10 @@ def parse_config(node: yaml.Node, path: str, environ: Any) -> Config:
         if name not in environ:
             raise v.error(node, "client_keys_env", f"environment variable {name} is not set")
     hosts = tuple(h.lower() for _, h in v.items(top, "", "intercept_hosts")) or DEFAULT_INTERCEPT_HOSTS
-    top_values = {k: v.scalar(n, k) for k, n in top.items() if k in ("max_attempts", "max_request_bytes")}
+    top_values = {k: v.scalar(n, k) for k, n in top.items() if k in _TOP_INTS}
     return Config(path=path, endpoints=tuple(sorted(endpoints, key=lambda e: e.priority)),
                   client_keys_env=client_keys_env, intercept_hosts=hosts,
-                  max_attempts=v.positive_int(top_values, top, "", "max_attempts", 3),
-                  max_request_bytes=v.positive_int(top_values, top, "", "max_request_bytes", 32 * 1024 * 1024),
+                  **{k: v.positive_int(top_values, top, "", k, default) for k, default in _TOP_INTS.items()},
                   logging=v.log_settings(top.get("logging"), os.path.dirname(os.path.abspath(path))))
 
 
