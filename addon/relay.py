@@ -21,12 +21,16 @@ import asyncio
 import contextlib
 import json
 import logging
+import sys
 import time
 import uuid
 from dataclasses import dataclass, field
 
 import h11
 import httpx
+
+if sys.platform != "win32":
+    import resource
 
 __all__ = ["Attempt", "Job", "Relay"]
 
@@ -37,6 +41,10 @@ logging.getLogger("httpx").setLevel(logging.WARNING)  # the relay logs each atte
 _HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "content-length", "host", "te", "trailer",
                 "upgrade", "proxy-authorization", "proxy-connection"}
 _RETRY_AFTER_CAP = 300.0  # seconds an endpoint rests after a 429 at most
+# Open files one relayed stream holds in this process: the client's connection to mitmproxy, mitmproxy's
+# to the relay, the relay's end of it, and the relay's to the upstream.
+_FDS_PER_RELAYED = 4
+_FD_RESERVE = 512  # everything else: other flows, logs, config, mitmproxy's own
 
 
 @dataclass(slots=True)
@@ -66,11 +74,24 @@ class Relay:
         self._server: asyncio.Server | None = None
         self._client: httpx.AsyncClient | None = None
         self.port = 0
+        self.max_connections = 0
 
-    async def start(self, verify: bool = True, proxy: str | None = None) -> None:
-        """``proxy``: in mitmproxy's upstream mode, relayed attempts go through the same proxy."""
-        self._client = httpx.AsyncClient(verify=verify, follow_redirects=False, trust_env=False, proxy=proxy)
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+    async def start(self, verify: bool = True, proxy: str | None = None, max_connections: int = 1000) -> None:
+        """``proxy``: in mitmproxy's upstream mode, relayed attempts go through the same proxy.
+        ``max_connections``: upstream connections at once (``max_relay_connections``); an attempt that
+        finds none free waits up to its ``connect_timeout``."""
+        self.max_connections = max_connections
+        _raise_open_file_limit(_FDS_PER_RELAYED * max_connections + _FD_RESERVE, max_connections)
+        # httpx's default pool (100) queued every attempt beyond it. Idle keep-alive connections count
+        # toward the limit (one is closed when a new one is needed); keeping a fifth (httpx's own ratio)
+        # saves reconnects without holding many idle sockets open on the upstreams.
+        limits = httpx.Limits(max_connections=max_connections,
+                              max_keepalive_connections=min(max_connections, max(20, max_connections // 5)))
+        self._client = httpx.AsyncClient(verify=verify, follow_redirects=False, trust_env=False, proxy=proxy,
+                                         limits=limits)
+        # asyncio's default backlog (100) drops mitmproxy's connects beyond it during a burst: each then
+        # waits for a SYN retransmit (1 s, 3 s, …) before the relay even sees it.
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0, backlog=max(max_connections, 100))
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
@@ -129,12 +150,28 @@ class Relay:
                                                  content=attempt.body, timeout=timeout)
             try:
                 response = await self._client.send(request, stream=True)
+            except httpx.PoolTimeout:
+                # The pool is shared by every endpoint: the next attempt would wait for the same
+                # connections. The endpoints that are not tried are named, so the addon's "every endpoint
+                # failed" answer (it counts one failure per attempt) tells what happened.
+                busy = f"no free relay connection within {timeout.pool:g} s " \
+                       f"(max_relay_connections {self.max_connections})"
+                job.failures.append(f"{attempt.name}: {busy}")
+                job.failures += [f"{a.name}: not tried ({busy})" for a in job.attempts[i + 1:]]
+                logger.warning("attempt %d/%d: endpoint %s: %s; not trying the others", i + 1,
+                               len(job.attempts), attempt.name, busy)
+                break
             except httpx.ConnectTimeout:
-                job.failures.append(f"{attempt.name}: no connection within {attempt.connect_timeout:g} s")
+                job.failures.append(f"{attempt.name}: no connection within {timeout.connect:g} s")
                 logger.warning("attempt %d/%d: endpoint %s: connect timed out", i + 1, len(job.attempts), attempt.name)
                 continue
-            except httpx.TimeoutException:
-                job.failures.append(f"{attempt.name}: no response within {attempt.first_byte_timeout:g} s")
+            except httpx.WriteTimeout:
+                job.failures.append(f"{attempt.name}: request not sent within {timeout.write:g} s")
+                logger.warning("attempt %d/%d: endpoint %s: sending the request timed out", i + 1,
+                               len(job.attempts), attempt.name)
+                continue
+            except httpx.ReadTimeout:
+                job.failures.append(f"{attempt.name}: no response within {timeout.read:g} s")
                 logger.warning("attempt %d/%d: endpoint %s timed out", i + 1, len(job.attempts), attempt.name)
                 continue
             except httpx.TransportError as e:
@@ -169,6 +206,24 @@ class Relay:
             seconds = 0.0  # an HTTP date: not worth parsing for a fallback order
         if seconds > 0:
             self._resting[name] = time.monotonic() + seconds
+
+
+def _raise_open_file_limit(needed: int, max_connections: int) -> None:
+    """Raise the soft open-file limit (often 1024) toward ``needed``, up to the hard limit: past it,
+    accept() and connect() fail with EMFILE and the relay would report reachable endpoints as failed."""
+    if sys.platform == "win32":
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return
+    target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ValueError, OSError):  # e.g. macOS refuses more than its OPEN_MAX
+        target = soft
+    if target < needed:
+        logger.warning("the open-file limit (%d) is below the %d that max_relay_connections %d may need: "
+                       "raise it (ulimit -n) or lower max_relay_connections", target, needed, max_connections)
 
 
 async def _read_request(conn: h11.Connection, reader: asyncio.StreamReader) -> str:
