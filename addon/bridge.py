@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import os
 import sys
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,22 +26,19 @@ from mitmproxy import addonmanager, ctx, exceptions, http  # noqa: E402
 from mitmproxy.net.http.status_codes import RESPONSES  # noqa: E402
 from mitmproxy.proxy.mode_specs import ProxyMode  # noqa: E402
 
-from addon import errorpage, formats, record, replay, views  # noqa: E402
+from addon import bodylimit, errorpage, formats, record, replay, views  # noqa: E402
+from addon.access import is_loopback, presented, strip  # noqa: E402
+from addon.adapter import STREAM_CHUNK_LIMIT, StreamAdapter  # noqa: E402
 from addon.config import Config, ConfigError, load_config  # noqa: E402
-from addon.decompress import decoder_for  # noqa: E402
-from addon.errors import BridgeError, UpstreamError  # noqa: E402
-from addon.logconfig import (  # noqa: E402
-    CREDENTIAL_HEADERS,
-    BodyRecorder,
-    Redactor,
-    apply,
-    body_for_log,
-    query_secrets,
-    redacted_url,
-)
+from addon.decompress import TooLarge, decode_body, decoder_for  # noqa: E402
+from addon.errors import BadRequest, BridgeError, ErrorKind, UpstreamError, UpstreamProtocolError  # noqa: E402
+from addon.flowlog import log_flow, model_label  # noqa: E402
+from addon.guard import Guard, answer_refused  # noqa: E402
+from addon.logconfig import apply, body_for_log, clean  # noqa: E402
 from addon.plan import Plan, plan  # noqa: E402
+from addon.redact import Redactor, redacted_url  # noqa: E402
 from addon.relay import Attempt, Job, Relay  # noqa: E402
-from addon.routing import anthropic_headers, detect  # noqa: E402
+from addon.routing import Operation, anthropic_headers, detect  # noqa: E402
 from addon.translate import (  # noqa: E402
     SSE_TYPE,
     ModelRenamer,
@@ -54,58 +49,16 @@ from addon.translate import (  # noqa: E402
 
 logger = logging.getLogger("bridge")
 
-_LOOPBACK_NAMES = {"localhost", "ip6-localhost"}
 _SEEN_KEYS = 64  # the newest distinct client credentials kept for redaction
 # Shorter client "keys" (``unused``, ``sk-local``) are placeholders, not secrets; blanking them would
 # change model text that merely contains the word. Real provider keys are far longer.
 _SEEN_MIN = 16
+_PASS_STREAM = "1m"  # stream_large_bodies for the traffic the bridge leaves alone (mitmproxy's size syntax)
+_LOG_KEEP = {"none": 0, "truncated": 8000}  # bytes of a stream kept for its body log; "full": max_bytes
 
 
 def _new_id(prefix: str) -> str:
     return prefix + uuid.uuid4().hex[:24]
-
-
-class StreamAdapter:
-    """The ``flow.response.stream`` callable: bytes per network chunk, then ``b""`` at the end.
-
-    ``keep`` ("none", "truncated" or "full"): ``upstream`` and ``client`` keep side copies of both
-    streams, for the body log and for a recorded flow, written once the stream has ended. Without a
-    translator the bytes pass unchanged (a pass-through stream that is being recorded).
-    """
-
-    def __init__(self, translator: StreamTranslator | ModelRenamer | None, decode: Callable[[bytes], bytes],
-                 keep: str = "none", redact: Redactor | None = None) -> None:
-        self.translator = translator
-        self._decode = decode
-        self._redact = redact
-        self._broken = False  # the translation failed (a bug): the rest of the stream is dropped
-        self.upstream = BodyRecorder(keep) if keep != "none" else None
-        self.client = BodyRecorder(keep) if keep != "none" and translator is not None else self.upstream
-
-    def __call__(self, data: bytes) -> list[bytes]:
-        if self.translator is None:
-            if self._redact is not None and b'"error"' in data:
-                data = self._redact.bytes(data)  # an upstream's error event that echoes a key
-            if self.upstream is not None:
-                self.upstream.add(data)
-            return [data] if data else []  # b"" is the end: returning it would write a second terminator
-        # Always a list: a bare b"" mid-stream would end a chunked HTTP/1 body (notes §1).
-        if self._broken:
-            return []
-        try:
-            plain = self._decode(data)
-            out = self.translator.feed(plain) if plain else []
-            if not data:
-                out += self.translator.close()
-        except Exception as e:  # a bug (or a corrupt compressed stream): end the stream honestly, once
-            logger.exception("the bridge failed while translating a stream")
-            self._broken = True
-            err = BridgeError(f"the bridge failed on this stream ({type(e).__name__}: {e})", status=502)
-            return self.translator.abort(err) if isinstance(self.translator, StreamTranslator) else []
-        if self.upstream is not None and self.client is not None:
-            self.upstream.add(plain)
-            self.client.add(out)
-        return out
 
 
 class _Flow:
@@ -115,10 +68,12 @@ class _Flow:
     cannot resolve its own annotations.
     """
 
-    __slots__ = ("exchange", "job", "plans", "redact", "renamer", "started", "streamed", "summary", "upstream_head")
+    __slots__ = ("exchange", "job", "plans", "redact", "renamer", "scrub", "started", "streamed", "summary",
+                 "upstream_head")
 
-    def __init__(self, p: Plan, redact: Redactor) -> None:
-        self.redact = redact  # the config's keys and this request's own: never in a log, a flow or an answer
+    def __init__(self, p: Plan, redact: Redactor, scrub: Redactor) -> None:
+        self.redact = redact  # every key known and key shapes: never in a log, a flow or an error
+        self.scrub = scrub  # the keys this request involves, in every encoding: never in any byte of the answer
         self.summary = p.summary
         self.exchange = p.exchange
         self.renamer = ModelRenamer(*p.rename) if p.rename else None
@@ -139,14 +94,16 @@ class _Flow:
         if len(self.plans) > 1:
             self.summary["attempts"] = len(self.job.failures) + 1
 
-
-def _is_loopback(host: str) -> bool:
-    if host in _LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    def streams(self, resp: http.Response) -> bool:
+        """Whether this answer goes to the client live, through a :class:`StreamAdapter` (else it is read
+        whole, within ``max_answer_bytes``, and answered in ``response``)."""
+        self.settle()
+        content_type: str = resp.headers.get("content-type", "")
+        if resp.status_code >= 400:
+            return False
+        if self.exchange is not None:
+            return bool(self.exchange.client_stream and self.exchange.is_stream(content_type))
+        return content_type.startswith(SSE_TYPE)
 
 
 class Bridge:
@@ -156,12 +113,13 @@ class Bridge:
         self._mtime: float | None = None
         self._watcher: asyncio.Task[None] | None = None
         self.relay = Relay()
-        self._redact = Redactor(())
+        self._redact = Redactor()
         self._recording = False  # flows are written (-w), kept or shown (mitmweb): they keep both sides whole
         self._seen: dict[str, None] = {}  # credentials clients presented lately: redacted wherever echoed
 
     def load(self, loader: addonmanager.Loader) -> None:
         errorpage.install()
+        bodylimit.install()
         views.install()
         loader.add_option("bridge_config", str, "config.yaml",
                           "Path of the bridge's YAML config (endpoints, formats, key env vars). "
@@ -177,10 +135,14 @@ class Bridge:
         if "connection_strategy" in ctx.options and ctx.options.connection_strategy != "lazy":
             # eager connects to the reverse target before any hook can reroute (notes §2).
             ctx.options.update(connection_strategy="lazy")  # type: ignore[no-untyped-call]
+        if "stream_large_bodies" in ctx.options and not ctx.options.stream_large_bodies:
+            # Traffic the bridge leaves alone is streamed past this size instead of buffered whole; its
+            # own flows have their limits from the config (bodylimit.py).
+            ctx.options.update(stream_large_bodies=_PASS_STREAM)  # type: ignore[no-untyped-call]
         if updated & {"bridge_config", "listen_host", "mode"}:
             self._check_exposure()
         # A flow that is written (-w), kept (store_streamed_bodies) or shown (mitmweb) holds both streams
-        # whole; otherwise a stream is never accumulated.
+        # (within max_answer_bytes); otherwise a stream is never accumulated.
         self._recording = any(name in ctx.options and bool(getattr(ctx.options, name)) for name in
                               ("save_stream_file", "store_streamed_bodies")) or "web_port" in ctx.options
 
@@ -192,7 +154,7 @@ class Bridge:
         if "server" in ctx.options and not ctx.options.server:
             return  # -n: reading flows, listening nowhere
         hosts = {ProxyMode.parse(spec).custom_listen_host or ctx.options.listen_host for spec in ctx.options.mode}
-        exposed = sorted(h or "all interfaces" for h in hosts if not _is_loopback(h))
+        exposed = sorted(h or "all interfaces" for h in hosts if not is_loopback(h))
         if exposed:
             logger.warning("listening on %s without client_keys_env: only loopback clients will be served; "
                            "set client_keys_env in %s to serve others", ", ".join(exposed), self.config.path)
@@ -232,18 +194,17 @@ class Bridge:
     def _use(self, config: Config) -> None:
         self.config = config
         apply(config.logging, logger)
-        self._redact = Redactor(config.secret_envs())
+        self._redact = Redactor.from_env(config.secret_envs())
 
     def _log_body(self, what: str, body: bytes, mode: str, redact: Redactor) -> None:
-        text = body_for_log(body, mode, redact)
+        text = body_for_log(body, mode, redact, self.config.logging.max_bytes if self.config else 0)
         if text is not None:
             logger.info("%s: %s", what, text)
 
     def _learn(self, req: http.Request) -> list[str]:
         """Remember the keys this request carries (headers, ``?key=``): an upstream may echo any of
         them in an error, in this answer or a later one, and none may reach a log, a flow or a client."""
-        presented = [value.split(" ", 1)[-1] for name in CREDENTIAL_HEADERS for value in req.headers.get_all(name)]
-        for value in [*presented, *query_secrets(req.url)]:
+        for value in presented(_pairs(req.headers), req.url):
             if len(value) >= _SEEN_MIN:
                 self._seen[value] = None
         while len(self._seen) > _SEEN_KEYS:
@@ -256,49 +217,95 @@ class Bridge:
         return mode not in ("regular", "upstream") or (
             self.config is not None and flow.request.pretty_host.lower() in self.config.intercept_hosts)
 
+    def _operation(self, flow: http.HTTPFlow) -> Operation | None:
+        """The API operation this request is, when it is the bridge's to handle."""
+        req = flow.request
+        op = detect(req.method, req.path, anthropic_headers(req.headers))
+        return op if op is not None and self._ours(flow) else None
+
+    def claims(self, flow: http.HTTPFlow) -> bool:
+        return self._operation(flow) is not None
+
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        """Before the body is read: its size is bounded (bodylimit.py); the access rule ran just before
+        (guard.py, a refused request has its answer already)."""
+        config = self.config
+        if config is None or flow.response or flow.error or not flow.live:
+            return
+        op = self._operation(flow)
+        if op is None:
+            return
+        req = flow.request
+        req.stream = False  # mitmproxy's stream_large_bodies may have chosen to: the bridge reads it first
+        client = formats.get(op.client_format)
+        limit = config.max_request_bytes
+
+        def too_large() -> http.Response:
+            return answer_refused(flow, client.NAME, op.kind, _too_large(limit))
+        length = req.headers.get("content-length", "")
+        if length.isdigit() and int(length) > limit:
+            flow.response = too_large()  # answered without reading the body
+            bodylimit.refuse(req, discard=limit)
+        else:
+            bodylimit.limit(req, bodylimit.Policy(request_limit=limit, too_large=too_large))
+
     def request(self, flow: http.HTTPFlow) -> None:
         if not flow.live and replay.CLIENT_REQUEST in flow.metadata and self.config is not None:
             record.rerun(self.config, flow)  # a recorded flow read with -r: what does today's code make of it?
             return
         if flow.response or flow.error or not flow.live or "bridge" in flow.metadata or self.config is None:
             return
-        req = flow.request
-        op = detect(req.method, req.path, anthropic_headers(req.headers))
-        if op is None or not self._ours(flow):
+        op = self._operation(flow)
+        if op is None:
             return
+        config, req = self.config, flow.request
+        client = formats.get(op.client_format)
         try:
-            body = req.get_content() or b""
-        except ValueError:
-            body = req.raw_content or b""  # undecodable: plan() answers it as invalid JSON
-        peer = flow.client_conn.peername[0] if flow.client_conn.peername else ""
+            body = decode_body(req.raw_content or b"", req.headers.get("content-encoding", ""),
+                               config.max_request_bytes)
+        except TooLarge:
+            flow.response = answer_refused(flow, client.NAME, op.kind, _too_large(config.max_request_bytes))
+            return
+        except ValueError as e:
+            err: BridgeError = BadRequest(str(e), param="content-encoding")
+            if "not supported" in str(e):
+                err = BridgeError(str(e), status=415, kind=ErrorKind.INVALID_REQUEST, param="content-encoding")
+            flow.response = answer_refused(flow, client.NAME, op.kind, err)
+            return
         made: list[str] = []  # every id the bridge makes for this flow, so a replay can make the same
 
         def new_id(prefix: str) -> str:
             made.append(_new_id(prefix))
             return made[-1]
         now = int(time.time())
+        own = [v for v in presented(_pairs(req.headers), req.url) if len(v) >= _SEEN_MIN]
         redact = self._redact.also(self._learn(req))
-        p = plan(self.config, op, req.path, req.headers, body, new_id, now,
-                 local_client=_is_loopback(str(peer).removeprefix("::ffff:")), method=req.method, redact=redact)
+        p = plan(config, op, req.path, req.headers, body, new_id, now, method=req.method, redact=redact)
         flow.metadata["bridge"] = p.summary
         if self._recording:  # what a recorded flow needs to be translated again (addon/replay.py)
             flow.metadata[replay.CLIENT_REQUEST] = record.client_request(flow, body)
             flow.metadata[replay.IDS] = {"now": now, "ids": made}
-        state = _Flow(p, redact)
-        log = self.config.logging
+        scrub = Redactor([*self._redact.values, *own])
+        state = _Flow(p, redact, scrub)
+        log = config.logging
         self._log_body(f"request body from the client ({op.client_format})", body, log.log_request_body, redact)
         if p.body is not None and p.answer is None:
             self._log_body(f"request body to the upstream ({p.summary.get('upstream_format')})", p.body,
                            log.log_request_body, redact)
         if p.answer is not None:
             status, content_type, answer = p.answer
-            flow.response = http.Response.make(status, answer, {"content-type": content_type})
-            self._log(flow, state, status)
+            flow.response = http.Response.make(status, redact.bytes(answer), {"content-type": content_type})
+            log_flow(flow, state.summary, status, None, state.started, redact)
             return
+        self._apply(flow, state, p, config)
+
+    def _apply(self, flow: http.HTTPFlow, state: _Flow, p: Plan, config: Config) -> None:
+        """Send the request where the plan says, as it says; its answer is bounded by the config."""
+        req = flow.request
         relayed = bool(p.fallbacks) or any(q.endpoint and (q.endpoint.connect_timeout or q.endpoint.first_byte_timeout
                                                            or q.endpoint.idle_timeout) for q in state.plans)
         if relayed:
-            state.job = Job([_attempt(q, req, i) for i, q in enumerate(state.plans)])
+            state.job = Job([_attempt(q, req, i, config) for i, q in enumerate(state.plans)])
         if p.url:
             req.url = p.url
         if p.body is not None:
@@ -307,57 +314,75 @@ class Bridge:
         for name in p.drop_headers:
             req.headers.pop(name, None)
         req.headers.update(p.set_headers)
+        if config.client_keys_env:  # the bridge's keys go nowhere, whatever header or parameter carried them
+            names, url = strip(_pairs(req.headers), req.url, config.client_keys())
+            for name in names:
+                req.headers.pop(name, None)
+            if url != req.url:
+                req.url = url
         if state.job is not None:  # the flow shows the first attempt; the relay makes them all
             req.url = self.relay.register(state.job)
         else:  # an unreachable upstream is answered in the client's format, not as mitmproxy's HTML page
             client = p.client
             errorpage.expect(req, lambda status, message: error_response(
-                client, UpstreamError(message, status=status)))
+                client, UpstreamError(state.redact(message), status=status)))
+
+        def answer_too_large(limit: int) -> http.Response:
+            err = UpstreamProtocolError(f"the upstream's answer is larger than this bridge takes "
+                                        f"(max_answer_bytes: {limit} bytes)")
+            status, content_type, body = error_response(p.client, err)
+            state.summary["outcome"] = f"error: {err.message}"
+            return http.Response.make(status, body, {"content-type": content_type})
+        bodylimit.answer(req, lambda resp: None if state.streams(resp) else config.max_answer_bytes,
+                         answer_too_large)
         self._flows[flow.id] = state
         warnings = "".join(f"\n  dropped/approximated: {w}" for w in p.summary.get("warnings", ()))
         fallbacks = f" (then {', '.join(q.summary['endpoint'] for q in p.fallbacks)})" if p.fallbacks else ""
         logger.debug("%s %s → %s, endpoint %s%s, model %s%s", p.summary.get("mode"), p.summary["client_format"],
-                    p.summary.get("upstream_format"), p.summary.get("endpoint"), fallbacks, _model(p.summary),
-                    warnings)
+                     p.summary.get("upstream_format"), p.summary.get("endpoint"), fallbacks, model_label(p.summary),
+                     warnings)
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
-        state = self._flows.get(flow.id)
         resp = flow.response
-        if state is None or resp is None:
+        if resp is None:
+            return
+        state = self._flows.get(flow.id)
+        if flow.live:  # an upstream may echo a key in any header (www-authenticate, set-cookie, location, …)
+            _redact_headers(resp, state.redact if state is not None else self._redact.scrub_text)
+        if state is None:
             return
         state.settle()
         if self._recording:
             state.upstream_head = record.upstream_head(resp)
-        if resp.raw_content is not None:
-            return  # the body is already here (replay): handled in response()
-        if resp.status_code >= 400:
-            return  # errors get one translated body in response()
-        content_type = resp.headers.get("content-type", "")
+        if resp.raw_content is not None or not state.streams(resp):
+            return  # whole (a replay, an error, a folded answer): handled in response()
+        config = self.config
+        keep = (config.max_answer_bytes if self._recording else
+                _LOG_KEEP.get(config.logging.log_response_body, config.logging.max_bytes)) if config else 0
+        translator: StreamTranslator | ModelRenamer | None = None
         if state.exchange is not None:
-            if not state.exchange.client_stream or not state.exchange.is_stream(content_type):
-                return  # a non-streaming client gets the folded answer in response()
-            translator: StreamTranslator | ModelRenamer = state.exchange.stream()
-        elif state.renamer is not None and content_type.startswith(SSE_TYPE):
+            translator = state.exchange.stream()
+        elif state.renamer is not None:
             translator = state.renamer
-        else:
-            if content_type.startswith(SSE_TYPE):  # pass-through: byte for byte, but live (else mitmproxy buffers)
-                resp.stream = StreamAdapter(None, bytes, "full" if self._recording else "none", state.redact)
-                errorpage.expect_cut(flow.request, cut_tail(None, state.plans[0].client))
-            return
-        decode = decoder_for(resp.headers.get("content-encoding", ""))
-        if decode is None:
-            logger.warning("upstream stream has unknown content-encoding %s; buffering it",
-                           resp.headers["content-encoding"])
-            return
-        state.streamed = translator
-        keep = "full" if self._recording else self.config.logging.log_response_body if self.config else "none"
-        resp.stream = StreamAdapter(translator, decode, keep)
+        decode = decoder_for(resp.headers.get("content-encoding", ""), STREAM_CHUNK_LIMIT)
+        if decode is None or (translator is None and resp.headers.get("content-encoding")):
+            # pass-through keeps its bytes as they are; an unknown encoding cannot be translated live
+            if translator is not None:
+                logger.warning("upstream stream has unknown content-encoding %s; buffering it",
+                               clean(resp.headers["content-encoding"]))
+                return
+            decode = bytes
+        resp.stream = StreamAdapter(translator, decode, state.redact, state.scrub,
+                                    keep if self._recording or translator is not None else 0)
         errorpage.expect_cut(flow.request, cut_tail(translator, state.plans[0].client))
+        if translator is None:
+            return  # pass-through: live, byte for byte but for a key (else mitmproxy would buffer it)
+        state.streamed = translator
         resp.headers["content-type"] = SSE_TYPE  # the upstream's may be missing or carry a charset
         resp.headers.pop("content-encoding", None)
         resp.headers.pop("content-length", None)
-        if flow.request.http_version.startswith("HTTP/1"):
-            resp.headers["transfer-encoding"] = "chunked"  # h2 clients reject it (notes §1)
+        if flow.request.http_version == "HTTP/1.1":
+            resp.headers["transfer-encoding"] = "chunked"  # h2 clients reject it (notes §1); HTTP/1.0 reads to close
 
     def response(self, flow: http.HTTPFlow) -> None:
         try:
@@ -373,6 +398,7 @@ class Bridge:
     def _response(self, flow: http.HTTPFlow) -> None:
         state = self._flows.pop(flow.id, None)
         errorpage.forget(flow.request)
+        bodylimit.forget(flow.request)
         if "bridge" in flow.metadata and flow.live:
             record.redact_flow(flow)
         resp = flow.response
@@ -385,7 +411,7 @@ class Bridge:
             if len(state.job.failures) == len(state.job.attempts):  # every endpoint failed to answer
                 err = UpstreamError("every endpoint failed: " + "; ".join(state.job.failures), status=502)
                 status, content_type, body = error_response(state.plans[0].client, err)
-                flow.response = http.Response.make(status, body, {"content-type": content_type})
+                flow.response = http.Response.make(status, state.redact.bytes(body), {"content-type": content_type})
                 self._log(flow, state, status)
                 return
         mode = self.config.logging.log_response_body if self.config else "none"
@@ -400,35 +426,48 @@ class Bridge:
         if state.streamed is not None:
             failed = state.streamed.failed
             state.summary["outcome"] = f"error: {failed.message}" if failed else "streamed"
+        elif isinstance(adapter, StreamAdapter):
+            state.summary["outcome"] = "streamed"
         elif state.exchange is not None and record.served_as_recorded(flow, state.exchange.client.NAME):
             state.summary["outcome"] = "replayed as recorded"  # --server-replay of a flow the bridge recorded
-        elif state.exchange is not None:
-            upstream_body = resp.get_content(strict=False) or b""
-            self._record_answer(flow, state, upstream_body)
-            self._log_body("response body from the upstream", upstream_body, mode, state.redact)
+        else:
+            self._whole(flow, state, resp, mode)
+        self._log(flow, state, flow.response.status_code if flow.response else None)
+
+    def _whole(self, flow: http.HTTPFlow, state: _Flow, resp: http.Response, mode: str) -> None:
+        """An answer read whole (within max_answer_bytes): translated, renamed or passed on, scrubbed."""
+        limit = self.config.max_answer_bytes if self.config else 0
+        try:
+            upstream_body = decode_body(resp.raw_content or b"", resp.headers.get("content-encoding", ""), limit)
+        except ValueError as e:
+            what = (f"is larger than this bridge takes (max_answer_bytes: {limit} bytes)" if isinstance(e, TooLarge)
+                    else f"cannot be read: {e}")
+            err = UpstreamProtocolError(f"the upstream's answer {what}")
+            status, content_type, body = error_response(state.plans[0].client, err)
+            flow.response = http.Response.make(status, body, {"content-type": content_type})
+            state.summary["outcome"] = f"error: {err.message}"
+            return
+        self._record_answer(flow, state, upstream_body)
+        self._log_body("response body from the upstream", upstream_body, mode, state.redact)
+        if state.exchange is not None:
             status, content_type, body = state.exchange.translate_body(
                 resp.status_code, resp.headers.get("content-type", ""), upstream_body)
+            body = state.redact.bytes(body) if status >= 400 else state.scrub.scrub(body)
             self._log_body("response body to the client", body, mode, state.redact)
             if status != resp.status_code:
                 resp.status_code = status
                 resp.reason = RESPONSES.get(status, "")
-            resp.headers.pop("content-encoding", None)
-            resp.headers.pop("transfer-encoding", None)
             resp.headers["content-type"] = content_type
-            resp.content = body
             state.summary["outcome"] = f"HTTP {status}"
-        elif state.renamer is not None and resp.status_code < 400 and state.streamed is None:
-            body = resp.get_content(strict=False) or b""
-            self._record_answer(flow, state, body)
-            resp.headers.pop("content-encoding", None)
-            resp.content = state.renamer.body(body)
-        elif resp.stream is False or resp.stream is None:  # passed through whole: the client gets the same,
-            body = resp.get_content(strict=False) or b""  # but never a key an upstream echoed
-            self._record_answer(flow, state, body)
-            if resp.status_code >= 400 and (clean := state.redact.bytes(body)) != body:
-                resp.headers.pop("content-encoding", None)
-                resp.content = clean
-        self._log(flow, state, resp.status_code)
+        elif state.renamer is not None and resp.status_code < 400:
+            body = state.scrub.scrub(state.renamer.body(upstream_body))
+        else:  # passed through whole: the client gets the same, but never a key an upstream echoed
+            body = state.redact.bytes(upstream_body) if resp.status_code >= 400 else state.scrub.scrub(upstream_body)
+            if body == upstream_body and not resp.headers.get("content-encoding"):
+                return  # byte for byte
+        resp.headers.pop("content-encoding", None)
+        resp.headers.pop("transfer-encoding", None)
+        resp.content = body
 
     def _record_answer(self, flow: http.HTTPFlow, state: _Flow, body: bytes) -> None:
         """The upstream's answer as it came (body decoded), beside the client's in ``flow.response``;
@@ -441,13 +480,14 @@ class Bridge:
 
     def error(self, flow: http.HTTPFlow) -> None:
         state = self._flows.pop(flow.id, None)
+        bodylimit.forget(flow.request)
         if "bridge" in flow.metadata and flow.live:
             record.redact_flow(flow)
         if state is not None and state.job is not None:
             self.relay.forget(flow.request.url)
             _show_winner(flow, state)
         if state is not None and flow.error:
-            state.summary["outcome"] = f"failed: {flow.error.msg}"
+            state.summary["outcome"] = state.summary.get("outcome") or f"failed: {flow.error.msg}"
             self._record_cut(flow, state, flow.error.msg)
             # The status the client got: the bridge's error answer (errorpage.py), or the stream's.
             self._log(flow, state, flow.response.status_code if flow.response is not None else None)
@@ -470,44 +510,26 @@ class Bridge:
 
     @staticmethod
     def _log(flow: http.HTTPFlow, state: _Flow, status: int | None) -> None:
-        """One line per request: formats, endpoint, models, status, tokens, time to first byte, duration.
-        Never a key: only names and numbers are logged."""
-        s = state.summary
-        for key in ("outcome", "error"):  # upstream words may echo a key
-            if isinstance(s.get(key), str):
-                s[key] = state.redact(s[key])
         usage = (state.streamed.usage if isinstance(state.streamed, StreamTranslator)
                  else state.exchange.usage if state.exchange else None)
-        tokens = f"tokens {usage.total_input}/{usage.output_tokens}" if usage and usage.output_tokens is not None \
-            else "tokens ?"
-        resp = flow.response
-        first_byte = (round((resp.timestamp_start - flow.request.timestamp_start) * 1000)
-                      if resp and resp.timestamp_start and flow.request.timestamp_start else None)
-        ttfb = f"{first_byte} ms" if first_byte is not None else "-"
-        outcome = s.get("outcome", "")
-        notes = [outcome] if outcome.startswith(("error", "failed")) else []
-        if s.get("mode") == "rejected":
-            notes.append(f"rejected: {s.get('error')}")  # what was wrong, in the words the client got
-        if s.get("attempts", 1) > 1:
-            notes.append(f"after {s['attempts']} attempts")
-        notes += [f"dropped/approximated: {w}" for w in s.get("warnings", ())]
-        mode = {"conversion": "format conversion"}.get(s.get("mode", "-"), s.get("mode", "-"))
-        duration = (time.monotonic() - state.started) * 1000
-        logger.info("%s %s → %s | %s | endpoint %s | model %s | status %s | %s | first byte %s | %.0f ms%s",
-                    mode, s.get("client_format"), s.get("upstream_format", "-"), s.get("operation"),
-                    s.get("endpoint", "-"), _model(s), status if status is not None else "-", tokens, ttfb,
-                    duration, "".join(f" | {n}" for n in notes))
-        # The same summary on the flow, for mitmweb's list and for recorded flows.
-        s.update(status=status, duration_ms=round(duration), first_byte_ms=first_byte)
-        if usage is not None:
-            s["usage"] = {"input": usage.total_input, "output": usage.output_tokens,
-                          "cache_read": usage.cache_read_tokens, "reasoning": usage.reasoning_tokens}
-        failed = status is None or status >= 400 or outcome.startswith(("error", "failed"))
-        flow.comment = (f"{'✗ ' if failed else ''}{s.get('client_format')} → {s.get('upstream_format', '-')} · "
-                        f"{s.get('endpoint', '-')} · {_model(s)} · {status if status is not None else 'failed'}"
-                        f" · {tokens}")
-        if failed:
-            flow.marked = ":warning:"
+        log_flow(flow, state.summary, status, usage, state.started, state.redact)
+
+
+def _pairs(headers: http.Headers) -> list[tuple[str, str]]:
+    return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers.fields]
+
+
+def _too_large(limit: int) -> BridgeError:
+    return BridgeError(f"request body is larger than this bridge takes (max_request_bytes: {limit} bytes)",
+                       status=413, kind=ErrorKind.REQUEST_TOO_LARGE)
+
+
+def _redact_headers(resp: http.Response, redact: Any) -> None:
+    """Every header value through ``redact`` (str → str), only rewritten when one changed."""
+    fields = resp.headers.fields
+    clean_fields = tuple((k, redact(v.decode("latin-1")).encode("latin-1", "replace")) for k, v in fields)
+    if clean_fields != fields:
+        resp.headers.fields = clean_fields
 
 
 def _show_winner(flow: http.HTTPFlow, state: _Flow) -> None:
@@ -523,29 +545,27 @@ def _show_winner(flow: http.HTTPFlow, state: _Flow) -> None:
         flow.request.content = p.body
 
 
-def _attempt(p: Plan, req: http.Request, index: int) -> Attempt:
+def _attempt(p: Plan, req: http.Request, index: int, config: Config) -> Attempt:
     """What the relay sends to one endpoint: the client's headers as the plan changes them."""
     drop = {*p.drop_headers, *p.set_headers, "host", "content-length"}
     if p.body is not None:
         drop.add("content-encoding")  # a new body is plain JSON
-    headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in req.headers.fields
-               if k.decode("latin-1").lower() not in drop]
+    headers = [(k, v) for k, v in _pairs(req.headers) if k.lower() not in drop]
     headers += list(p.set_headers.items())
+    url = p.url or req.url
+    if config.client_keys_env:  # as _apply does for a request sent directly
+        names, url = strip(headers, url, config.client_keys())
+        headers = [(k, v) for k, v in headers if k.lower() not in names]
     ep = p.endpoint
     upstream = formats.get(p.summary.get("upstream_format", p.client.NAME))
     idle = ep.idle_timeout if ep else None
     stall = upstream.render_stream_error(UpstreamError(
         f"the upstream stream stalled: no data for {idle:g} s", status=504)) if idle else b""
-    return Attempt(name=ep.name if ep else "?", url=p.url or req.url, headers=headers,
+    return Attempt(name=ep.name if ep else "?", url=url, headers=headers,
                    body=p.body if p.body is not None else req.raw_content or b"",
                    connect_timeout=(ep and ep.connect_timeout) or 10.0,
                    first_byte_timeout=(ep and ep.first_byte_timeout) or 600.0,
                    idle_timeout=idle, stall_event=stall, index=index)
-
-
-def _model(summary: dict[str, Any]) -> str:
-    model, upstream = summary.get("model", "-"), summary.get("upstream_model")
-    return f"{model} → {upstream}" if upstream and upstream != model else str(model)
 
 
 def _mtime(path: str) -> float | None:
@@ -555,4 +575,5 @@ def _mtime(path: str) -> float | None:
         return None
 
 
-addons = [Bridge()]
+_bridge = Bridge()
+addons = [Guard(lambda: _bridge.config, _bridge.claims), _bridge]

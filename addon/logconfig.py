@@ -1,44 +1,28 @@
 """Logging a user steers from ``config.yaml``: level, request/response bodies, a rotating file.
 
 ``logging: {level, log_request_body, log_response_body, file, max_bytes, backups}``. Bodies are logged
-``none`` (the default), ``truncated`` (the first :data:`TRUNCATE_AT` characters) or ``full``; secrets
-are redacted in every mode: the values of every key the config names (upstream and client keys) and
-anything shaped like a common API key or bearer token. A streamed body is logged once the stream
-has ended, from a bounded copy kept on the side, so logging never delays a byte.
+``none`` (the default), ``truncated`` (the first :data:`TRUNCATE_AT` characters) or ``full`` (at most
+``max_bytes``, the rotation size: one record never outgrows a log file); secrets are redacted in every
+mode (:mod:`addon.redact`). A streamed body is logged once the stream has ended, from a bounded copy
+kept on the side, so logging never delays a byte. Text from peers in a log line goes through
+:func:`clean`, so a model name or an upstream message cannot forge a line.
 """
 
 from __future__ import annotations
 
 import logging
 import logging.handlers
-import os
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-__all__ = ["BODY_MODES", "CREDENTIAL_HEADERS", "LogSettings", "BodyRecorder", "Redactor", "apply", "body_for_log",
-           "query_secrets", "redacted_url"]
+__all__ = ["BODY_MODES", "LEVELS", "TRUNCATE_AT", "LogSettings", "BodyRecorder", "apply", "body_for_log", "clean"]
 
 BODY_MODES = ("none", "truncated", "full")
 LEVELS = ("debug", "info", "warning", "error")
 TRUNCATE_AT = 2000
-
-_KEY_SHAPES = re.compile(
-    r"(sk-ant-[A-Za-z0-9_-]{8,}|sk-[A-Za-z0-9_-]{16,}|(?i:bearer)\s+[A-Za-z0-9._~+/=-]{8,}|AIza[0-9A-Za-z_-]{20,})")
 _HANDLER_NAME = "bridge-config-file"
-# Headers and query parameters that carry credentials: blanked before a flow is kept or written.
-CREDENTIAL_HEADERS = ("authorization", "x-api-key", "proxy-authorization", "x-goog-api-key", "api-key", "cookie")
-_KEY_PARAMS = re.compile(r"([?&](?:key|api_key|api-key|apikey|access_token|token)=)([^&#]*)", re.IGNORECASE)
-
-
-def query_secrets(url: str) -> list[str]:
-    """The values of a URL's key-like query parameters (redacted wherever an upstream echoes them)."""
-    return [m.group(2) for m in _KEY_PARAMS.finditer(url) if m.group(2)]
-
-
-def redacted_url(url: str) -> str:
-    """The URL with key-like query parameters blanked (``?key=…`` as some providers take it)."""
-    return _KEY_PARAMS.sub(r"\1[REDACTED]", url)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -51,54 +35,51 @@ class LogSettings:
     backups: int = 3
 
 
-class Redactor:
-    """Replaces secrets in text: the configured keys' values (read from the environment now) and
-    key-shaped strings."""
-
-    def __init__(self, env_names: Iterable[str], values: Iterable[str] = ()) -> None:
-        found = [*(os.environ.get(name) for name in env_names), *values]
-        self._secrets = sorted({v for v in found if v and len(v) >= 4}, key=len, reverse=True)
-
-    def also(self, values: Iterable[str]) -> Redactor:
-        """This redactor, plus more secrets (a request's own key-like query parameters)."""
-        return Redactor((), [*self._secrets, *values])
-
-    def __call__(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "[REDACTED]")
-        return _KEY_SHAPES.sub("[REDACTED]", text)
-
-    def bytes(self, data: bytes) -> bytes:
-        """The same for a body; bytes that are not UTF-8 pass through unchanged."""
-        return self(data.decode("utf-8", "surrogateescape")).encode("utf-8", "surrogateescape")
+def clean(text: object, limit: int = 300) -> str:
+    """A peer's text fit for one log line: control characters escaped (a newline cannot start a forged
+    line), at most ``limit`` characters."""
+    out = _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode(), str(text))
+    return out if len(out) <= limit else out[:limit] + f"… [{len(out) - limit} more]"
 
 
-def body_for_log(body: bytes, mode: str, redact: Redactor) -> str | None:
-    """The body as it may be logged in ``mode``, or None when bodies are not logged."""
+def body_for_log(body: bytes, mode: str, redact: Callable[[str], str], max_bytes: int) -> str | None:
+    """The body as it may be logged in ``mode`` (``full``: at most ``max_bytes``), or None when bodies are
+    not logged."""
     if mode == "none":
         return None
-    text = body.decode("utf-8", "replace")
+    cap = TRUNCATE_AT * 4 if mode == "truncated" else max_bytes
+    text = body[:cap].decode("utf-8", "replace")
     if mode == "truncated" and len(text) > TRUNCATE_AT:
-        text = text[:TRUNCATE_AT] + f"… [{len(text) - TRUNCATE_AT} more characters]"
-    return redact(text)
+        return redact(text[:TRUNCATE_AT]) + f"… [{len(text) - TRUNCATE_AT} more characters]"
+    more = f"… [{len(body) - cap} more bytes]" if len(body) > cap else ""
+    return redact(text) + more
 
 
 class BodyRecorder:
-    """A side copy of a streamed body for the log, bounded in ``truncated`` mode."""
+    """A side copy of a streamed body (for the log or a recorded flow), at most ``limit`` bytes; what
+    did not fit is counted in ``dropped``."""
 
-    def __init__(self, mode: str) -> None:
-        self._limit = TRUNCATE_AT * 4 if mode == "truncated" else None  # bytes; decoding may shrink it
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
         self._parts: list[bytes] = []
         self._size = 0
+        self.dropped = 0
 
     def add(self, data: bytes | Iterable[bytes]) -> None:
         for chunk in [data] if isinstance(data, bytes) else data:
-            if self._limit is not None and self._size >= self._limit:
-                return
+            room = self._limit - self._size
+            if room <= 0:
+                self.dropped += len(chunk)
+                continue
+            if len(chunk) > room:
+                self.dropped += len(chunk) - room
+                chunk = chunk[:room]
             self._parts.append(chunk)
             self._size += len(chunk)
 
     def body(self) -> bytes:
+        if self.dropped:
+            return b"".join(self._parts) + f"\n\n: [{self.dropped} more bytes not kept]\n\n".encode()
         return b"".join(self._parts)
 
 

@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from . import formats
+from .access import CREDENTIAL_HEADERS, without_key_params
 from .config import Config, Endpoint
 from .errors import BadRequest, BridgeError, ErrorKind
 from .formats import Format
-from .formats.common import JSON, Context, dump_bytes, dumps
+from .formats.common import JSON, Budget, Context, dump_bytes, dumps
 from .ir import Document, Image, Reasoning, Request, Text, ToolCall, ToolResult
 from .routing import Operation, Route, candidates, no_endpoint
 from .translate import JSON_TYPE, Exchange, error_response, parse_json_body
@@ -62,33 +64,21 @@ def _check_body(config: Config, headers: Mapping[str, str], body: bytes) -> None
         raise UnsupportedMediaType(f"content-type: expected application/json, got {media!r}", param="content-type")
 
 
-class Unauthorized(BridgeError):
-    status = 401
-    kind = ErrorKind.AUTHENTICATION
-
-
 class NotServed(BridgeError):
     status = 404
     kind = ErrorKind.NOT_FOUND
 
 
-class Forbidden(BridgeError):
-    status = 403
-    kind = ErrorKind.PERMISSION
-
-
 def plan(config: Config, op: Operation, path: str, headers: Mapping[str, str], body: bytes,
-         new_id: Callable[[str], str], now: int, local_client: bool = True, method: str = "POST",
-         redact: Callable[[str], str] = str) -> Plan:
+         new_id: Callable[[str], str], now: int, method: str = "POST", redact: Callable[[str], str] = str) -> Plan:
     """Decide. Never raises: a failure becomes an answer in the client's format.
 
-    ``local_client`` says the client connected from loopback: without ``client_keys_env`` only such
-    clients are served, so the bridge never relays its upstream keys to whoever reaches it.
+    Who may ask was decided before (``access.py``, at the request's headers); ``body`` is the request
+    body as the client meant it (decoded, within ``max_request_bytes``).
     """
     client = formats.get(op.client_format)
     p = Plan(client=client, summary={"client_format": op.client_format, "operation": op.kind})
     try:
-        _check_access(config, headers, local_client)
         if op.kind == "unknown":
             raise NotServed(f"the bridge does not serve {method} {path.split('?', 1)[0]}; it serves POST "
                             "/v1/messages, /v1/messages/count_tokens, /v1/chat/completions, /v1/responses and "
@@ -99,9 +89,8 @@ def plan(config: Config, op: Operation, path: str, headers: Mapping[str, str], b
             return p
         _check_body(config, headers, body)
         data = parse_json_body(body)
-        model = data.get("model")
-        if not isinstance(model, str) or not model:
-            raise BadRequest("model: expected a model name", param="model")
+        _check_unambiguous(body)
+        model = _model_name(data.get("model"))
         routes = candidates(config, op.client_format, model)
         if not routes:
             raise no_endpoint(config, model)
@@ -134,6 +123,8 @@ def _attempt(p: Plan, config: Config, op: Operation, r: Route, data: JSON, body:
              redact: Callable[[str], str] = str) -> None:
     """Fill ``p`` with what to send to one endpoint. Raises :class:`BridgeError`."""
     model = data["model"]
+    if not (r.passthrough and not r.endpoint.api_key() and not config.client_keys_env):
+        suffix = without_key_params(suffix)  # the client's credentials go where its headers' go (_headers)
     p.endpoint = r.endpoint
     p.summary.update(endpoint=r.endpoint.name, model=model, upstream_model=r.upstream_model,
                      upstream_format=r.upstream_format)
@@ -152,24 +143,14 @@ def _attempt(p: Plan, config: Config, op: Operation, r: Route, data: JSON, body:
         return
     ep = r.endpoint
     ctx = Context(new_id=new_id, created=now, default_max_tokens=ep.default_max_tokens,
-                  max_tokens_limit=ep.max_tokens_limit, drop_params=ep.drop_params, flavor=r.flavor)
+                  max_tokens_limit=ep.max_tokens_limit, drop_params=ep.drop_params, flavor=r.flavor,
+                  budget=Budget(config.max_answer_bytes))
     p.exchange, p.body = Exchange.start(p.client, upstream, data, ctx, upstream_model=r.upstream_model,
                                         show_upstream_model=ep.show_target_model, redact=redact)
     p.summary.update(mode="conversion", warnings=list(p.exchange.warnings))
     p.url = r.url + suffix
     p.set_headers.update({"content-type": "application/json", "accept-encoding": "identity"})
     _headers(p, config, r, upstream, headers)
-
-
-def _check_access(config: Config, headers: Mapping[str, str], local_client: bool) -> None:
-    if not config.client_keys_env:
-        if not local_client:
-            raise Forbidden("this bridge serves only clients on its own machine unless client_keys_env is set")
-        return
-    scheme, _, token = headers.get("authorization", "").partition(" ")
-    presented = headers.get("x-api-key") or (token.strip() if scheme.lower() == "bearer" else "")
-    if not presented or presented not in config.client_keys():  # never echo what was presented
-        raise Unauthorized("this bridge needs a client key it knows (x-api-key or Authorization: Bearer)")
 
 
 def _headers(p: Plan, config: Config, r: Route, upstream: Format, headers: Mapping[str, str]) -> None:
@@ -180,14 +161,52 @@ def _headers(p: Plan, config: Config, r: Route, upstream: Format, headers: Mappi
     """
     api_key = r.endpoint.api_key()
     if api_key or not r.passthrough or config.client_keys_env:
-        # Every format's credential headers, not just these two: a client may send its key in any.
-        p.drop_headers |= {h for f in formats.FORMATS.values() for h in f.AUTH_HEADERS}
+        # Every credential header, not just the formats' own: a client may send its key in any.
+        p.drop_headers |= {h for f in formats.FORMATS.values() for h in f.AUTH_HEADERS} | set(CREDENTIAL_HEADERS)
         p.set_headers.update(upstream.auth_headers(api_key, r.endpoint.auth))
     if not r.passthrough:
         p.drop_headers |= set(p.client.OWN_HEADERS)
         p.set_headers.update(upstream.REQUIRED_HEADERS)
     p.set_headers.update(r.endpoint.headers)
     p.drop_headers -= p.set_headers.keys()
+
+
+_MODEL_NAME_MAX = 256
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+
+
+def _model_name(model: Any) -> str:
+    """The model the client asks for: a name that routing, logs and answers can carry as it is."""
+    if not isinstance(model, str) or not model:
+        raise BadRequest("model: expected a model name", param="model")
+    if len(model) > _MODEL_NAME_MAX or _CONTROL.search(model):
+        raise BadRequest(f"model: not a model name (control characters, unpaired surrogates or over "
+                         f"{_MODEL_NAME_MAX} characters)", param="model")
+    return model
+
+
+def _check_unambiguous(body: bytes) -> None:
+    """A key twice at the top level means two requests in one: the bridge would route on the last,
+    an upstream given the same bytes may take the first (a model the ``models`` globs never allowed).
+    Only a body that names ``model`` or ``stream`` twice is read a second time to tell."""
+    if body.count(b'"model"') < 2 and body.count(b'"stream"') < 2:
+        return
+    dups: list[str] = []
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:  # called innermost first: the top level last
+        keys: set[str] = set()
+        dups.clear()
+        for k, _ in items:
+            if k in keys:
+                dups.append(k)
+            keys.add(k)
+        return dict(items)
+    try:
+        json.loads(body, object_pairs_hook=pairs)
+    except (ValueError, RecursionError):
+        return  # the first reading took it: its own limits apply
+    if dups:
+        raise BadRequest(f"request body has the key {dups[0]!r} more than once", param=dups[0])
 
 
 def _model_names(config: Config) -> list[str]:

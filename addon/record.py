@@ -21,8 +21,9 @@ from typing import Any
 from mitmproxy import http
 
 from . import replay
+from .access import CREDENTIAL_HEADERS
 from .config import Config
-from .logconfig import CREDENTIAL_HEADERS, redacted_url
+from .redact import redacted_url
 from .translate import answer_format
 
 __all__ = ["client_request", "header_list", "redact_flow", "rerun", "served_as_recorded", "upstream_head"]

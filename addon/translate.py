@@ -21,14 +21,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from .accumulate import accumulate
-from .errors import BadRequest, BridgeError, ErrorKind, UpstreamError
+from .errors import BadRequest, BridgeError, ErrorKind, UpstreamError, UpstreamProtocolError
 from .formats import FORMATS, EventEmitter, EventParser, Format
 from .formats.common import JSON, Context, dump_bytes, dumps, loads, rename_model
 from .ir import Event, Finish, MessageStart, Request, StreamError, ToolCall, ToolResult, Usage, UsageUpdate
 from .sse import SSEDecoder, SSEEvent, encode_event
 
 __all__ = ["Exchange", "ModelRenamer", "StreamTranslator", "answer_format", "cut_tail", "error_response",
-           "parse_json_body"]
+           "parse_answer_body", "parse_json_body"]
 
 SSE_TYPE = "text/event-stream"
 JSON_TYPE = "application/json"
@@ -42,6 +42,17 @@ def parse_json_body(body: bytes) -> JSON:
         raise BadRequest(f"request body is not valid JSON: {e}") from None
     if not isinstance(value, dict):
         raise BadRequest("request body must be a JSON object")
+    return value
+
+
+def parse_answer_body(body: bytes) -> JSON:
+    """An upstream's whole 2xx answer as a JSON object; anything else is the upstream's fault (502)."""
+    try:
+        value = loads(body)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise UpstreamProtocolError(f"the upstream's answer is not JSON: {e}") from None
+    if not isinstance(value, dict):
+        raise UpstreamProtocolError("the upstream's answer is not a JSON object")
     return value
 
 
@@ -139,6 +150,9 @@ class Exchange:
         """A whole upstream answer → (status, content type, body) for the client."""
         if status >= 400:
             return self.error(self.upstream.parse_error(status, body))
+        if status >= 300:  # a client of another API could not follow it (and the bridge does not)
+            return self.error(UpstreamProtocolError(f"the upstream answered HTTP {status} (a redirect), which the "
+                                                    "bridge does not follow: check the endpoint's URL"))
         if not self.client_stream:
             try:
                 events = self._events(content_type, body)
@@ -162,7 +176,7 @@ class Exchange:
             sse = decoder.feed(body) + decoder.close()
             events = [ev for s in sse for ev in parser.feed(s)] + parser.close()
         else:
-            events = self.upstream.response_events(parse_json_body(body), self.ctx)
+            events = self.upstream.response_events(parse_answer_body(body), self.ctx)
         self.usage = merged_usage(self.usage, events)
         return events
 
@@ -198,10 +212,13 @@ def _joined(out: list[bytes]) -> list[bytes]:
 
 
 def _redacted(err: BridgeError, redact: Callable[[str], str]) -> BridgeError:
-    """The error with any secret in its message blanked (in place: each error is made for one answer)."""
+    """The error with any secret in any of its strings blanked (in place: each error is made for one
+    answer). An upstream may echo a key in its ``param`` or ``code`` as well as in its message."""
     message = redact(err.message)
     if message != err.message:
         err.message, err.args = message, (message,)
+    err.param = redact(err.param) if err.param else err.param
+    err.code = redact(err.code) if err.code else err.code
     return err
 
 

@@ -109,6 +109,7 @@ class Reply:
     crlf: bool = False  # streamed: CRLF line endings
     keepalive: bool = False  # streamed: a ": keep-alive" comment before every event (as OpenRouter does)
     as_json: bool = False  # answer one JSON body even when the request asks for a stream
+    raw_body: bytes | None = None  # a 2xx/3xx answer sent as is (status, headers), not the format's JSON
     # streamed: after inject_after events write the raw bytes `inject` (garbage, a premature [DONE], an error
     # event the format builder does not make), then end the body cleanly
     inject: bytes = b""
@@ -468,6 +469,9 @@ class _Handler(BaseHTTPRequestHandler):
         reply = self.server.mock._take_reply()
         if bare.endswith(CODEX_PATH) and (refusal := codex_refusal(parsed)) is not None:
             self._send_json(400, {"detail": refusal})
+            return
+        if reply.raw_body is not None:
+            self._send_raw(reply.status, reply.raw_body, reply.headers.get("content-type", "text/plain"), reply)
             return
         if reply.status >= 400 and reply.raw_error is not None:
             self._send_raw(reply.status, reply.raw_error, reply.headers.get("content-type", "text/html"), reply)

@@ -231,7 +231,8 @@ def test_a_placeholder_client_key_never_changes_what_the_model_wrote(bridge) -> 
     f.request.headers["authorization"] = f"Bearer {long_key}"
     learned = addon._learn(f.request)
     assert "unused" not in learned and long_key in learned
-    stream = StreamAdapter(None, bytes, "none", addon._redact.also(learned))
+    redact = addon._redact.also(learned)
+    stream = StreamAdapter(None, bytes, redact, redact)
     chunk = (b'event: error\ndata: {"type":"error","error":{"message":"an unused variable; bad key '
              + long_key.encode() + b'"}}\n\n')
     (out,) = stream(chunk)

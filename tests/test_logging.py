@@ -10,15 +10,16 @@ import anthropic
 import pytest
 
 from addon.config import ConfigError, load_config
-from addon.logconfig import TRUNCATE_AT, BodyRecorder, Redactor, body_for_log
+from addon.logconfig import TRUNCATE_AT, BodyRecorder, body_for_log, clean
+from addon.redact import Redactor
 from tests.conftest import UPSTREAM_KEY, UPSTREAM_KEY_ENV
 from tests.mock_upstream import Reply
 
 
 def test_redactor_hides_configured_keys_and_key_shapes(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MY_KEY", "plain-secret-value")
-    redact = Redactor(["MY_KEY", "UNSET_ONE"])
-    text = 'x plain-secret-value y sk-ant-fake_test_key_abcdefgh z "Bearer abc.def-ghi_jkl" sk-short'
+    redact = Redactor.from_env(["MY_KEY", "UNSET_ONE"])
+    text = 'x plain-secret-value y sk-ant-fake_test_key_abcdefgh z "Bearer abc.def-ghi_jkl0123" sk-short'
     out = redact(text)
     assert "plain-secret-value" not in out and "sk-ant-fake" not in out and "abc.def-ghi_jkl" not in out
     assert out.count("[REDACTED]") == 3 and "sk-short" in out  # too short to be a key
@@ -26,22 +27,42 @@ def test_redactor_hides_configured_keys_and_key_shapes(monkeypatch: pytest.Monke
 
 @pytest.mark.parametrize(("mode", "expect"), [("none", None), ("full", "x" * 5000)])
 def test_body_modes(mode: str, expect: str | None) -> None:
-    assert body_for_log(b"x" * 5000, mode, Redactor(())) == expect
+    assert body_for_log(b"x" * 5000, mode, Redactor(), 10_000) == expect
 
 
 def test_truncated_body_says_how_much_was_cut() -> None:
-    text = body_for_log("é".encode() * 3000, "truncated", Redactor(()))
+    text = body_for_log("é".encode() * 3000, "truncated", Redactor(), 10_000)
     assert text is not None and text.startswith("é" * TRUNCATE_AT) and text.endswith("[1000 more characters]")
 
 
-def test_recorder_is_bounded_when_truncating() -> None:
-    rec = BodyRecorder("truncated")
+def test_a_full_body_is_cut_at_the_rotation_size() -> None:
+    """Issue 12 item 9: a 1 GiB body once became one 1 GiB log record; a record never outgrows a file."""
+    text = body_for_log(b"y" * 50_000, "full", Redactor(), 4096)
+    assert text is not None and text == "y" * 4096 + "… [45904 more bytes]"
+
+
+def test_recorder_keeps_at_most_its_limit_and_says_what_it_dropped() -> None:
+    rec = BodyRecorder(TRUNCATE_AT * 4)
     for _ in range(10_000):
         rec.add(b"0123456789")
-    assert len(rec.body()) <= TRUNCATE_AT * 4 + 10
-    full = BodyRecorder("full")
-    full.add([b"a", b"b"])
-    assert full.body() == b"ab"
+    body = rec.body()
+    assert body.startswith(b"0123456789" * 800) and body.endswith(b"[92000 more bytes not kept]\n\n")
+    whole = BodyRecorder(100)
+    whole.add([b"a", b"b"])
+    assert whole.body() == b"ab" and whole.dropped == 0
+
+
+@pytest.mark.parametrize(("text", "expect"), [
+    ("claude\n2026-12-06 INFO forged line", "claude\\n2026-12-06 INFO forged line"),
+    ("a\r\x1b[31mred\u2028b", "a\\r\\x1b[31mred\\u2028b"),
+    ("plain-model-name", "plain-model-name"),
+])
+def test_a_peers_text_cannot_forge_a_log_line(text: str, expect: str) -> None:
+    assert clean(text) == expect and "\n" not in clean(text)
+
+
+def test_a_peers_text_in_a_log_line_is_bounded() -> None:
+    assert clean("m" * 1000, 300) == "m" * 300 + "… [700 more]"
 
 
 @pytest.mark.parametrize(("text", "message"), [

@@ -32,7 +32,7 @@ from mitmproxy import http, io
 
 from addon import replay
 from addon.config import Config, load_config
-from addon.logconfig import CREDENTIAL_HEADERS
+from addon.access import CREDENTIAL_HEADERS
 from tests.conftest import MITMDUMP, ROOT, free_ports
 
 FLOWS = ROOT / "flows"

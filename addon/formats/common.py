@@ -16,18 +16,47 @@ from typing import Any
 
 import orjson
 
-from ..errors import BadRequest, UpstreamError, UpstreamProtocolError
+from ..errors import BadRequest, BridgeError, ErrorKind, UpstreamError, UpstreamProtocolError
 from ..ir import Opaque, ReasoningConfig, Request, Tool
 
 __all__ = [
     "JSON", "Context", "field_str", "field_list", "opt_str", "opt_int", "opt_float", "opt_bool",
     "opt_list", "parse_data_url", "data_url", "encode_signature", "decode_signature", "safe_tool_id", "unsafe_tool_id",
     "dumps", "dump_bytes", "loads", "json_str", "loads_object", "event_json", "json_or_none", "plain_error",
-    "flat_tool_name", "tool_lookup",
+    "flat_tool_name", "tool_lookup", "Budget", "AnswerTooLarge", "warn", "DEFAULT_MAX_ANSWER_BYTES",
     "InputUnwrapper", "is_redacted_signature", "reasoning_effort", "rename_model",
 ]
 
 JSON = dict[str, Any]
+DEFAULT_MAX_ANSWER_BYTES = 32 * 1024 * 1024
+_MAX_WARNINGS = 32  # an upstream may name a thousand unknown block types: the log line stays one line
+
+
+class AnswerTooLarge(BridgeError):
+    """The answer passed what the bridge keeps of one answer (``max_answer_bytes``)."""
+
+    status = 502
+    kind = ErrorKind.API_ERROR
+
+
+class Budget:
+    """What the translators of one answer may keep: the text a Responses client's final event repeats,
+    the thinking a Chat client gets whole at its end, a freeform call whose shape is unexpected.
+    Streams pass through in constant memory otherwise; this is what keeps those cases bounded too.
+    """
+
+    __slots__ = ("limit", "used")
+
+    def __init__(self, limit: int = DEFAULT_MAX_ANSWER_BYTES) -> None:
+        self.limit = limit
+        self.used = 0
+
+    def take(self, text: str) -> None:
+        """Count ``text`` as kept; raises :class:`AnswerTooLarge` once the total passes the limit."""
+        self.used += len(text)
+        if self.used > self.limit:
+            raise AnswerTooLarge(f"the answer is larger than this bridge keeps of one answer (max_answer_bytes: "
+                                 f"{self.limit} bytes, for the client's final event)")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -48,6 +77,13 @@ class Context:
     drop_params: tuple[str, ...] = ()
     flavor: str | None = None  # "codex": the upstream is the ChatGPT Codex backend (formats.md §6.6)
     warnings: list[str] = field(default_factory=list)
+    budget: Budget = field(default_factory=Budget)  # what the answer's translators may keep
+
+
+def warn(ctx: Context, text: str) -> None:
+    """Report a loss once, and at most :data:`_MAX_WARNINGS` of them (an answer's are the upstream's doing)."""
+    if text not in ctx.warnings and len(ctx.warnings) < _MAX_WARNINGS:
+        ctx.warnings.append(text)
 
 
 # --- field readers: every bad field becomes a BadRequest naming it ------------------------------
@@ -239,11 +275,30 @@ def dump_bytes(obj: Any) -> bytes:
 
 
 def loads(data: str | bytes) -> Any:
-    """Parse JSON; raises ``ValueError`` with the json module's message when it is not JSON."""
+    """Parse JSON; raises ``ValueError`` with the json module's message when it is not JSON.
+
+    What orjson refuses gets a second, strict reading by the json module: escapes of lone surrogates
+    pass (JSON allows them), but ``NaN``, ``Infinity`` and numbers beyond a double are not JSON and would
+    quietly become ``null`` on the way out, and nesting deeper than the interpreter's stack is refused.
+    """
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError:
-        return json.loads(data)
+        try:
+            return json.loads(data, parse_constant=_no_constant, parse_float=_finite)
+        except RecursionError:
+            raise ValueError("JSON nested too deeply") from None
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"number {text[:40]} is beyond a double's range")
+    return value
 
 
 def json_str(text: str) -> str:
@@ -305,15 +360,18 @@ class InputUnwrapper:
     _START = re.compile(r'^\s*\{\s*"input"\s*:\s*"')
     _SPECIAL = re.compile(r'[\\"]')
 
-    def __init__(self) -> None:
-        self._raw: list[str] = []
+    def __init__(self, budget: Budget | None = None) -> None:
+        self._budget = budget or Budget()
+        self._raw: list[str] = []  # kept only while close() may need it: before and outside the expected shape
         self._head = ""  # text before the string value begins
         self._state = "seek"  # seek | str | esc | done | failed
         self._pending = ""  # an escape sequence split across fragments
         self._emitted = False
 
     def feed(self, fragment: str) -> str:
-        self._raw.append(fragment)
+        if self._state in ("seek", "failed"):
+            self._budget.take(fragment)
+            self._raw.append(fragment)
         if self._state == "seek":
             self._head += fragment
             m = self._START.match(self._head)

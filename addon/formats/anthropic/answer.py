@@ -37,6 +37,7 @@ from ..common import (
     plain_error,
     safe_tool_id,
     tool_lookup,
+    warn,
 )
 from .wire import NAME
 
@@ -173,14 +174,14 @@ class StreamParser:
                                tool_kind=tool.kind if tool else ToolKind.FUNCTION)
             events = [start]
             if start.tool_kind is ToolKind.CUSTOM:
-                self._unwrap[bid] = InputUnwrapper()
+                self._unwrap[bid] = InputUnwrapper(self._ctx.budget)
             else:
                 self._argless.add(bid)
             tool_input = block.get("input")
             text = dumps(tool_input if isinstance(tool_input, dict) else {}) if whole or tool_input else ""
             text = self._args(bid, text)
         else:
-            self._ctx.warnings.append(f"upstream content block {kind!r} has no equivalent and was dropped")
+            warn(self._ctx, f"upstream content block {kind!r} has no equivalent and was dropped")
             return []
         self._next_id += 1
         self._blocks[index] = bid

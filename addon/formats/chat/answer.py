@@ -100,6 +100,9 @@ def response_events(body: JSON, ctx: Context) -> list[Event]:
     return parser.chunk_events(chunk) + parser.close()
 
 
+_MAX_CALLS = 100_000  # tool calls one answer may have: the parser remembers each index to the end
+
+
 class StreamParser:
     """Chat chunks → IR events.
 
@@ -205,7 +208,7 @@ class StreamParser:
                                      tool_name=tool.name if tool else name, tool_kind=kind,
                                      tool_namespace=tool.namespace if tool else None))
             self._open = (self._next_id, BlockKind.TOOL_CALL, (index, call_id))
-            self._unwrap = InputUnwrapper() if kind is ToolKind.CUSTOM else None
+            self._unwrap = InputUnwrapper(self._ctx.budget) if kind is ToolKind.CUSTOM else None
             self._has_args = False
             self._next_id += 1
         args = function.get("arguments")
@@ -223,6 +226,8 @@ class StreamParser:
         self._open = None
         events: list[Event] = []
         if kind is BlockKind.TOOL_CALL:
+            if len(self._closed_indexes) >= _MAX_CALLS:
+                raise UpstreamProtocolError(f"upstream answer has more than {_MAX_CALLS} tool calls")
             self._closed_indexes.add(key[0])
             rest = self._unwrap.close() if self._unwrap else ("" if self._has_args else "{}")
             if rest:  # the unstreamable rest of a freeform input, or {} for a call with no arguments
@@ -334,6 +339,7 @@ class StreamEmitter:
                 if start.kind is BlockKind.TEXT:
                     return [self._framed(f'{{"content":{json_str(text)}}}')]
                 if start.kind is BlockKind.REASONING:
+                    self._ctx.budget.take(text)  # kept for the thinking block at its end
                     texts.append(text)
                     return [self._framed(f'{{"reasoning_content":{json_str(text)}}}')]
                 fragment = (f'"custom":{{"input":{json_str(text)}}}' if start.tool_kind is ToolKind.CUSTOM

@@ -40,6 +40,7 @@ from ..common import (
     json_or_none,
     json_str,
     tool_lookup,
+    warn,
 )
 from .wire import NAME, _reasoning_text, _summary
 
@@ -61,6 +62,7 @@ _CODE_TO_KIND = {
 }
 _KIND_TO_CODE = {ErrorKind.RATE_LIMIT: "rate_limit_exceeded", ErrorKind.OVERLOADED: "server_is_overloaded",
                  ErrorKind.INVALID_REQUEST: "invalid_prompt", ErrorKind.BILLING: "insufficient_quota"}
+_MAX_ITEMS = 100_000  # output items one answer may have: the parser remembers each (~200 bytes) to the end
 _ITEM_PREFIX = {BlockKind.TEXT: "msg_", BlockKind.REASONING: "rs_", BlockKind.TOOL_CALL: "fc_"}
 
 
@@ -221,7 +223,7 @@ class StreamParser:
         self._done = False
         self._next_id = 0
         self._item: _Item | None = None
-        self._seen: set[int] = set()  # output indexes already announced or skipped
+        self._seen: set[int] = set()  # output indexes already announced or skipped (at most _MAX_ITEMS)
         self._seen_ids: set[str] = set()
         self._tool_use = False
 
@@ -273,12 +275,14 @@ class StreamParser:
         if self._item is not None:
             raise UpstreamProtocolError(f"upstream started output item {index} before item {self._item.index} "
                                         "was done; the bridge follows one item at a time")
+        if len(self._seen) >= _MAX_ITEMS:
+            raise UpstreamProtocolError(f"upstream answer has more than {_MAX_ITEMS} output items")
         self._seen.add(index)
         if isinstance(wire.get("id"), str):
             self._seen_ids.add(wire["id"])
         kind = str(wire.get("type"))
         if kind not in ("message", "reasoning", "function_call", "custom_tool_call"):
-            self._ctx.warnings.append(f"upstream output item {kind!r} has no equivalent and was dropped")
+            warn(self._ctx, f"upstream output item {kind!r} has no equivalent and was dropped")
             return []
         self._item = item = _Item(index=index, type=kind)
         if kind == "message":
@@ -297,7 +301,7 @@ class StreamParser:
         else:
             kind = tool.kind if tool else ToolKind.FUNCTION
             if kind is ToolKind.CUSTOM:  # the client's freeform tool, called with {"input": "…"}
-                item.unwrap = InputUnwrapper()
+                item.unwrap = InputUnwrapper(self._ctx.budget)
         return BlockStart(block_id=self._next_id, kind=BlockKind.TOOL_CALL,
                           tool_call_id=str(wire.get("call_id") or self._ctx.new_id("call_")),
                           tool_name=tool.name if tool else name, tool_kind=kind,
@@ -493,6 +497,7 @@ class StreamEmitter:
         kind = item.start.kind
         if not text and kind is not BlockKind.TEXT:
             return []
+        self._ctx.budget.take(text)  # kept: output_item.done and the terminal event repeat the whole item
         item.texts.append(text)
         if kind is BlockKind.TEXT:
             self._text_seen = self._text_seen or bool(text)

@@ -1,0 +1,65 @@
+"""One log line per request, and the same summary on the flow (mitmweb's list, recorded flows).
+
+Only names and numbers are logged, never a key; whatever came from a peer (a model name, an
+upstream's message) goes through :func:`~addon.logconfig.clean`, so it cannot forge a line.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from mitmproxy import http
+
+from .ir import Usage
+from .logconfig import clean
+
+__all__ = ["log_flow", "model_label"]
+
+logger = logging.getLogger("bridge")
+
+
+def model_label(summary: dict[str, Any]) -> str:
+    model, upstream = summary.get("model", "-"), summary.get("upstream_model")
+    return clean(f"{model} → {upstream}" if upstream and upstream != model else model, 200)
+
+
+def log_flow(flow: http.HTTPFlow, summary: dict[str, Any], status: int | None, usage: Usage | None,
+             started: float, redact: Any = str) -> None:
+    """Formats, endpoint, models, status, tokens, time to first byte, duration; ``redact`` blanks
+    secrets in the upstream's words (an outcome, an error)."""
+    s = summary
+    for key in ("outcome", "error"):  # upstream words may echo a key
+        if isinstance(s.get(key), str):
+            s[key] = redact(s[key])
+    tokens = f"tokens {usage.total_input}/{usage.output_tokens}" if usage and usage.output_tokens is not None \
+        else "tokens ?"
+    resp = flow.response
+    first_byte = (round((resp.timestamp_start - flow.request.timestamp_start) * 1000)
+                  if resp and resp.timestamp_start and flow.request.timestamp_start else None)
+    ttfb = f"{first_byte} ms" if first_byte is not None else "-"
+    outcome = s.get("outcome", "")
+    notes = [outcome] if outcome.startswith(("error", "failed")) else []
+    if s.get("mode") == "rejected":
+        notes.append(f"rejected: {s.get('error')}")  # what was wrong, in the words the client got
+    if s.get("attempts", 1) > 1:
+        notes.append(f"after {s['attempts']} attempts")
+    notes += [f"dropped/approximated: {w}" for w in s.get("warnings", ())]
+    mode = {"conversion": "format conversion"}.get(s.get("mode", "-"), s.get("mode", "-"))
+    duration = (time.monotonic() - started) * 1000
+    logger.info("%s %s → %s | %s | endpoint %s | model %s | status %s | %s | first byte %s | %.0f ms%s",
+                mode, s.get("client_format"), s.get("upstream_format", "-"), s.get("operation"),
+                s.get("endpoint", "-"), model_label(s), status if status is not None else "-", tokens, ttfb,
+                duration, "".join(f" | {clean(n, 500)}" for n in notes))
+    # The same summary on the flow, for mitmweb's list and for recorded flows.
+    s.update(status=status, duration_ms=round(duration), first_byte_ms=first_byte)
+    if usage is not None:
+        s["usage"] = {"input": usage.total_input, "output": usage.output_tokens,
+                      "cache_read": usage.cache_read_tokens, "reasoning": usage.reasoning_tokens}
+    failed = status is None or status >= 400 or outcome.startswith(("error", "failed"))
+    flow.comment = (f"{'✗ ' if failed else ''}{s.get('client_format')} → {s.get('upstream_format', '-')} · "
+                    f"{s.get('endpoint', '-')} · {model_label(s)} · {status if status is not None else 'failed'}"
+                    f" · {tokens}")
+    if failed:
+        flow.marked = ":warning:"
