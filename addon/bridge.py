@@ -354,6 +354,8 @@ class Bridge:
         state.settle()
         if self._recording:
             state.upstream_head = record.upstream_head(resp)
+        if flow.request.http_version == "HTTP/1.0":
+            resp.headers.pop("transfer-encoding", None)  # not HTTP/1.0's: the body ends when the connection does
         if resp.raw_content is not None or not state.streams(resp):
             return  # whole (a replay, an error, a folded answer): handled in response()
         config = self.config
