@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import json
-import urllib.parse
 
 import pytest
 
@@ -33,8 +32,8 @@ SHAPES = {
     "DeepSeek (sk- 32 hex)": "sk-" + HEX64[:32],
     "Hugging Face (hf_)": "hf_" + R62[:34],
     "GitHub (ghp_)": "ghp_" + R62[:36],
-    "ChatGPT access token (JWT)": "eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJ1c2VyLTEyMyIsImV4cCI6MTc5MDAwMDAwMH0."
-                                  "SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c",
+    "ChatGPT access token (JWT)": ("eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJ1c2VyLTEyMyIsImV4cCI6MTc5MDAwMDAw"
+                                   "MH0.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c"),
 }
 # Keys without a prefix are caught where they stand: after a bearer scheme or a key-named field.
 IN_CONTEXT = {

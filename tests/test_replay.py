@@ -31,8 +31,8 @@ import pytest
 from mitmproxy import http, io
 
 from addon import replay
-from addon.config import Config, load_config
 from addon.access import CREDENTIAL_HEADERS
+from addon.config import Config, load_config
 from tests.conftest import MITMDUMP, ROOT, free_ports
 
 FLOWS = ROOT / "flows"
