@@ -64,13 +64,16 @@ class _Deflate:
 
     def __init__(self) -> None:
         self._z: _Zlib | None = None
+        self._head = b""  # the first byte, until the second tells which it is
 
     def __call__(self, data: bytes, limit: int) -> bytes:
         if self._z is None:
-            if not data:
+            data = self._head + data
+            if len(data) < 2 and data:
+                self._head = data
                 return b""
-            self._z = _Zlib(15 if len(data) >= 2 and (data[0] << 8 | data[1]) % 31 == 0 and data[0] & 0x0F == 8
-                            else -15)
+            zlib_header = len(data) >= 2 and (data[0] << 8 | data[1]) % 31 == 0 and data[0] & 0x0F == 8
+            self._z = _Zlib(15 if zlib_header else -15)
         return self._z(data, limit)
 
 

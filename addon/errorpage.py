@@ -75,16 +75,20 @@ def _answer(stream: Any, event: ResponseProtocolError) -> list[SendHttp] | None:
             SendHttp(ResponseData(sid, body), client), SendHttp(ResponseEndOfMessage(sid), client)]
 
 
-def _ending(stream: Any, event: ResponseProtocolError) -> list[SendHttp] | None:
-    """Mid-stream: the client format's error event and a clean end in place of a cut, or None."""
+def _ending(stream: Any, event: ResponseProtocolError, cut: SendHttp) -> list[SendHttp] | None:
+    """Mid-stream: the client format's error event and a clean end in place of a cut, or None. A body
+    that ends with its connection (HTTP/1.0) gets the error event, then the cut that ends it."""
     flow = stream.flow
     tail = _tails.pop(id(flow.request), None)
+    if tail is None:
+        return None
     http1 = not (flow.request.is_http2 or flow.request.is_http3)
-    if tail is None or (http1 and "chunked" not in flow.response.headers.get("transfer-encoding", "").lower()):
-        return None  # without chunked framing there is no clean end to give
     data = tail(event.message)
     client, sid = stream.context.client, stream.stream_id
-    return ([SendHttp(ResponseData(sid, data), client)] if data else []) + [SendHttp(ResponseEndOfMessage(sid), client)]
+    sent = [SendHttp(ResponseData(sid, data), client)] if data else []
+    if http1 and "chunked" not in flow.response.headers.get("transfer-encoding", "").lower():
+        return [*sent, cut]
+    return [*sent, SendHttp(ResponseEndOfMessage(sid), client)]
 
 
 def install() -> None:
@@ -116,7 +120,7 @@ def install() -> None:
                 except StopIteration:
                     return
                 if isinstance(command, SendHttp) and command.event is event:
-                    instead = _ending(self, event) if streaming else instead
+                    instead = _ending(self, event, command) if streaming else instead
                     if instead is not None:
                         yield from instead  # SendHttp commands return nothing
                         reply = None

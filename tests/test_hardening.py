@@ -414,3 +414,19 @@ def test_an_http_10_client_gets_a_stream_it_can_read(plain, mock) -> None:
     assert b"200" in head_part.split(b"\r\n")[0]
     assert b"transfer-encoding" not in head_part.lower()
     assert rest.rstrip().endswith(b'data: {"type":"message_stop"}') and b"hello old client" in rest
+
+
+def test_an_http_10_client_whose_stream_breaks_off_still_gets_the_error_event(plain, mock) -> None:
+    """Its body ends when the connection does, so a bare cut would look like a complete answer."""
+    mock.next_reply(Reply(text="partial answer " * 20, piece=10, cut_after=4))
+    payload = json.dumps(body("anthropic", "to-chat", stream=True)).encode()
+    head = (b"POST /v1/messages HTTP/1.0\r\nhost: x\r\ncontent-type: application/json\r\n"
+            b"anthropic-version: 2023-06-01\r\ncontent-length: " + str(len(payload)).encode() + b"\r\n\r\n")
+    with socket.create_connection(("127.0.0.1", plain.port), timeout=10) as s:
+        s.sendall(head + payload)
+        raw = b""
+        while data := s.recv(65536):
+            raw += data
+    rest = raw.partition(b"\r\n\r\n")[2]
+    assert b"message_stop" not in rest
+    assert b"event: error" in rest and b"broke off" in rest
