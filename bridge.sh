@@ -2,7 +2,8 @@
 # ./bridge.sh run [mitmdump args…]   install (once) and run the bridge with config.yaml on 127.0.0.1:8080
 # ./bridge.sh test [pytest args…]    install (once) and run the test suite
 # ./bridge.sh bench [--quick …]      install (once) and run the side-by-side benchmark (README "Benchmark");
-#                                    `./bridge.sh bench micro`: the in-process translator micro-benchmark
+#                                    `./bridge.sh bench micro`: the in-process translator micro-benchmark;
+#                                    `./bridge.sh bench limits [--quick]`: memory bounds under hostile traffic
 # ./bridge.sh record NAME [args…]    run the bridge like `run`, recording the session into flows/NAME.flow (Ctrl-C ends it)
 # ./bridge.sh bless [flows/x.flow…]  re-translate fixtures (default: all) with today's code and flows/config.yaml
 set -euo pipefail
@@ -54,6 +55,7 @@ case "$cmd" in
         exec .venv/bin/python -m flows.bless "$@" ;;
   bench) install requirements-dev.txt
         if [ "${1:-}" = micro ]; then shift; exec .venv/bin/python -m bench.micro "$@"; fi
+        if [ "${1:-}" = limits ]; then shift; exec .venv/bin/python -m bench.limits "$@"; fi
         exec .venv/bin/python -m bench.run "$@" ;;
   *)    echo "usage: $0 run|test|record NAME|bless|bench [args…]" >&2; exit 2 ;;
 esac

@@ -16,10 +16,10 @@ import pytest
 import zstandard
 
 from addon.decompress import Corrupt, TooLarge, decode_body, decoder_for
+from addon.errors import UpstreamProtocolError
 from addon.formats import anthropic as A
 from addon.formats import chat as C
 from addon.formats import responses as R
-from addon.errors import UpstreamProtocolError
 from addon.formats.common import AnswerTooLarge, Budget, Context, InputUnwrapper, warn
 from addon.ir import BlockDelta, BlockKind, BlockStart, MessageStart
 from addon.sse import SSEDecoder
@@ -167,7 +167,7 @@ def test_the_private_mitmproxy_names_the_body_limits_need_are_still_there() -> N
     from mitmproxy.proxy.layers.http._hooks import HttpErrorHook
 
     check = HttpStream.check_body_size
-    assert inspect.isgeneratorfunction(check) and getattr(check, "_bridge_patched", False) or \
+    assert (inspect.isgeneratorfunction(check) and getattr(check, "_bridge_patched", False)) or \
         "self.request_body_buf" in inspect.getsource(check)
     source = inspect.getsource(HttpStream)
     for name in ("self.check_body_size(True)", "self.check_body_size(False)", "request_body_buf",
