@@ -15,8 +15,14 @@ every chunk otherwise. This module wraps it, for the flows the bridge registers,
 * **an answer limit**: a buffered upstream answer past it fails the flow with the bridge's answer (502
   in the client's format) and closes the upstream connection.
 
-Flows the bridge did not register keep mitmproxy's own behaviour. ``tests/test_bodylimit.py`` pins the
-private names used here, so a mitmproxy upgrade that moves them fails loudly.
+Flows the bridge did not register keep mitmproxy's own behaviour.
+
+Before any of that, a message head: mitmproxy's HTTP/1 reader keeps reading a request or response head
+that never ends ("FIXME: protect against header size DoS" in its source), so a peer could fill the
+memory before any hook, the access rule's included, ever runs. Heads are cut at :data:`MAX_HEAD`: a
+client gets 431 and the connection closes; an upstream's answer fails as a protocol error (502 in the
+client's format, errorpage.py). ``tests/test_bounds.py`` pins the private names used here, so a
+mitmproxy upgrade that moves them fails loudly.
 """
 
 from __future__ import annotations
@@ -28,7 +34,9 @@ from typing import Any
 from mitmproxy import flow as mflow
 from mitmproxy import http
 from mitmproxy.net.http.http1 import expected_http_body_size
+from mitmproxy.proxy import commands, events
 from mitmproxy.proxy.layers.http import HttpStream, SendHttp
+from mitmproxy.proxy.layers.http._base import ReceiveHttp
 from mitmproxy.proxy.layers.http._events import (
     ErrorCode,
     RequestProtocolError,
@@ -38,8 +46,11 @@ from mitmproxy.proxy.layers.http._events import (
     ResponseProtocolError,
 )
 from mitmproxy.proxy.layers.http._hooks import HttpErrorHook
+from mitmproxy.proxy.layers.http._http1 import Http1Client, Http1Server, make_error_response
 
-__all__ = ["install", "limit", "refuse", "answer", "forget", "Policy"]
+__all__ = ["install", "limit", "refuse", "answer", "forget", "Policy", "MAX_HEAD"]
+
+MAX_HEAD = 64 * 1024  # a request or response head (a real one is a few KB; nginx allows 32 KB)
 
 
 @dataclass(slots=True, kw_only=True)
@@ -144,11 +155,36 @@ def _answer_now(stream: Any, message: str, *, request: bool) -> Generator[Any, A
     forget(flow.request)
 
 
+def _cap_heads() -> None:
+    server_original, client_original = Http1Server.read_headers, Http1Client.read_headers
+
+    def server_read_headers(self: Any, event: Any) -> Generator[Any, Any, None]:
+        yield from server_original(self, event)
+        if self.state == self.read_headers and len(self.buf) > MAX_HEAD:  # still no end of the head
+            yield commands.SendData(self.conn, make_error_response(431, f"request head over {MAX_HEAD} bytes"))
+            yield commands.CloseConnection(self.conn)
+            self.buf = type(self.buf)()  # what it held is dropped now, not when the connection object goes
+            self.state = self.done
+
+    def client_read_headers(self: Any, event: Any) -> Generator[Any, Any, None]:
+        yield from client_original(self, event)
+        if self.state == self.read_headers and len(self.buf) > MAX_HEAD and self.stream_id is not None and \
+                isinstance(event, events.DataReceived):
+            yield commands.CloseConnection(self.conn)
+            yield ReceiveHttp(ResponseProtocolError(self.stream_id, f"the upstream's response head is over "
+                                                    f"{MAX_HEAD} bytes", ErrorCode.GENERIC_SERVER_ERROR))
+            self.state = self.done
+
+    Http1Server.read_headers = server_read_headers  # type: ignore[method-assign]
+    Http1Client.read_headers = client_read_headers  # type: ignore[method-assign]
+
+
 def install() -> None:
     """Patch once; idempotent (mitmproxy reloads scripts)."""
     original = HttpStream.check_body_size
     if getattr(original, "_bridge_patched", False):
         return
+    _cap_heads()
 
     def check_body_size(self: Any, request: bool) -> Generator[Any, Any, bool]:
         policy = _policies.get(id(self.flow.request)) if getattr(self, "flow", None) is not None else None

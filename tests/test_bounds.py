@@ -176,3 +176,13 @@ def test_the_private_mitmproxy_names_the_body_limits_need_are_still_there() -> N
     assert ErrorCode.REQUEST_TOO_LARGE and ErrorCode.RESPONSE_TOO_LARGE and HttpErrorHook
     assert {"code", "message"} <= set(ResponseProtocolError.__dataclass_fields__) & set(
         RequestProtocolError.__dataclass_fields__)
+
+
+def test_the_private_mitmproxy_names_the_head_cap_needs_are_still_there() -> None:
+    from mitmproxy.proxy.layers.http import _http1
+
+    for cls in (_http1.Http1Server, _http1.Http1Client):
+        assert inspect.isgeneratorfunction(cls.read_headers)
+        assert hasattr(cls, "done") and hasattr(cls, "buf") or "self.buf" in inspect.getsource(_http1)
+    assert callable(_http1.make_error_response)
+    assert _http1.make_error_response(431, "x").startswith(b"HTTP/1.1 431")

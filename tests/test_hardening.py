@@ -430,3 +430,47 @@ def test_an_http_10_client_whose_stream_breaks_off_still_gets_the_error_event(pl
     rest = raw.partition(b"\r\n\r\n")[2]
     assert b"message_stop" not in rest
     assert b"event: error" in rest and b"broke off" in rest
+
+
+def test_a_request_head_that_never_ends_is_cut(plain) -> None:
+    """mitmproxy reads a request head without a bound (its own FIXME): 300 MB of one header took 300 MB,
+    before any hook (the access rule's included) could run. Now: 431 past 64 KiB, and the connection closes."""
+    received = b""
+    with socket.create_connection(("127.0.0.1", plain.port), timeout=5) as s:
+        s.sendall(b"POST /v1/messages HTTP/1.1\r\nhost: x\r\nx-long: ")
+        try:
+            for _ in range(200):  # up to 12.5 MiB
+                s.sendall(b"a" * 65536)
+        except (ConnectionResetError, BrokenPipeError):
+            pass
+        try:
+            while data := s.recv(65536):
+                received += data
+        except (ConnectionResetError, TimeoutError):
+            pass
+    assert received.startswith(b"HTTP/1.1 431"), received[:100]
+
+
+def test_an_upstream_head_that_never_ends_is_a_502_in_the_clients_format(bridge_config, tmp_path) -> None:
+    import threading
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+
+    def serve() -> None:
+        conn, _ = server.accept()
+        with conn:
+            conn.recv(65536)
+            try:
+                conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nx-long: ")
+                for _ in range(200):
+                    conn.sendall(b"b" * 65536)
+            except OSError:
+                pass  # the bridge closed it: what this test wants
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    proc = bridge_config({"endpoints": [{"name": "endless", "url_openai": f"http://127.0.0.1:{port}/v1"}]})
+    r = post(proc, "anthropic", body("anthropic", "any-model"))
+    thread.join(10)
+    server.close()
+    assert r.status_code == 502 and r.json()["type"] == "error", r.text[:300]
+    assert "head is over" in r.json()["error"]["message"]
