@@ -183,6 +183,7 @@ def test_the_private_mitmproxy_names_the_head_cap_needs_are_still_there() -> Non
 
     for cls in (_http1.Http1Server, _http1.Http1Client):
         assert inspect.isgeneratorfunction(cls.read_headers)
-        assert hasattr(cls, "done") and hasattr(cls, "buf") or "self.buf" in inspect.getsource(_http1)
+        assert hasattr(cls, "done") and "self.state == self.read_headers" not in inspect.getsource(cls)
+    assert "self.buf = ReceiveBuffer()" in inspect.getsource(_http1.Http1Connection.__init__)
     assert callable(_http1.make_error_response)
     assert _http1.make_error_response(431, "x").startswith(b"HTTP/1.1 431")
