@@ -4,6 +4,9 @@ Shape (unknown keys are rejected so a typo never passes silently; README "Config
 
     client_keys_env: [BRIDGE_CLIENT_KEY]    # env vars holding the keys clients must present (optional)
     intercept_hosts: [api.anthropic.com]    # regular/upstream proxy mode: the hosts the bridge acts on
+    max_request_bytes: 33554432             # a request body, as sent and decompressed
+    max_answer_bytes: 33554432              # a whole answer, or what a stream's translation keeps
+    max_relay_connections: 1000             # the failover relay's upstream connections at once
     endpoints:                              # matched by model, by priority, then file order
       - name: local
         models: ["claude-*", "gpt-5*"]            # globs of the model names it serves (default: all)
