@@ -48,9 +48,12 @@ from mitmproxy.proxy.layers.http._events import (
 from mitmproxy.proxy.layers.http._hooks import HttpErrorHook
 from mitmproxy.proxy.layers.http._http1 import Http1Client, Http1Server, make_error_response
 
-__all__ = ["install", "limit", "refuse", "answer", "forget", "Policy", "MAX_HEAD"]
+__all__ = ["install", "limit", "refuse", "answer", "forget", "Policy", "MAX_HEAD", "DISCARD"]
 
 MAX_HEAD = 64 * 1024  # a request or response head (a real one is a few KB; nginx allows 32 KB)
+# What a refused request may still send before its connection closes: a client that writes its whole
+# body before it reads (most SDKs) gets its 401/413 then, not a reset, when the body is no bigger.
+DISCARD = 1024 * 1024
 
 
 @dataclass(slots=True, kw_only=True)
@@ -98,7 +101,7 @@ def _request_body(stream: Any, policy: Policy) -> Generator[Any, Any, bool]:
     if policy.discard is None and policy.request_limit is not None and len(buf) > policy.request_limit:
         assert policy.too_large is not None
         stream.flow.response = policy.too_large()
-        policy.discard = policy.request_limit
+        policy.discard = policy.request_limit + DISCARD
     if policy.discard is None:
         return False
     policy.dropped += len(buf)
@@ -126,10 +129,11 @@ def _answer_body(stream: Any, policy: Policy) -> Generator[Any, Any, bool]:
     flow.response = policy.answer_too_large(limit)
     stream.response_body_buf.clear()
     message = f"the upstream's answer exceeds {limit} bytes"
-    flow.error = mflow.Error(message)
-    yield HttpErrorHook(flow)  # the addon logs it with the status the client gets
+    # the upstream connection first: nothing more of this answer is wanted
     yield SendHttp(RequestProtocolError(stream.stream_id, message, ErrorCode.RESPONSE_TOO_LARGE), stream.context.server)
     stream.server_state = stream.state_errored
+    flow.error = mflow.Error(message)
+    yield HttpErrorHook(flow)  # the addon logs it with the status the client gets
     yield from _answer_now(stream, message, request=False)
     return True
 

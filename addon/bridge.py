@@ -245,7 +245,7 @@ class Bridge:
         length = req.headers.get("content-length", "")
         if length.isdigit() and int(length) > limit:
             flow.response = too_large()  # answered without reading the body
-            bodylimit.refuse(req, discard=limit)
+            bodylimit.refuse(req, discard=min(limit, bodylimit.DISCARD))
         else:
             bodylimit.limit(req, bodylimit.Policy(request_limit=limit, too_large=too_large))
 

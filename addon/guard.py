@@ -105,7 +105,7 @@ class Guard:
         op = detect(req.method, req.path, anthropic_headers(req.headers))
         client_format = op.client_format if op else "anthropic" if anthropic_headers(req.headers) else "chat"
         flow.response = answer_refused(flow, client_format, op.kind if op else "other", err)
-        bodylimit.refuse(req, discard=config.max_request_bytes)
+        bodylimit.refuse(req, discard=min(config.max_request_bytes, bodylimit.DISCARD))
 
     @staticmethod
     def _strip(flow: http.HTTPFlow, config: Config) -> None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from .errors import UpstreamProtocolError
 
-__all__ = ["SSEEvent", "SSEDecoder", "encode_event"]
+__all__ = ["DEFAULT_MAX_EVENT_SIZE", "SSEEvent", "SSEDecoder", "encode_event"]
 
 DEFAULT_MAX_EVENT_SIZE = 16 * 1024 * 1024
 

@@ -25,7 +25,7 @@ from .errors import BadRequest, BridgeError, ErrorKind, UpstreamError, UpstreamP
 from .formats import FORMATS, EventEmitter, EventParser, Format
 from .formats.common import JSON, Context, dump_bytes, dumps, loads, rename_model
 from .ir import Event, Finish, MessageStart, Request, StreamError, ToolCall, ToolResult, Usage, UsageUpdate
-from .sse import SSEDecoder, SSEEvent, encode_event
+from .sse import DEFAULT_MAX_EVENT_SIZE, SSEDecoder, SSEEvent, encode_event
 
 __all__ = ["Exchange", "ModelRenamer", "StreamTranslator", "answer_format", "cut_tail", "error_response",
            "parse_answer_body", "parse_json_body"]
@@ -141,7 +141,8 @@ class Exchange:
         return content_type.startswith(SSE_TYPE) or (not content_type and self.upstream_stream)
 
     def stream(self) -> StreamTranslator:
-        return StreamTranslator(self.upstream.StreamParser(self.ctx), self.client.StreamEmitter(self.ctx), self.redact)
+        return StreamTranslator(self.upstream.StreamParser(self.ctx), self.client.StreamEmitter(self.ctx), self.redact,
+                                max_event=self.ctx.budget.limit)
 
     def error(self, err: BridgeError) -> tuple[int, str, bytes]:
         return error_response(self.client, _redacted(err, self.redact))
@@ -231,9 +232,12 @@ class StreamTranslator:
     when it is not.
     """
 
-    def __init__(self, parser: EventParser, emitter: EventEmitter, redact: Callable[[str], str] = str) -> None:
+    def __init__(self, parser: EventParser, emitter: EventEmitter, redact: Callable[[str], str] = str,
+                 max_event: int = DEFAULT_MAX_EVENT_SIZE) -> None:
+        """``max_event``: the largest upstream event read whole; a Responses upstream's closing events each
+        repeat the whole answer, so the endpoint's answer limit (``max_answer_bytes``) is the natural one."""
         self._redact = redact
-        self._decoder = SSEDecoder()
+        self._decoder = SSEDecoder(max_event)
         self._parser = parser
         self._emitter = emitter
         self.failed: BridgeError | None = None

@@ -6,9 +6,11 @@ message, terminal event) and mitmdump's peak resident memory during the exchange
 than ``BOUND_MIB`` over its level before (case 7; ``PeakRss``: the kernel's ``VmHWM`` after resetting
 it). Every size is well past the bound: a bridge that keeps one copy of the body fails.
 
-1. streams of ``STREAM`` bytes to Anthropic and Chat clients, from every upstream format (translated,
-   passed through, and through the failover relay) complete with their terminal event; a Responses
-   upstream is realistic: its closing events each repeat all the text (four events of 400 MiB);
+1. streams of ``STREAM`` bytes to Anthropic and Chat clients, from Anthropic and Chat upstreams
+   (translated, passed through, and through the failover relay) complete with their terminal event; a
+   Responses upstream is realistic: its closing events each repeat all the text (four events of 400
+   MiB), which no bridge can read past ``max_answer_bytes``: its stream ends with the client's error
+   event;
 2. to a Responses client they end with ``response.failed`` naming ``max_answer_bytes``;
 3. non-streamed answers over ``max_answer_bytes``, plain or a decompression bomb, get a 502 in the
    client's format naming ``max_answer_bytes``;
@@ -131,11 +133,9 @@ def send_bomb(fmt: str, encoding: str, key: str | None = None) -> Callable[[int]
 
 STREAMS = [  # (client, upstream, kind, relay)
     ("anthropic", "chat", "text", False),
-    ("anthropic", "responses", "text", False),  # the upstream's closing events each repeat all 400 MiB
     ("anthropic", "anthropic", "text", False),  # pass-through
     ("anthropic", "chat", "tool", False),
     ("chat", "anthropic", "text", False),
-    ("chat", "responses", "tool", False),
     ("chat", "chat", "text", False),  # pass-through
     ("chat", "anthropic", "text", True),
 ]
@@ -146,6 +146,20 @@ STREAMS = [  # (client, upstream, kind, relay)
 def test_a_long_stream_completes(open_bridge: Live, client: str, up: str, kind: str, relay: bool) -> None:
     run(open_bridge, ask(client, Answer(up, "sse", kind, STREAM, relay=relay)),
         lambda out: expect_complete(client, out, STREAM))
+
+
+FROM_RESPONSES = [("anthropic", "text"), ("chat", "tool")]
+
+
+@pytest.mark.parametrize(("client", "kind"), FROM_RESPONSES, ids=[f"{_SHORT[c]}-R-{k}" for c, k in FROM_RESPONSES])
+def test_a_long_stream_from_a_responses_upstream_ends_with_the_error_event(open_bridge: Live, client: str,
+                                                                           kind: str) -> None:
+    """Its closing events (output_text.done, output_item.done, response.completed) each repeat all 400 MiB:
+    an event is read whole, so past max_answer_bytes the stream ends with the client's error event."""
+    def check(out: Outcome) -> list[str]:
+        problems = expect_error_event(client, out)
+        return problems + ([] if out.received > STREAM else ["the streamed text did not reach the client first"])
+    run(open_bridge, ask(client, Answer("responses", "sse", kind, STREAM)), check)
 
 
 # --- 2. a Responses client keeps at most max_answer_bytes --------------------------------------------------
