@@ -278,15 +278,13 @@ class Bridge:
             made.append(_new_id(prefix))
             return made[-1]
         now = int(time.time())
-        own = [v for v in presented(_pairs(req.headers), req.url) if len(v) >= _SEEN_MIN]
         redact = self._redact.also(self._learn(req))
         p = plan(config, op, req.path, req.headers, body, new_id, now, method=req.method, redact=redact)
         flow.metadata["bridge"] = p.summary
         if self._recording:  # what a recorded flow needs to be translated again (addon/replay.py)
             flow.metadata[replay.CLIENT_REQUEST] = record.client_request(flow, body)
             flow.metadata[replay.IDS] = {"now": now, "ids": made}
-        scrub = Redactor([*self._redact.values, *own])
-        state = _Flow(p, redact, scrub)
+        state = _Flow(p, redact, Redactor())
         log = config.logging
         self._log_body(f"request body from the client ({op.client_format})", body, log.log_request_body, redact)
         if p.body is not None and p.answer is None:
@@ -320,6 +318,11 @@ class Bridge:
                 req.headers.pop(name, None)
             if url != req.url:
                 req.url = url
+        # What the upstream was given is what it can echo: every byte of its answer is scrubbed of that.
+        sent = presented(_pairs(req.headers), req.url)
+        for attempt in state.job.attempts if state.job else ():
+            sent += presented(attempt.headers, attempt.url)
+        state.scrub = Redactor.of(v for v in sent if len(v) >= _SEEN_MIN or v in self._redact.values)
         if state.job is not None:  # the flow shows the first attempt; the relay makes them all
             req.url = self.relay.register(state.job)
         else:  # an unreachable upstream is answered in the client's format, not as mitmproxy's HTML page

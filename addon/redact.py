@@ -36,26 +36,43 @@ __all__ = ["MARK", "SHAPES", "Redactor", "EventScrubber", "encoded_forms", "reda
 MARK = "[REDACTED]"
 _MIN_VALUE = 4  # shorter configured "keys" are placeholders; blanking them would mangle ordinary text
 _MIN_ENCODED = 16  # an encoded form shorter than this could occur by chance
+_SEARCH_BELOW = 4096
+_MADE_MAX = 64
 
 _TOKEN = r"[A-Za-z0-9._~+/=-]"
-_ALONE = r"(?<![A-Za-z0-9_-])"  # nothing key-like right before: "task-…" never matches "sk-…"
-# (pattern, group to blank: 0 = all). Sources: each provider's API-key docs (2026).
-SHAPES: tuple[tuple[re.Pattern[str], int], ...] = tuple((re.compile(p), g) for p, g in (
+
+
+def _alone(prefix: str) -> str:
+    """``prefix`` with nothing key-like right before it ("task-…" never matches "sk-…"), written literal
+    first so that the regex engine can search for the prefix instead of trying every position."""
+    literal = re.escape(prefix)
+    return f"{literal}(?<![A-Za-z0-9_-]{literal})"
+
+
+_KEY_FIELDS = (*(f"{a}{sep}{b}" for a, b in (("api", "key"), ("access", "token"), ("auth", "token"), ("secret", "key"),
+                                             ("client", "secret")) for sep in ("_", "-", "")), "password")
+# (pattern, group to blank: 0 = all, substrings one of which must be present). Sources: each provider's
+# API-key documentation (2026).
+_SHAPE_SOURCES: tuple[tuple[str, int, tuple[str, ...]], ...] = (
     # OpenAI sk-…, sk-proj-…, sk-svcacct-…, sk-admin-…; Anthropic sk-ant-api03-…, sk-ant-oat01-…;
     # OpenRouter sk-or-v1-<64 hex>; DeepSeek sk-<32 hex>
-    (_ALONE + r"sk-[A-Za-z0-9_-]{20,}", 0),
-    (_ALONE + r"AIza[0-9A-Za-z_-]{35}", 0),  # Google API keys (Gemini)
-    (_ALONE + r"gsk_[A-Za-z0-9]{20,}", 0),  # Groq
-    (_ALONE + r"xai-[A-Za-z0-9_-]{20,}", 0),  # xAI
-    (_ALONE + r"(?:hf_[A-Za-z0-9]{30,}|gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{30,})", 0),  # HF, GitHub
+    (_alone("sk-") + r"[A-Za-z0-9_-]{20,}", 0, ()),
+    (_alone("AIza") + r"[0-9A-Za-z_-]{35}", 0, ()),  # Google API keys (Gemini)
+    (_alone("gsk_") + r"[A-Za-z0-9]{20,}", 0, ()),  # Groq
+    (_alone("xai-") + r"[A-Za-z0-9_-]{20,}", 0, ()),  # xAI
+    (_alone("hf_") + r"[A-Za-z0-9]{30,}", 0, ()),  # Hugging Face
+    (r"(?:" + _alone("gh") + r"[pousr]_[A-Za-z0-9]{30,}|" + _alone("github_pat_") + r"[A-Za-z0-9_]{30,})", 0, ()),
     # JWTs: ChatGPT access tokens (the Codex backend's key), OAuth id tokens
-    (_ALONE + r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}", 0),
+    (_alone("eyJ") + r"[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}", 0, ()),
     # a bearer token (Mistral's keys have no prefix): long, with a digit, so "Bearer authentication" stays
-    (r"(?i:\bbearer)\s+((?=" + _TOKEN + r"*[0-9])" + _TOKEN + r"{16,})", 1),
+    (r"(?i:\bbearer)\s+((?=" + _TOKEN + r"*[0-9])" + _TOKEN + r"{16,})", 1, ("earer", "EARER")),
     # a value after a key-named field: Azure's `api-key: <32 hex>`, `"api_key": "…"`, `secret=…`
     (r"(?i)(?<![A-Za-z0-9])(?:x-goog-|x-)?(?:api[-_]?key|apikey|access[-_]?token|auth[-_]?token|secret[-_]?key|"
-     r"client[-_]?secret|password)[\"']?\s*[:=]\s*[\"']?(" + _TOKEN + r"{16,})", 1),
-))
+     r"client[-_]?secret|password)[\"']?\s*[:=]\s*[\"']?(" + _TOKEN + r"{16,})", 1,
+     _KEY_FIELDS),
+)
+SHAPES: tuple[tuple[re.Pattern[str], int], ...] = tuple((re.compile(p), g) for p, g, _ in _SHAPE_SOURCES)
+_NEEDLES = tuple(needles for _, _, needles in _SHAPE_SOURCES)  # a cheap test before a costly pattern
 
 
 def encoded_forms(value: str) -> list[str]:
@@ -91,7 +108,18 @@ class Redactor:
     @classmethod
     def from_env(cls, env_names: Iterable[str], values: Iterable[str] = ()) -> Redactor:
         """The values of these environment variables (read now) and ``values``."""
-        return cls([*(os.environ.get(name) or "" for name in env_names), *values])
+        return cls.of([*(os.environ.get(name) or "" for name in env_names), *values])
+
+    @classmethod
+    def of(cls, values: Iterable[str]) -> Redactor:
+        """A redactor for these values, made once: building one (every encoded form, one pattern) takes
+        far longer than a request may spend, and requests present the same keys again and again."""
+        key = tuple(sorted({v for v in values if v and len(v) >= _MIN_VALUE}))
+        found = _MADE.pop(key, None) or cls(key)
+        _MADE[key] = found  # most recently used last
+        while len(_MADE) > _MADE_MAX:
+            del _MADE[next(iter(_MADE))]
+        return found
 
     @property
     def values(self) -> list[str]:
@@ -104,12 +132,17 @@ class Redactor:
     def also(self, values: Iterable[str]) -> Redactor:
         """This redactor, plus more secrets (a request's own credentials)."""
         extra = [v for v in values if v and v not in self._values]
-        return Redactor([*self._values, *extra]) if extra else self
+        return Redactor.of([*self._values, *extra]) if extra else self
 
     def __call__(self, text: str) -> str:
         if self._pattern is not None:
             text = self._pattern.sub(MARK, text)
-        for pattern, group in SHAPES:
+        folded: str | None = None
+        for (pattern, group), needles in zip(SHAPES, _NEEDLES, strict=True):
+            if needles:  # case-insensitive patterns try every position: only where a word of theirs occurs
+                folded = text.lower() if folded is None else folded
+                if not any(n.lower() in folded for n in needles):
+                    continue
             text = pattern.sub(_blank(group), text)
         return text
 
@@ -118,14 +151,24 @@ class Redactor:
         return self._pattern.sub(MARK, text) if self._pattern is not None else text
 
     def scrub(self, data: bytes) -> bytes:
-        """Known values only (every form), for answers: cheap when none occurs, which is always but once."""
-        if self._pattern_bytes is None or not any(f in data for f in self._forms_bytes):
+        """Known values only (every form), for answers: cheap when none occurs, which is always but once.
+        One pattern search is quicker on an event (a few hundred bytes), a substring test per form on
+        a large chunk (measured: 1.6 µs against 5.7 µs on an event, 714 µs against 111 µs on 63 KB)."""
+        if self._pattern_bytes is None:
+            return data
+        if len(data) < _SEARCH_BELOW:
+            if self._pattern_bytes.search(data) is None:
+                return data
+        elif not any(f in data for f in self._forms_bytes):
             return data
         return self._pattern_bytes.sub(MARK.encode(), data)
 
     def bytes(self, data: bytes) -> bytes:  # last: below this line, "bytes" in the class would be this method
         """The same as calling it, for a body; bytes that are not UTF-8 pass through unchanged."""
         return self(data.decode("utf-8", "surrogateescape")).encode("utf-8", "surrogateescape")
+
+
+_MADE: dict[tuple[str, ...], Redactor] = {}  # Redactor.of: the redactors made lately, by their values
 
 
 def _blank(group: int) -> str | Callable[[re.Match[str]], str]:
@@ -165,6 +208,8 @@ class EventScrubber:
 
 def _event_end(buf: bytes) -> int:
     """The index just past the last blank line (an event's end, with any of SSE's line ends), or -1."""
+    if buf.endswith(b"\n\n"):  # nearly every chunk: whole events
+        return len(buf)
     ends = [i + len(sep) for sep in (b"\n\n", b"\r\r", b"\r\n\r\n") if (i := buf.rfind(sep)) >= 0]
     return max(ends, default=-1)
 
