@@ -30,8 +30,8 @@ from addon import bodylimit, errorpage, formats, record, replay, views  # noqa: 
 from addon.access import is_loopback, presented, strip  # noqa: E402
 from addon.adapter import STREAM_CHUNK_LIMIT, StreamAdapter  # noqa: E402
 from addon.config import Config, ConfigError, load_config  # noqa: E402
-from addon.decompress import TooLarge, decode_body, decoder_for  # noqa: E402
-from addon.errors import BadRequest, BridgeError, ErrorKind, UpstreamError, UpstreamProtocolError  # noqa: E402
+from addon.decompress import Corrupt, TooLarge, UnknownEncoding, decode_body, decoder_for  # noqa: E402
+from addon.errors import BridgeError, ErrorKind, UpstreamError, UpstreamProtocolError  # noqa: E402
 from addon.flowlog import log_flow, model_label  # noqa: E402
 from addon.guard import Guard, answer_refused  # noqa: E402
 from addon.logconfig import apply, body_for_log, clean  # noqa: E402
@@ -266,10 +266,9 @@ class Bridge:
         except TooLarge:
             flow.response = answer_refused(flow, client.NAME, op.kind, _too_large(config.max_request_bytes))
             return
-        except ValueError as e:
-            err: BridgeError = BadRequest(str(e), param="content-encoding")
-            if "not supported" in str(e):
-                err = BridgeError(str(e), status=415, kind=ErrorKind.INVALID_REQUEST, param="content-encoding")
+        except (UnknownEncoding, Corrupt) as e:
+            err = BridgeError(str(e), status=415 if isinstance(e, UnknownEncoding) else 400,
+                              kind=ErrorKind.INVALID_REQUEST, param="content-encoding")
             flow.response = answer_refused(flow, client.NAME, op.kind, err)
             return
         made: list[str] = []  # every id the bridge makes for this flow, so a replay can make the same

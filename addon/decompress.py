@@ -23,7 +23,7 @@ from collections.abc import Callable
 import brotli  # type: ignore[import-untyped]
 import zstandard
 
-__all__ = ["TooLarge", "Corrupt", "decoder_for", "decode_body", "ENCODINGS"]
+__all__ = ["TooLarge", "Corrupt", "UnknownEncoding", "decoder_for", "decode_body", "ENCODINGS"]
 
 ENCODINGS = ("identity", "gzip", "x-gzip", "deflate", "br", "zstd")
 _ZSTD_SLICE = 256
@@ -40,6 +40,10 @@ class TooLarge(ValueError):
 
 class Corrupt(ValueError):
     """The bytes are not valid in their encoding."""
+
+
+class UnknownEncoding(ValueError):
+    """A ``content-encoding`` not known here."""
 
 
 class _Zlib:
@@ -145,11 +149,11 @@ def decoder_for(encoding: str, limit: int) -> Callable[[bytes], bytes] | None:
 def decode_body(raw: bytes, encoding: str, limit: int) -> bytes:
     """A whole body decoded (``identity`` or none: as it is), at most ``limit`` bytes.
 
-    Raises :class:`TooLarge` past the limit, ``ValueError`` for an unknown encoding or corrupt data.
+    Raises :class:`TooLarge` past the limit, :class:`UnknownEncoding`, or :class:`Corrupt`.
     """
     step = _make(encoding)
     if step is None:
-        raise ValueError(f"content-encoding {encoding!r} is not supported (supported: {', '.join(ENCODINGS)})")
+        raise UnknownEncoding(f"content-encoding {encoding!r} is not supported (supported: {', '.join(ENCODINGS)})")
     if step is _identity:
         if len(raw) > limit:
             raise TooLarge(limit)

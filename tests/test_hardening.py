@@ -164,9 +164,12 @@ def test_a_compressed_request_within_the_limit_is_served(plain, mock) -> None:
     assert mock.last.json["model"] == "to-anthropic"
 
 
-def test_an_unknown_content_encoding_is_a_415(plain, mock) -> None:
+def test_an_unknown_content_encoding_is_a_415_and_a_corrupt_one_a_400(plain, mock) -> None:
     r = post(plain, "chat", b"\x00\x01", {"content-encoding": "snappy"})
     assert r.status_code == 415 and "snappy" in r.json()["error"]["message"]
+    r = post(plain, "chat", b"this is not gzip", {"content-encoding": "gzip"})
+    assert r.status_code == 400 and "not valid gzip" in r.json()["error"]["message"]
+    assert not mock.requests
 
 
 @pytest.mark.parametrize("client", CLIENTS)
