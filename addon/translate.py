@@ -34,26 +34,24 @@ SSE_TYPE = "text/event-stream"
 JSON_TYPE = "application/json"
 
 
-def parse_json_body(body: bytes) -> JSON:
-    """The request body as a JSON object, or a :class:`BadRequest` saying what is wrong with it."""
+def _json_object(body: bytes, fault: type[BridgeError], what: str) -> JSON:
     try:
         value = loads(body)
     except (ValueError, UnicodeDecodeError) as e:
-        raise BadRequest(f"request body is not valid JSON: {e}") from None
+        raise fault(f"{what} is not valid JSON: {e}") from None
     if not isinstance(value, dict):
-        raise BadRequest("request body must be a JSON object")
+        raise fault(f"{what} must be a JSON object")
     return value
+
+
+def parse_json_body(body: bytes) -> JSON:
+    """The request body as a JSON object, or a :class:`BadRequest` saying what is wrong with it."""
+    return _json_object(body, BadRequest, "request body")
 
 
 def parse_answer_body(body: bytes) -> JSON:
     """An upstream's whole 2xx answer as a JSON object; anything else is the upstream's fault (502)."""
-    try:
-        value = loads(body)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise UpstreamProtocolError(f"the upstream's answer is not JSON: {e}") from None
-    if not isinstance(value, dict):
-        raise UpstreamProtocolError("the upstream's answer is not a JSON object")
-    return value
+    return _json_object(body, UpstreamProtocolError, "the upstream's answer")
 
 
 def answer_format(content_type: str, body: bytes) -> str | None:

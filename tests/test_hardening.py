@@ -399,21 +399,26 @@ def test_a_non_json_success_from_the_upstream_is_its_fault_not_the_clients(plain
     """Issue 12 item 11: it became a 400 "request body is not valid JSON", blaming the client."""
     mock.next_reply(Reply(raw_body=b"<html>maintenance</html>", headers={"content-type": "text/html"}))
     r = post(plain, client, body(client, "to-chat"))
-    assert r.status_code == 502 and "upstream's answer is not JSON" in error_message(client, r.json())
+    assert r.status_code == 502 and "upstream's answer is not valid JSON" in error_message(client, r.json())
+
+
+def _http10_stream(port: int) -> bytes:
+    """A streamed Anthropic request as an HTTP/1.0 client sends it, and all it gets until the close."""
+    payload = json.dumps(body("anthropic", "to-chat", stream=True)).encode()
+    head = (b"POST /v1/messages HTTP/1.0\r\nhost: x\r\ncontent-type: application/json\r\n"
+            b"anthropic-version: 2023-06-01\r\ncontent-length: " + str(len(payload)).encode() + b"\r\n\r\n")
+    raw = b""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(head + payload)
+        while data := s.recv(65536):
+            raw += data
+    return raw
 
 
 def test_an_http_10_client_gets_a_stream_it_can_read(plain, mock) -> None:
     """Issue 12 item 11: HTTP/1.0 clients were sent transfer-encoding: chunked."""
     mock.next_reply(Reply(text="hello old client", piece=100))
-    payload = json.dumps(body("anthropic", "to-chat", stream=True)).encode()
-    head = (b"POST /v1/messages HTTP/1.0\r\nhost: x\r\ncontent-type: application/json\r\n"
-            b"anthropic-version: 2023-06-01\r\ncontent-length: " + str(len(payload)).encode() + b"\r\n\r\n")
-    with socket.create_connection(("127.0.0.1", plain.port), timeout=10) as s:
-        s.sendall(head + payload)
-        raw = b""
-        while data := s.recv(65536):
-            raw += data
-    head_part, _, rest = raw.partition(b"\r\n\r\n")
+    head_part, _, rest = _http10_stream(plain.port).partition(b"\r\n\r\n")
     assert b"200" in head_part.split(b"\r\n")[0]
     assert b"transfer-encoding" not in head_part.lower()
     assert rest.rstrip().endswith(b'data: {"type":"message_stop"}') and b"hello old client" in rest
@@ -422,15 +427,7 @@ def test_an_http_10_client_gets_a_stream_it_can_read(plain, mock) -> None:
 def test_an_http_10_client_whose_stream_breaks_off_still_gets_the_error_event(plain, mock) -> None:
     """Its body ends when the connection does, so a bare cut would look like a complete answer."""
     mock.next_reply(Reply(text="partial answer " * 20, piece=10, cut_after=4))
-    payload = json.dumps(body("anthropic", "to-chat", stream=True)).encode()
-    head = (b"POST /v1/messages HTTP/1.0\r\nhost: x\r\ncontent-type: application/json\r\n"
-            b"anthropic-version: 2023-06-01\r\ncontent-length: " + str(len(payload)).encode() + b"\r\n\r\n")
-    with socket.create_connection(("127.0.0.1", plain.port), timeout=10) as s:
-        s.sendall(head + payload)
-        raw = b""
-        while data := s.recv(65536):
-            raw += data
-    rest = raw.partition(b"\r\n\r\n")[2]
+    rest = _http10_stream(plain.port).partition(b"\r\n\r\n")[2]
     assert b"message_stop" not in rest
     assert b"event: error" in rest and b"broke off" in rest
 
