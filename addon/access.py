@@ -20,10 +20,13 @@ import base64
 import binascii
 import ipaddress
 from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from .config import Config
 from .errors import BridgeError, ErrorKind
+
+if TYPE_CHECKING:
+    from .config import Config
 
 __all__ = ["CREDENTIAL_HEADERS", "KEY_PARAMS", "Unauthorized", "Forbidden", "check", "offered", "presented", "strip",
            "is_loopback", "query_secrets", "without_key_params"]

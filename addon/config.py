@@ -38,6 +38,8 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from .access import KEY_PARAMS
+from .formats.common import AUTH_SCHEMES
 from .logconfig import BODY_MODES, LEVELS, LogSettings
 
 __all__ = ["ConfigError", "Endpoint", "Config", "load_config", "parse_config"]
@@ -60,6 +62,7 @@ class Endpoint:
     max_tokens_limit: int | None = None
     drop_params: tuple[str, ...] = ()
     headers: tuple[tuple[str, str], ...] = ()
+    query: tuple[tuple[str, str], ...] = ()  # added to every request's URL (Azure's api-version)
     models: tuple[str, ...] = ()  # globs; empty: every model
     priority: int = 0
     rewrite: tuple[tuple[str, str], ...] = ()  # (source glob, target model), first match wins
@@ -110,15 +113,19 @@ _TOP_INTS = {"max_attempts": 3, "max_request_bytes": 32 * 1024 * 1024, "max_answ
              "max_relay_connections": 1000}
 _LOG_KEYS = {"level", "log_request_body", "log_response_body", "file", "max_bytes", "backups"}
 _ENDPOINT_KEYS = {"name", "url_anthropic", "url_openai", "url_codex", "openai_preference", "api_key_env", "auth",
-                  "default_max_tokens", "max_tokens_limit", "drop_params", "headers", "models", "priority",
+                  "default_max_tokens", "max_tokens_limit", "drop_params", "headers", "query", "models", "priority",
                   "model_rewrite", "connect_timeout", "first_byte_timeout", "idle_timeout"}
-_NON_SCALAR = {"drop_params", "headers", "models", "model_rewrite"}
+_NON_SCALAR = {"drop_params", "headers", "query", "models", "model_rewrite"}
 _REWRITE_KEYS = {"enabled", "rules", "show_target_model"}
 _RULE_KEYS = {"source_pattern", "target_model"}
 _SECRET_HEADERS = {"authorization", "x-api-key", "proxy-authorization", "cookie"}
 _HEADER_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")  # fullmatch: "$" would let a trailing "\n" through
 _PREFERENCES = ("chat_completions", "responses")
-_AUTH = ("bearer", "x-api-key")
+# base URL key → (what the bridge appends, endings that mean a whole endpoint was pasted instead)
+_API_PATHS = {"url_openai": ("/chat/completions or /responses", ("/chat/completions", "/responses")),
+              "url_anthropic": ("/v1/messages", ("/v1/messages", "/messages", "/v1")),
+              "url_codex": ("/responses", ("/responses",))}
+_AUTH = AUTH_SCHEMES
 
 
 def load_config(path: str, environ: dict[str, str] | None = None) -> Config:
@@ -152,6 +159,8 @@ def parse_config(node: yaml.Node, path: str, environ: Any) -> Config:
             raise v.error(fields["name"], f"{where}.name", f"duplicate endpoint name {name!r}")
         names.add(name)
         urls = {k: v.url(values, fields, where, k) for k in ("url_anthropic", "url_openai", "url_codex")}
+        for key, url in urls.items():
+            v.base_url(fields, where, key, url)
         if not any(urls.values()):
             raise v.error(ep_node, where, "needs url_anthropic, url_openai or url_codex")
         key_env = values.get("api_key_env")
@@ -169,6 +178,7 @@ def parse_config(node: yaml.Node, path: str, environ: Any) -> Config:
             max_tokens_limit=v.positive_int(values, fields, where, "max_tokens_limit", None),
             drop_params=v.string_list(fields, where, "drop_params"),
             headers=v.headers(fields, where),
+            query=v.query(fields, where),
             models=tuple(v.glob(n, f"{where}.models[{i}]", p) for i, (n, p) in
                          enumerate(v.items(fields, where, "models"))),
             priority=v.integer(values, fields, where, "priority", 0),
@@ -229,6 +239,14 @@ class _Validator:
         if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
             raise self.error(nodes[key], f"{where}.{key}", f"must be an http(s) base URL, got {value!r}")
         return value.rstrip("/")
+
+    def base_url(self, nodes: dict[str, yaml.Node], where: str, key: str, url: str | None) -> None:
+        """A whole endpoint pasted where a base URL belongs would get its path twice."""
+        appended, wrong = _API_PATHS[key]
+        tail = next((t for t in wrong if url and url.lower().endswith(t)), None)
+        if url and tail:
+            raise self.error(nodes[key], f"{where}.{key}", f"is a base URL: the bridge appends {appended} itself; "
+                             f"write {url[:-len(tail)]}")
 
     def choice(self, values: dict[str, Any], nodes: dict[str, yaml.Node], where: str, key: str,
                allowed: tuple[str, ...], default: str | None) -> Any:
@@ -329,6 +347,25 @@ class _Validator:
             if not _HEADER_NAME.fullmatch(name):
                 raise self.error(key_node, path, "is not a valid header name")
             if name.lower() in _SECRET_HEADERS:
+                raise self.error(key_node, path, "carries a credential: name its env var in api_key_env instead")
+            if not isinstance(value, str | int | float) or isinstance(value, bool):
+                raise self.error(value_node, path, "must be a string")
+            out.append((name, str(value)))
+        return tuple(out)
+
+    def query(self, nodes: dict[str, yaml.Node], where: str) -> tuple[tuple[str, str], ...]:
+        node = nodes.get("query")
+        if node is None:
+            return ()
+        if not isinstance(node, yaml.MappingNode):
+            raise self.error(node, f"{where}.query", "must be a mapping of parameter names to values")
+        out = []
+        for key_node, value_node in node.value:
+            name, path = str(key_node.value), f"{where}.query.{key_node.value}"
+            value = self.scalar(value_node, path)
+            if not name.strip():
+                raise self.error(key_node, path, "is not a parameter name")
+            if name.lower() in KEY_PARAMS:
                 raise self.error(key_node, path, "carries a credential: name its env var in api_key_env instead")
             if not isinstance(value, str | int | float) or isinstance(value, bool):
                 raise self.error(value_node, path, "must be a string")

@@ -14,6 +14,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qsl, urlencode
 
 from . import formats
 from .access import CREDENTIAL_HEADERS, without_key_params
@@ -124,8 +125,8 @@ def _attempt(p: Plan, config: Config, op: Operation, r: Route, data: JSON, body:
              redact: Callable[[str], str] = str) -> None:
     """Fill ``p`` with what to send to one endpoint. Raises :class:`BridgeError`."""
     model = data["model"]
-    if not (r.passthrough and not r.endpoint.api_key() and not config.client_keys_env):
-        suffix = without_key_params(suffix)  # the client's credentials go where its headers' go (_headers)
+    suffix = _query(r, suffix, keep_credentials=r.passthrough and not r.endpoint.api_key()
+                    and not config.client_keys_env)
     p.endpoint = r.endpoint
     p.summary.update(endpoint=r.endpoint.name, model=model, upstream_model=r.upstream_model,
                      upstream_format=r.upstream_format)
@@ -152,6 +153,25 @@ def _attempt(p: Plan, config: Config, op: Operation, r: Route, data: JSON, body:
     p.url = r.url + suffix
     p.set_headers.update({"content-type": "application/json", "accept-encoding": "identity"})
     _headers(p, config, r, upstream, headers)
+
+
+def _query(r: Route, client: str, keep_credentials: bool) -> str:
+    """The query string for one endpoint. A request passed on keeps the client's (``?beta=true``), minus
+    its credentials unless they go on too (as its headers do, _headers); a translated one carries none
+    of the client's API into another. The endpoint's own ``query`` (Azure's ``api-version``) comes last.
+    """
+    if not r.passthrough:
+        client = ""
+    elif not keep_credentials:
+        client = without_key_params(client)
+    own = r.endpoint.query
+    if not own:
+        return client
+    if client:
+        names = {k.lower() for k, _ in own}
+        kept = [(k, v) for k, v in parse_qsl(client[1:], keep_blank_values=True) if k.lower() not in names]
+        client = f"?{urlencode(kept)}" if kept else ""
+    return (client + "&" if client else "?") + urlencode(own)
 
 
 def _headers(p: Plan, config: Config, r: Route, upstream: Format, headers: Mapping[str, str]) -> None:

@@ -341,8 +341,8 @@ def test_dual_url_endpoint(fmt: str, pref: str) -> None:
         assert (p.url, p.body, p.exchange, p.rename) == (own_url + "?trace=1", None, None, None)
     else:  # a Chat client with responses preference, or a Responses client with chat: url_openai, translated
         assert p.summary["mode"] == "conversion" and p.summary["upstream_format"] == openai_fmt
-        assert p.url == "http://openai.test/v1/" + ("responses" if pref == "responses" else "chat/completions") \
-            + "?trace=1"
+        # no query parameter of the client's API goes into another API (issue 14, item 2)
+        assert p.url == "http://openai.test/v1/" + ("responses" if pref == "responses" else "chat/completions")
         assert p.exchange is not None and p.body is not None
 
 
@@ -888,3 +888,65 @@ def test_model_renamer_streams(fmt: str, chunk: int) -> None:
     expected = _renamed(_parse_sse(raw))
     assert _decoded(_parse_sse(out)) == expected
     assert any(isinstance(d, dict) and "client-model" in json.dumps(d) for _, d in expected)
+
+
+# --- query strings (issue 14, items 2 and 11) -------------------------------------------------------
+
+QUERY = """
+    endpoints:
+      - name: chat
+        url_openai: http://c.test/v1
+        models: ["to-chat*"]
+      - name: anthropic
+        url_anthropic: http://a.test
+        models: ["to-anthropic*"]
+      - name: azure
+        url_openai: https://res.openai.azure.test/openai/deployments/gpt-4o
+        auth: api-key
+        api_key_env: AZURE_TEST_KEY
+        query: {api-version: "2024-10-21"}
+        models: ["to-azure*"]
+    """
+
+
+@pytest.fixture
+def query_config(monkeypatch: pytest.MonkeyPatch) -> Config:
+    monkeypatch.setenv("AZURE_TEST_KEY", "azure-key-0123456789abcdef")
+    return cfg(QUERY, AZURE_TEST_KEY="azure-key-0123456789abcdef")
+
+
+def test_a_translated_request_carries_no_query_of_the_clients_api(query_config: Config) -> None:
+    """Claude Code sends ?beta=true; a strict Chat server answers 404 to it."""
+    p = run(query_config, "anthropic", model="to-chat", path="/v1/messages?beta=true")
+    assert p.summary["mode"] == "conversion" and p.url == "http://c.test/v1/chat/completions"
+
+
+def test_a_request_passed_on_keeps_its_query(query_config: Config) -> None:
+    p = run(query_config, "anthropic", model="to-anthropic", path="/v1/messages?beta=true")
+    assert p.summary["mode"] == "pass-through" and p.url == "http://a.test/v1/messages?beta=true"
+
+
+@pytest.mark.parametrize(("fmt", "path"), [("anthropic", "/v1/messages?beta=true"),
+                                           ("chat", "/v1/chat/completions?api-version=2020-01-01&x=1")])
+def test_an_endpoints_query_goes_on_every_request_and_wins(query_config: Config, fmt: str, path: str) -> None:
+    p = run(query_config, fmt, model="to-azure-4o", path=path)
+    base = "https://res.openai.azure.test/openai/deployments/gpt-4o/chat/completions"
+    expect = f"{base}?api-version=2024-10-21" if fmt == "anthropic" else f"{base}?x=1&api-version=2024-10-21"
+    assert p.url == expect
+    assert p.set_headers.get("api-key") == "azure-key-0123456789abcdef"  # Azure's own header, no Bearer
+    assert "authorization" not in p.set_headers
+
+
+@pytest.mark.parametrize(("text", "needle"), [
+    ("url_openai: http://x.test/v1/chat/completions", "url_openai: is a base URL: the bridge appends "
+                                                      "/chat/completions or /responses itself; write http://x.test/v1"),
+    ("url_anthropic: https://api.anthropic.test/v1", "url_anthropic: is a base URL: the bridge appends /v1/messages "
+                                                     "itself; write https://api.anthropic.test"),
+    ("url_openai: http://x.test/v1\n    query: {key: abc}", "query.key: carries a credential"),
+    ("url_openai: http://x.test/v1\n    query: [a]", "query: must be a mapping"),
+    ("url_openai: http://x.test/v1\n    auth: basic", "auth: must be one of bearer, x-api-key, api-key"),
+])
+def test_url_query_and_auth_mistakes_are_named_at_load(text: str, needle: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        cfg(f"endpoints:\n  - name: e\n    {text}\n")
+    assert needle in str(e.value)

@@ -23,7 +23,8 @@ __all__ = [
     "JSON", "Context", "field_str", "field_list", "opt_str", "opt_int", "opt_float", "opt_bool",
     "opt_list", "parse_data_url", "data_url", "encode_signature", "decode_signature", "safe_tool_id", "unsafe_tool_id",
     "dumps", "dump_bytes", "loads", "json_str", "loads_object", "event_json", "json_or_none", "plain_error",
-    "flat_tool_name", "tool_lookup", "Budget", "AnswerTooLarge", "warn", "DEFAULT_MAX_ANSWER_BYTES",
+    "flat_tool_name", "tool_lookup", "AUTH_SCHEMES", "auth_header", "Budget", "AnswerTooLarge", "warn",
+    "DEFAULT_MAX_ANSWER_BYTES",
     "InputUnwrapper", "is_redacted_signature", "reasoning_effort", "rename_model",
 ]
 
@@ -78,6 +79,19 @@ class Context:
     flavor: str | None = None  # "codex": the upstream is the ChatGPT Codex backend (formats.md §6.6)
     warnings: list[str] = field(default_factory=list)
     budget: Budget = field(default_factory=Budget)  # what the answer's translators may keep
+
+
+AUTH_SCHEMES = ("bearer", "x-api-key", "api-key")  # endpoint `auth`: how its key is sent
+
+
+def auth_header(api_key: str | None, auth: str) -> dict[str, str]:
+    """The header that carries an endpoint's key: ``Authorization: Bearer`` (OpenAI and most), ``x-api-key``
+    (Anthropic) or ``api-key`` (Azure OpenAI); none without a key."""
+    if not api_key:
+        return {}
+    if auth == "bearer":
+        return {"authorization": f"Bearer {api_key}"}
+    return {auth: api_key}
 
 
 def warn(ctx: Context, text: str) -> None:

@@ -28,6 +28,7 @@ from ..common import (
     JSON,
     Context,
     as_object,
+    auth_header,
     decode_signature,
     dumps,
     field_list,
@@ -403,10 +404,8 @@ def _render_thinking(req: Request, max_tokens: int, ctx: Context) -> JSON | None
 
 
 def auth_headers(api_key: str | None, auth: str | None) -> dict[str, str]:
-    """The credential header for an Anthropic upstream: ``x-api-key`` unless ``auth`` says bearer."""
-    if not api_key:
-        return {}
-    return {"authorization": f"Bearer {api_key}"} if auth == "bearer" else {"x-api-key": api_key}
+    """The credential header for an Anthropic upstream: ``x-api-key`` unless ``auth`` says otherwise."""
+    return auth_header(api_key, auth or "x-api-key")
 
 
 def passes_through(body: bytes, flavor: str) -> bool:

@@ -28,6 +28,7 @@ from ..common import (
     JSON,
     Context,
     as_object,
+    auth_header,
     data_url,
     decode_signature,
     dumps,
@@ -384,10 +385,8 @@ def _render_tool(tool: Tool) -> JSON:
 
 
 def auth_headers(api_key: str | None, auth: str | None) -> dict[str, str]:
-    """The credential header for an OpenAI upstream: Bearer unless ``auth`` says x-api-key."""
-    if not api_key:
-        return {}
-    return {"x-api-key": api_key} if auth == "x-api-key" else {"authorization": f"Bearer {api_key}"}
+    """The credential header for an OpenAI upstream: Bearer unless ``auth`` says otherwise."""
+    return auth_header(api_key, auth or "bearer")
 
 
 def passes_through(body: bytes, flavor: str) -> bool:
