@@ -128,9 +128,12 @@ class Bridge:
     def configure(self, updated: set[str]) -> None:
         if "bridge_config" in updated:
             try:
-                self._use(load_config(ctx.options.bridge_config))
+                self._use(load_config(ctx.options.bridge_config, require_env=not _replaying()))
                 self._mtime = _mtime(ctx.options.bridge_config)
             except ConfigError as e:
+                if self.config is None:  # at startup: one clean line (an error logged now stops mitmdump)
+                    logger.error("%s", e)
+                    return
                 raise exceptions.OptionsError(str(e)) from None  # type: ignore[no-untyped-call]
         if "connection_strategy" in ctx.options and ctx.options.connection_strategy != "lazy":
             # eager connects to the reverse target before any hook can reroute (notes §2).
@@ -194,6 +197,9 @@ class Bridge:
     def _use(self, config: Config) -> None:
         self.config = config
         apply(config.logging, logger)
+        if config.unset_env:
+            logger.warning("replaying: %s not set; a request that still reaches an upstream goes without that key",
+                           ", ".join(config.unset_env))
         self._redact = Redactor.from_env(config.secret_envs())
 
     def _log_body(self, what: str, body: bytes, mode: str, redact: Redactor) -> None:
@@ -570,6 +576,12 @@ def _attempt(p: Plan, req: http.Request, index: int, config: Config) -> Attempt:
                    connect_timeout=(ep and ep.connect_timeout) or 10.0,
                    first_byte_timeout=(ep and ep.first_byte_timeout) or 600.0,
                    idle_timeout=idle, stall_event=stall, index=index)
+
+
+def _replaying() -> bool:
+    """Reading recorded flows (-n) or answering from them (--server-replay): no key is needed for that."""
+    return ("server" in ctx.options and not ctx.options.server) or \
+        bool("server_replay" in ctx.options and ctx.options.server_replay)
 
 
 def _mtime(path: str) -> float | None:

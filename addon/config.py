@@ -42,7 +42,7 @@ from .access import KEY_PARAMS
 from .formats.common import AUTH_SCHEMES
 from .logconfig import BODY_MODES, LEVELS, LogSettings
 
-__all__ = ["ConfigError", "Endpoint", "Config", "load_config", "parse_config"]
+__all__ = ["ConfigError", "Endpoint", "Config", "load_config", "parse_config", "reverse_target"]
 
 
 class ConfigError(ValueError):
@@ -97,6 +97,7 @@ class Config:
     max_answer_bytes: int = 32 * 1024 * 1024  # a whole upstream answer, or what a stream's client must keep
     max_relay_connections: int = 1000  # the failover relay's connections to upstreams at once
     logging: LogSettings = field(default_factory=LogSettings)
+    unset_env: tuple[str, ...] = ()  # key variables not set (allowed only when replaying)
 
     def secret_envs(self) -> tuple[str, ...]:
         """Every env var the config names that holds a key (to redact their values from logs)."""
@@ -128,8 +129,11 @@ _API_PATHS = {"url_openai": ("/chat/completions or /responses", ("/chat/completi
 _AUTH = AUTH_SCHEMES
 
 
-def load_config(path: str, environ: dict[str, str] | None = None) -> Config:
-    """Read and validate the file. Raises :class:`ConfigError`."""
+def load_config(path: str, environ: Any = None, require_env: bool = True) -> Config:
+    """Read and validate the file. Raises :class:`ConfigError`.
+
+    ``require_env=False`` (replaying recordings: nothing goes upstream) lets a key's variable be unset;
+    :attr:`Config.unset_env` names the ones that are."""
     try:
         with open(path, encoding="utf-8") as f:
             node = yaml.compose(f)
@@ -139,11 +143,12 @@ def load_config(path: str, environ: dict[str, str] | None = None) -> Config:
         raise ConfigError(f"{path}: not valid YAML: {e}") from None
     if node is None:
         raise ConfigError(f"{path}: the file is empty; it needs an 'endpoints' list")
-    return parse_config(node, path, os.environ if environ is None else environ)
+    return parse_config(node, path, os.environ if environ is None else environ, require_env)
 
 
-def parse_config(node: yaml.Node, path: str, environ: Any) -> Config:
+def parse_config(node: yaml.Node, path: str, environ: Any, require_env: bool = True) -> Config:
     v = _Validator(path)
+    unset: list[str] = []
     top = v.mapping(node, "", _TOP_KEYS, required={"endpoints"})
     endpoints_node = top["endpoints"]
     if not isinstance(endpoints_node, yaml.SequenceNode) or not endpoints_node.value:
@@ -167,8 +172,10 @@ def parse_config(node: yaml.Node, path: str, environ: Any) -> Config:
         if key_env is not None:
             key_env = v.string(values, fields, where, "api_key_env")
             if key_env not in environ:
-                raise v.error(fields["api_key_env"], f"{where}.api_key_env",
-                              f"environment variable {key_env} is not set")
+                if require_env:
+                    raise v.error(fields["api_key_env"], f"{where}.api_key_env",
+                                  f"environment variable {key_env} is not set")
+                unset.append(key_env)
         endpoints.append(Endpoint(
             name=name, api_key_env=key_env, url_anthropic=urls["url_anthropic"], url_openai=urls["url_openai"],
             url_codex=urls["url_codex"],
@@ -190,13 +197,16 @@ def parse_config(node: yaml.Node, path: str, environ: Any) -> Config:
     client_keys_env = tuple(p for _, p in v.items(top, "", "client_keys_env"))
     for (node, name) in v.items(top, "", "client_keys_env"):
         if name not in environ:
-            raise v.error(node, "client_keys_env", f"environment variable {name} is not set")
+            if require_env:
+                raise v.error(node, "client_keys_env", f"environment variable {name} is not set")
+            unset.append(name)
     hosts = tuple(h.lower() for _, h in v.items(top, "", "intercept_hosts")) or DEFAULT_INTERCEPT_HOSTS
     top_values = {k: v.scalar(n, k) for k, n in top.items() if k in _TOP_INTS}
     return Config(path=path, endpoints=tuple(sorted(endpoints, key=lambda e: e.priority)),
                   client_keys_env=client_keys_env, intercept_hosts=hosts,
                   **{k: v.positive_int(top_values, top, "", k, default) for k, default in _TOP_INTS.items()},
-                  logging=v.log_settings(top.get("logging"), os.path.dirname(os.path.abspath(path))))
+                  logging=v.log_settings(top.get("logging"), os.path.dirname(os.path.abspath(path))),
+                  unset_env=tuple(unset))
 
 
 class _Validator:
@@ -380,3 +390,20 @@ class _Validator:
         if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
             raise self.error(nodes[key], f"{where}.{key}" if where else key, "must be a positive integer")
         return value
+
+
+def reverse_target(path: str) -> str:
+    """``./bridge.sh run``'s reverse target: the origin of the endpoint tried first (where a request the
+    bridge does not handle, say Ollama's own ``/api/…``, most likely belongs). Raises :class:`ConfigError`."""
+    ep = load_config(path, require_env=False).endpoints[0]
+    url = urlsplit(ep.url_openai or ep.url_anthropic or ep.url_codex or "")
+    return f"{url.scheme}://{url.netloc}"
+
+
+if __name__ == "__main__":  # python -m addon.config reverse-target FILE
+    import sys
+    try:
+        print(reverse_target(sys.argv[2]))
+    except ConfigError as e:
+        print(f"config error: {e}", file=sys.stderr)
+        sys.exit(2)

@@ -84,6 +84,10 @@ def plan(config: Config, op: Operation, path: str, headers: Mapping[str, str], b
             raise NotServed(f"the bridge does not serve {method} {path.split('?', 1)[0]}; it serves POST "
                             "/v1/messages, /v1/messages/count_tokens, /v1/chat/completions, /v1/responses and "
                             "GET /v1/models")
+        if op.kind == "probe":  # the bridge is up and has its config: that is all a probe asks
+            p.answer = (200, JSON_TYPE, b"" if method == "HEAD" else b'{"status":"ok"}')
+            p.summary["mode"] = "local"
+            return p
         if op.kind == "models":
             p.answer = (200, JSON_TYPE, dump_bytes(client.render_models(_model_names(config), now)))
             p.summary["mode"] = "local"

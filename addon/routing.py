@@ -20,6 +20,9 @@ __all__ = ["Operation", "Route", "NoEndpoint", "UPSTREAM_PATHS", "anthropic_head
 # is recognised too. The query string is ignored here and kept on the way upstream.
 _POST_PATHS = (("/v1/messages/count_tokens", "anthropic", "count_tokens"), ("/v1/messages", "anthropic", "generate"),
                ("/v1/chat/completions", "chat", "generate"), ("/responses", "responses", "generate"))
+# What clients probe before their first request (Claude Code: HEAD /api/hello) and what load balancers
+# and people ask: answered by the bridge itself, never forwarded.
+_PROBES = ("/health", "/healthz", "/api/hello")
 # What is appended to an endpoint's base URL for each upstream format.
 UPSTREAM_PATHS = {"anthropic": "/v1/messages", "chat": "/chat/completions", "responses": "/responses"}
 
@@ -27,7 +30,7 @@ UPSTREAM_PATHS = {"anthropic": "/v1/messages", "chat": "/chat/completions", "res
 @dataclass(frozen=True, slots=True)
 class Operation:
     client_format: str
-    kind: str  # generate | count_tokens | models | unknown (a path under /v1/ that no API here has)
+    kind: str  # generate | count_tokens | models | probe | unknown (a path under /v1/ that no API here has)
 
 
 def anthropic_headers(headers: Mapping[str, str]) -> bool:
@@ -43,6 +46,8 @@ def detect(method: str, path: str, anthropic_headers: bool) -> Operation | None:
     guess = "anthropic" if anthropic_headers else "responses" if "/responses/" in bare else "chat"
     if method == "GET" and bare.endswith("/v1/models"):
         return Operation(guess if guess != "responses" else "chat", "models")
+    if method in ("GET", "HEAD") and bare in _PROBES:
+        return Operation(guess if guess != "responses" else "chat", "probe")
     known = next((Operation(fmt, kind) for suffix, fmt, kind in _POST_PATHS if bare.endswith(suffix)), None)
     if method == "POST" and known:
         return known

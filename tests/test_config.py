@@ -88,7 +88,10 @@ def test_mitmdump_refuses_to_start_with_a_bad_config(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=30, env={**os.environ, "PYTHONWARNINGS": "ignore"},
     )
     assert proc.returncode != 0
-    assert f"{path}:3: endpoints[0].url_openai: must be an http(s) base URL" in proc.stdout + proc.stderr
+    out = proc.stdout + proc.stderr
+    assert f"{path}:3: endpoints[0].url_openai: must be an http(s) base URL" in out
+    # one clean line, not a traceback around it (issue 14, item 6)
+    assert "Traceback" not in out and "OptionsError" not in out and "raise " not in out, out
 
 
 def test_extra_headers(tmp_path: Path) -> None:
