@@ -421,7 +421,10 @@ class Bridge:
             if len(state.job.failures) == len(state.job.attempts):  # every endpoint failed to answer
                 err = UpstreamError("every endpoint failed: " + "; ".join(state.job.failures), status=502)
                 status, content_type, body = error_response(state.plans[0].client, err)
-                flow.response = http.Response.make(status, state.redact.bytes(body), {"content-type": content_type})
+                headers = {"content-type": content_type}
+                if all(errorpage.lasting(f) for f in state.job.failures):
+                    headers[errorpage.NO_RETRY] = "false"  # every endpoint is down, none busy
+                flow.response = http.Response.make(status, state.redact.bytes(body), headers)
                 self._log(flow, state, status)
                 return
         mode = self.config.logging.log_response_body if self.config else "none"

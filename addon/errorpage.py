@@ -30,7 +30,21 @@ from mitmproxy.proxy.layers.http._events import (
     ResponseProtocolError,
 )
 
-__all__ = ["install", "expect", "expect_cut", "take_cut", "forget", "Renderer"]
+__all__ = ["install", "expect", "expect_cut", "take_cut", "forget", "lasting", "NO_RETRY", "Renderer"]
+
+# The Anthropic and OpenAI SDKs (Python and TypeScript, so Claude Code too) read this header before
+# their own retry rules: "false" ends the retries at once.
+NO_RETRY = "x-should-retry"
+# Connect failures that the next second will not cure: refused (nothing listens), a name that does not
+# resolve, a certificate that does not verify. A timeout may be a busy host: it stays retryable.
+_LASTING = ("refused", "errno 111", "name or service not known", "nodename nor servname", "no address associated",
+            "certificate", "ssl", "tls")
+
+
+def lasting(message: str) -> bool:
+    """Whether a connect failure's message says the upstream will still be unreachable on a retry."""
+    text = message.lower()
+    return "timed out" not in text and "timeout" not in text and any(m in text for m in _LASTING)
 
 Renderer = Callable[[int, str], tuple[int, str, bytes]]  # (status, message) → status, content type, body
 
@@ -69,7 +83,10 @@ def _answer(stream: Any, event: ResponseProtocolError) -> list[SendHttp] | None:
     what = ("the upstream could not be reached" if event.code == ErrorCode.CONNECT_FAILED
             else "the upstream failed before its answer was complete")
     code, content_type, body = render(status, f"{what}: {event.message}")
-    flow.response = response = http.Response.make(code, body, {"content-type": content_type})
+    headers = {"content-type": content_type}
+    if event.code == ErrorCode.CONNECT_FAILED and lasting(event.message):
+        headers[NO_RETRY] = "false"  # the upstream is down, not busy: SDKs (Claude Code's too) stop retrying
+    flow.response = response = http.Response.make(code, body, headers)
     client, sid = stream.context.client, stream.stream_id
     return [SendHttp(ResponseHeaders(sid, response, end_stream=False), client),
             SendHttp(ResponseData(sid, body), client), SendHttp(ResponseEndOfMessage(sid), client)]

@@ -81,3 +81,20 @@ def test_claude_code_runs_a_shell_command(claude: Path, mock, bridge, tmp_path: 
     # its own encrypted_content back, unchanged.
     reasoning = next(i for i in second.json["input"] if i.get("type") == "reasoning")
     assert reasoning["encrypted_content"] == "enc-cc-1"
+
+
+def test_claude_code_stops_at_once_when_the_upstream_is_down(claude: Path, bridge_config, tmp_path: Path) -> None:
+    """Issue 14, item 5: a refused connection got a retryable 502 and Claude Code retried silently for
+    minutes (11 attempts, 182 s measured); ``x-should-retry: false`` makes its SDK give up at once."""
+    from tests.conftest import free_ports
+    dead = free_ports(1)[0]
+    proc = bridge_config({"endpoints": [{"name": "down", "url_openai": f"http://127.0.0.1:{dead}/v1"}]},
+                         fresh_process=True)
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path / "home"), "ANTHROPIC_BASE_URL": proc.url,
+           "ANTHROPIC_API_KEY": "unused", "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1", "DISABLE_AUTOUPDATER": "1"}
+    run = subprocess.run([str(claude), "-p", "hi", "--output-format", "json"], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert run.returncode == 1
+    result = json.loads(run.stdout)
+    assert result["is_error"] is True and "the upstream could not be reached" in result["result"]
+    assert proc.log().count("status 502") == 1  # one attempt, no retry

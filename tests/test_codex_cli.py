@@ -99,3 +99,29 @@ def test_codex_runs_a_shell_command(codex: Path, mock, bridge, tmp_path: Path, u
     if model is None:  # the freeform tool travels as a function with one string argument
         schema = tools["exec"].get("input_schema") or tools["exec"].get("parameters")
         assert schema["required"] == ["input"]
+
+
+def test_codex_fails_fast_with_the_documented_retry_settings(codex: Path, bridge_config, tmp_path: Path) -> None:
+    """Issue 14, item 5: Codex retries every 5xx (here 30 requests over 26 s) and ignores
+    x-should-retry; with ``request_max_retries = 0`` and ``stream_max_retries = 0`` in its provider (the
+    README's advice when failing fast matters more than riding out a blip) it gives up at once."""
+    from tests.conftest import free_ports
+    dead = free_ports(1)[0]
+    proc = bridge_config({"endpoints": [{"name": "down", "url_openai": f"http://127.0.0.1:{dead}/v1"}]},
+                         fresh_process=True)
+    home = tmp_path / "codex-home"
+    home.mkdir()
+    (home / "config.toml").write_text(
+        'model_provider = "local"\napproval_policy = "never"\nsandbox_mode = "danger-full-access"\n'
+        '[analytics]\nenabled = false\n[model_providers.local]\nname = "local"\n'
+        f'base_url = "{proc.url}/v1"\nenv_key = "LOCAL_API_KEY"\nwire_api = "responses"\n'
+        "request_max_retries = 0\nstream_max_retries = 0\n")
+    run = subprocess.run([str(codex), "exec", "--skip-git-repo-check", "--json", "hi"], cwd=tmp_path,
+                         env={"PATH": os.environ["PATH"], "HOME": str(tmp_path), "CODEX_HOME": str(home),
+                              "LOCAL_API_KEY": "unused"},
+                         capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert run.returncode == 1
+    events = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
+    failed = [e for e in events if e.get("type") == "turn.failed"]
+    assert failed and "the upstream could not be reached" in failed[0]["error"]["message"]
+    assert proc.log().count("status 502") == 1

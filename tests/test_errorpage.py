@@ -109,3 +109,36 @@ def test_an_http2_stream_that_breaks_off_ends_with_the_error_event(bridge, mock)
     events = check_anthropic_stream(r.content)  # the body ended cleanly, after the error event
     assert events[-1][0] == "error"
     assert b"broke off" in r.content and b"message_stop" not in r.content
+
+
+@pytest.mark.parametrize(("message", "lasting"), [
+    ("[Errno 111] Connect call failed ('127.0.0.1', 9)", True),
+    ("ConnectError: [Errno 111] Connection refused", True),
+    ("[Errno -2] Name or service not known", True),
+    ("TLS handshake failed: certificate verify failed", True),
+    ("no connection within 2 s", False),
+    ("ConnectTimeout: timed out", False),
+    ("HTTP 503", False),
+])
+def test_which_connect_failures_are_lasting(message: str, lasting: bool) -> None:
+    from addon.errorpage import lasting as is_lasting
+    assert is_lasting(message) is lasting
+
+
+@pytest.mark.parametrize("client", ["anthropic", "chat", "responses"])
+def test_an_sdk_gives_up_at_once_on_an_upstream_that_is_down(unreachable, client: str) -> None:
+    """Issue 14, item 5: 502 plus x-should-retry: false; each SDK would otherwise retry a 502 (here: 3 times)."""
+    start = len(unreachable.log())
+    if client == "anthropic":
+        sdk = anthropic.Anthropic(base_url=unreachable.url, api_key="k", max_retries=3)
+        with pytest.raises(anthropic.APIStatusError) as e:
+            sdk.messages.create(model="m", max_tokens=5, messages=[{"role": "user", "content": "hi"}])
+    else:
+        oai = openai.OpenAI(base_url=unreachable.url + "/v1", api_key="k", max_retries=3)
+        with pytest.raises(openai.APIStatusError) as e:  # type: ignore[assignment]
+            if client == "chat":
+                oai.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}])
+            else:
+                oai.responses.create(model="m", input="hi")
+    assert e.value.status_code == 502 and e.value.response.headers["x-should-retry"] == "false"
+    assert unreachable.wait_for_log("status 502", start).count("status 502") == 1
