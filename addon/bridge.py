@@ -45,6 +45,7 @@ from addon.translate import (  # noqa: E402
     StreamTranslator,
     cut_tail,
     error_response,
+    usage_of,
 )
 
 logger = logging.getLogger("bridge")
@@ -443,6 +444,13 @@ class Bridge:
             state.summary["outcome"] = "streamed"
         elif state.exchange is not None and record.served_as_recorded(flow, state.exchange.client.NAME):
             state.summary["outcome"] = "replayed as recorded"  # --server-replay of a flow the bridge recorded
+            try:
+                body = decode_body(resp.raw_content or b"", resp.headers.get("content-encoding", ""),
+                                   state.exchange.ctx.budget.limit)
+            except ValueError:
+                body = b""
+            state.exchange.usage = usage_of(state.exchange.client, resp.headers.get("content-type", ""), body,
+                                            state.exchange.ctx)
         else:
             self._whole(flow, state, resp, mode)
         self._log(flow, state, flow.response.status_code if flow.response else None)

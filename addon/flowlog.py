@@ -47,7 +47,9 @@ def log_flow(flow: http.HTTPFlow, summary: dict[str, Any], status: int | None, u
         notes.append(f"after {s['attempts']} attempts")
     notes += [f"dropped/approximated: {w}" for w in s.get("warnings", ())]
     mode = {"conversion": "format conversion"}.get(s.get("mode", "-"), s.get("mode", "-"))
-    duration = (time.monotonic() - started) * 1000
+    # From the request's first byte, as the time to first byte is: so the one never exceeds the other.
+    since = flow.request.timestamp_start
+    duration = (time.time() - since) * 1000 if since else (time.monotonic() - started) * 1000
     logger.info("%s %s → %s | %s | endpoint %s | model %s | status %s | %s | first byte %s | %.0f ms%s",
                 mode, s.get("client_format"), s.get("upstream_format", "-"), s.get("operation"),
                 s.get("endpoint", "-"), model_label(s), status if status is not None else "-", tokens, ttfb,
@@ -58,8 +60,11 @@ def log_flow(flow: http.HTTPFlow, summary: dict[str, Any], status: int | None, u
         s["usage"] = {"input": usage.total_input, "output": usage.output_tokens,
                       "cache_read": usage.cache_read_tokens, "reasoning": usage.reasoning_tokens}
     failed = status is None or status >= 400 or outcome.startswith(("error", "failed"))
-    flow.comment = (f"{'✗ ' if failed else ''}{s.get('client_format')} → {s.get('upstream_format', '-')} · "
-                    f"{s.get('endpoint', '-')} · {model_label(s)} · {status if status is not None else 'failed'}"
-                    f" · {tokens}")
+    shown = status if status is not None else "failed"
+    if str(s.get("mode", "")).startswith("local"):  # answered here: no upstream, no model, no tokens
+        flow.comment = f"{s.get('client_format')} · {s.get('operation')} · {s.get('mode')} · {shown}"
+    else:
+        flow.comment = (f"{'✗ ' if failed else ''}{s.get('client_format')} → {s.get('upstream_format', '-')} · "
+                        f"{s.get('endpoint', '-')} · {model_label(s)} · {shown} · {tokens}")
     if failed:
         flow.marked = ":warning:"

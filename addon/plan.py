@@ -89,7 +89,8 @@ def plan(config: Config, op: Operation, path: str, headers: Mapping[str, str], b
             p.summary["mode"] = "local"
             return p
         if op.kind == "models":
-            p.answer = (200, JSON_TYPE, dump_bytes(client.render_models(_model_names(config), now)))
+            names = _model_names(config, op.client_format)
+            p.answer = (200, JSON_TYPE, dump_bytes(client.render_models(names, now)))
             p.summary["mode"] = "local"
             return p
         _check_body(config, headers, body)
@@ -235,13 +236,18 @@ def _check_unambiguous(body: bytes) -> None:
         raise BadRequest(f"request body has the key {dups[0]!r} more than once", param=dups[0])
 
 
-def _model_names(config: Config) -> list[str]:
-    """The model names the config spells out (globs cannot be listed), in endpoint order."""
+def _model_names(config: Config, client_format: str) -> list[str]:
+    """The model names the config spells out (globs cannot be listed), in endpoint order. When it spells
+    out none (only globs, as the shipped config), the rewrite targets a client may also ask for by name:
+    those the bridge routes, so an empty list never hides a usable model."""
     names: list[str] = []
     for ep in config.endpoints:
         for name in (*ep.models, *(source for source, _ in ep.rewrite)):
             if not _GLOB & set(name) and name not in names:
                 names.append(name)
+    if not names:
+        targets = (target for ep in config.endpoints for _, target in ep.rewrite)
+        names = list(dict.fromkeys(t for t in targets if candidates(config, client_format, t)))
     return names
 
 

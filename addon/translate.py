@@ -28,7 +28,7 @@ from .ir import Event, Finish, MessageStart, Request, StreamError, ToolCall, Too
 from .sse import DEFAULT_MAX_EVENT_SIZE, SSEDecoder, SSEEvent, encode_event
 
 __all__ = ["Exchange", "ModelRenamer", "StreamTranslator", "answer_format", "cut_tail", "error_response",
-           "parse_answer_body", "parse_json_body"]
+           "parse_answer_body", "parse_json_body", "usage_of"]
 
 SSE_TYPE = "text/event-stream"
 JSON_TYPE = "application/json"
@@ -178,6 +178,20 @@ class Exchange:
             events = self.upstream.response_events(parse_answer_body(body), self.ctx)
         self.usage = merged_usage(self.usage, events)
         return events
+
+
+def usage_of(fmt: Format, content_type: str, body: bytes, ctx: Context) -> Usage:
+    """The usage a whole answer in ``fmt`` reports (an answer replayed as it was recorded); unknown when
+    it cannot be read."""
+    try:
+        if content_type.startswith(SSE_TYPE):
+            parser, decoder = fmt.StreamParser(ctx), SSEDecoder(ctx.budget.limit)
+            events = [ev for sse in decoder.feed(body) + decoder.close() for ev in parser.feed(sse)]
+        else:
+            events = fmt.response_events(parse_answer_body(body), ctx)
+    except BridgeError:
+        return Usage()
+    return merged_usage(Usage(), events)
 
 
 def _check_tool_results(request: Request) -> None:

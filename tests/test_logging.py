@@ -140,3 +140,13 @@ def test_log_file_rotates_by_size(bridge_config, mocks, tmp_path: Path) -> None:
     rotated = sorted(p.name for p in tmp_path.glob("rotating.log*"))
     assert rotated == ["rotating.log", "rotating.log.1", "rotating.log.2"]
     assert all(p.stat().st_size <= 2000 + 2500 for p in tmp_path.glob("rotating.log*"))
+
+
+def test_a_local_answer_says_so_in_mitmwebs_list() -> None:
+    """Issue 14, item 13: the /v1/models flow read `anthropic → - · - · - · 200 · tokens ?`."""
+    from mitmproxy.test import tflow
+
+    from addon.flowlog import log_flow
+    f = tflow.tflow(resp=True)
+    log_flow(f, {"client_format": "anthropic", "operation": "models", "mode": "local"}, 200, None, time.monotonic())
+    assert f.comment == "anthropic · models · local · 200"

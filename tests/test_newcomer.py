@@ -8,6 +8,7 @@ outside the fixtures, ``check`` from another directory, and replaying without th
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -133,3 +134,32 @@ def test_replaying_needs_no_upstream_key(bridge_config: Callable[..., Configured
                             "messages": [{"role": "user", "content": "Say hello."}]})
     assert r.status_code == 200 and "message_stop" in r.text
     assert "NEWCOMER_UNSET_KEY_VAR not set" in proc.log()
+    # item 13: the recorded answer's usage is read, not "tokens ?"
+    line = next(ln for ln in proc.wait_for_log("status 200").splitlines() if "status 200" in ln)
+    assert "tokens 100/20" in line, line
+
+
+def test_time_to_first_byte_never_exceeds_the_duration(bridge_config: Callable[..., ConfiguredBridge],
+                                                       mock: MockUpstream) -> None:
+    """Item 13: `first byte` was counted from the request's first byte, the total from the hook."""
+    proc = bridge_config({"endpoints": [{"name": "m", "url_openai": f"{mock.url}/v1"}]})
+    for _ in range(3):
+        mock.next_reply(Reply(text="x" * 50, piece=5))
+        start = len(proc.log())
+        with httpx.Client(base_url=proc.url, timeout=10) as http:
+            http.post("/v1/messages", headers={"anthropic-version": "2023-06-01"},
+                      content=b'{"model": "m", "max_tokens": 5, "stream": true, "messages": ['
+                              + b'{"role": "user", "content": "' + b"y" * 200_000 + b'"}]}')
+        line = next(ln for ln in proc.wait_for_log("status 200", start).splitlines() if "status 200" in ln)
+        first, total = (int(n) for n in re.search(r"first byte (\d+) ms \| (\d+) ms", line).groups())  # type: ignore
+        assert first <= total, line
+
+
+def test_models_lists_something_useful_for_the_shipped_config(bridge_config: Callable[..., ConfiguredBridge],
+                                                             mock: MockUpstream) -> None:
+    """Item 13: /v1/models was [] when `models` held only globs (the shipped config has no `models` at
+    all, only rewrites): the model the rewrites name is listed, since a client may ask for it too."""
+    proc = bridge_config((ROOT / "config.yaml").read_text().replace("http://127.0.0.1:11434", mock.url))
+    with httpx.Client(base_url=proc.url, timeout=10) as http:
+        listed = http.get("/v1/models").json()
+    assert [m["id"] for m in listed["data"]] == ["qwen3-coder"]

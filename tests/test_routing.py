@@ -128,8 +128,12 @@ def line_of(text: str, needle: str) -> int:
     ("POST", "/v1/embeddings", False, Operation("chat", "unknown")),
     ("GET", "/v1/responses/resp_1", False, Operation("responses", "unknown")),
     ("POST", "/v1/messages/bogus", True, Operation("anthropic", "unknown")),
+    # What clients and load balancers probe: answered here (issue 14, item 1).
+    ("GET", "/healthz", False, Operation("chat", "probe")),
+    ("HEAD", "/api/hello", True, Operation("anthropic", "probe")),
+    ("POST", "/health", False, None),
     # Elsewhere: not the bridge's business.
-    ("GET", "/healthz", False, None),
+    ("GET", "/api/tags", False, None),
     ("POST", "/backend-api/codex/other", False, None),
 ])
 def test_detect(method: str, path: str, anthropic_headers: bool, expected: Operation | None) -> None:
