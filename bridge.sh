@@ -33,11 +33,10 @@ install() {  # $1: requirements file; reinstalls only when it or the constraints
 
 bridge() {  # mitmdump with the bridge: run's defaults, unless the arguments give their own (mitmproxy
   # takes the last of an option set twice, and adds a listener per --mode)
-  local config=config.yaml defaults mode=() a target
-  for a in "$@"; do
-    case "$a" in bridge_config=*) config="${a#bridge_config=}" ;; --mode|--mode=*|-m) mode=(none) ;; esac
+  local config=config.yaml defaults=(--set bridge_config=config.yaml) mode=() a target
+  for a in "$@"; do  # a script option set twice keeps mitmproxy from loading the script at all
+    case "$a" in bridge_config=*) config="${a#bridge_config=}"; defaults=() ;; --mode|--mode=*|-m) mode=(none) ;; esac
   done
-  defaults=(--set "bridge_config=$config")
   if [ -z "${mode[*]}" ]; then  # the reverse target: where the config's first endpoint is, not a guess
     if target="$(.venv/bin/python -m addon.config reverse-target "$config" 2>/dev/null)"; then
       mode=(--mode "reverse:$target")
@@ -47,8 +46,9 @@ bridge() {  # mitmdump with the bridge: run's defaults, unless the arguments giv
   else
     mode=()
   fi
+  # flow_detail 0: the bridge's one line per request instead of mitmproxy's (--set flow_detail=1 brings them back)
   exec .venv/bin/mitmdump -s addon/bridge.py "${defaults[@]}" "${mode[@]}" --listen-host 127.0.0.1 \
-       --listen-port 8080 "$@"
+       --listen-port 8080 --set flow_detail=0 "$@"
 }
 
 cmd="${1:-run}"; shift || true

@@ -143,6 +143,11 @@ class Bridge:
             # Traffic the bridge leaves alone is streamed past this size instead of buffered whole; its
             # own flows have their limits from the config (bodylimit.py).
             ctx.options.update(stream_large_bodies=_PASS_STREAM)  # type: ignore[no-untyped-call]
+        if "flow_detail" in updated and "flow_detail" in ctx.options:
+            # flow_detail 0: no per-flow lines from mitmproxy, its connect/disconnect ones included; the
+            # bridge's own line says what happened to each request.
+            logging.getLogger("mitmproxy.proxy.server").setLevel(
+                logging.WARNING if ctx.options.flow_detail == 0 else logging.NOTSET)
         if updated & {"bridge_config", "listen_host", "mode"}:
             self._check_exposure()
         # A flow that is written (-w), kept (store_streamed_bodies) or shown (mitmweb) holds both streams
@@ -203,10 +208,10 @@ class Bridge:
                            ", ".join(config.unset_env))
         self._redact = Redactor.from_env(config.secret_envs())
 
-    def _log_body(self, what: str, body: bytes, mode: str, redact: Redactor) -> None:
+    def _log_body(self, flow: http.HTTPFlow, what: str, body: bytes, mode: str, redact: Redactor) -> None:
         text = body_for_log(body, mode, redact, self.config.logging.max_bytes if self.config else 0)
-        if text is not None:
-            logger.info("%s: %s", what, text)
+        if text is not None:  # the request's id ties it to its summary line (flowlog.py)
+            logger.info("%s [req %s]: %s", what, flow.id[:8], text)
 
     def _learn(self, req: http.Request) -> list[str]:
         """Remember the keys this request carries (headers, ``?key=``): an upstream may echo any of
@@ -292,9 +297,9 @@ class Bridge:
             flow.metadata[replay.IDS] = {"now": now, "ids": made}
         state = _Flow(p, redact, Redactor())
         log = config.logging
-        self._log_body(f"request body from the client ({op.client_format})", body, log.log_request_body, redact)
+        self._log_body(flow, f"request body from the client ({op.client_format})", body, log.log_request_body, redact)
         if p.body is not None and p.answer is None:
-            self._log_body(f"request body to the upstream ({p.summary.get('upstream_format')})", p.body,
+            self._log_body(flow, f"request body to the upstream ({p.summary.get('upstream_format')})", p.body,
                            log.log_request_body, redact)
         if p.answer is not None:
             status, content_type, answer = p.answer
@@ -432,8 +437,8 @@ class Bridge:
         adapter = resp.stream
         if isinstance(adapter, StreamAdapter) and adapter.upstream and adapter.client:
             upstream_body, client_body = adapter.upstream.body(), adapter.client.body()
-            self._log_body("response stream from the upstream", upstream_body, mode, state.redact)
-            self._log_body("response stream to the client", client_body, mode, state.redact)
+            self._log_body(flow, "response stream from the upstream", upstream_body, mode, state.redact)
+            self._log_body(flow, "response stream to the client", client_body, mode, state.redact)
             if self._recording:  # the client has its bytes: the flow keeps both sides for -w and mitmweb
                 self._record_answer(flow, state, upstream_body)
                 resp.content = state.redact.bytes(client_body)
@@ -469,21 +474,27 @@ class Bridge:
             state.summary["outcome"] = f"error: {err.message}"
             return
         self._record_answer(flow, state, upstream_body)
-        self._log_body("response body from the upstream", upstream_body, mode, state.redact)
+        self._log_body(flow, "response body from the upstream", upstream_body, mode, state.redact)
         if state.exchange is not None:
             status, content_type, body = state.exchange.translate_body(
                 resp.status_code, resp.headers.get("content-type", ""), upstream_body)
             body = state.redact.bytes(body) if status >= 400 else state.scrub.scrub(body)
-            self._log_body("response body to the client", body, mode, state.redact)
+            self._log_body(flow, "response body to the client", body, mode, state.redact)
             if status != resp.status_code:
                 resp.status_code = status
                 resp.reason = RESPONSES.get(status, "")
             resp.headers["content-type"] = content_type
             state.summary["outcome"] = f"HTTP {status}"
+            if resp.status_code >= 400:  # the log line says what the upstream said, not only its status
+                said = state.exchange.upstream.parse_error(resp.status_code, upstream_body)
+                state.summary["outcome"] = f"error: {said.message}"
         elif state.renamer is not None and resp.status_code < 400:
             body = state.scrub.scrub(state.renamer.body(upstream_body))
         else:  # passed through whole: the client gets the same, but never a key an upstream echoed
             body = state.redact.bytes(upstream_body) if resp.status_code >= 400 else state.scrub.scrub(upstream_body)
+            if resp.status_code >= 400:
+                said = state.plans[0].client.parse_error(resp.status_code, upstream_body)
+                state.summary["outcome"] = f"error: {said.message}"
             if body == upstream_body and not resp.headers.get("content-encoding"):
                 return  # byte for byte
         resp.headers.pop("content-encoding", None)

@@ -50,10 +50,10 @@ def log_flow(flow: http.HTTPFlow, summary: dict[str, Any], status: int | None, u
     # From the request's first byte, as the time to first byte is: so the one never exceeds the other.
     since = flow.request.timestamp_start
     duration = (time.time() - since) * 1000 if since else (time.monotonic() - started) * 1000
-    logger.info("%s %s → %s | %s | endpoint %s | model %s | status %s | %s | first byte %s | %.0f ms%s",
+    logger.info("%s %s → %s | %s | endpoint %s | model %s | status %s | %s | first byte %s | %.0f ms%s | req %s",
                 mode, s.get("client_format"), s.get("upstream_format", "-"), s.get("operation"),
                 s.get("endpoint", "-"), model_label(s), status if status is not None else "-", tokens, ttfb,
-                duration, "".join(f" | {clean(n, 500)}" for n in notes))
+                duration, "".join(f" | {clean(n, 500)}" for n in notes), flow.id[:8])
     # The same summary on the flow, for mitmweb's list and for recorded flows.
     s.update(status=status, duration_ms=round(duration), first_byte_ms=first_byte)
     if usage is not None:

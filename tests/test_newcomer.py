@@ -68,7 +68,9 @@ def test_run_takes_its_reverse_target_from_the_config(script, tmp_path: Path, mo
     _, port, _ = script("run", "--set", f"bridge_config={config}")
     with httpx.Client(timeout=10) as http:
         r = http.post(f"http://127.0.0.1:{port}/api/generate", json={"model": "x"})  # not an API the bridge has
-    assert r.status_code == 404 and mock.last.path == "/api/generate"  # it went to the config's server
+        assert r.status_code == 404 and mock.last.path == "/api/generate"  # it went to the config's server
+        # and the bridge is loaded (a script option given twice once kept mitmproxy from loading it at all)
+        assert http.get(f"http://127.0.0.1:{port}/health").json() == {"status": "ok"}
 
 
 @pytest.mark.parametrize(("method", "path"), [("HEAD", "/api/hello"), ("GET", "/health"), ("GET", "/healthz")])
@@ -163,3 +165,28 @@ def test_models_lists_something_useful_for_the_shipped_config(bridge_config: Cal
     with httpx.Client(base_url=proc.url, timeout=10) as http:
         listed = http.get("/v1/models").json()
     assert [m["id"] for m in listed["data"]] == ["qwen3-coder"]
+
+
+def test_the_console_shows_the_bridges_line_per_request(script, tmp_path: Path, mock: MockUpstream) -> None:
+    """Item 7: the bridge's line drowned among mitmproxy's (connect, disconnect, `<< 200 OK (content
+    missing)`); a failure's line said `status 404` without the upstream's words; body logs had no id."""
+    config = tmp_path / "mine.yaml"
+    config.write_text(f"logging: {{log_request_body: truncated}}\nendpoints:\n  - name: m\n"
+                      f"    url_openai: {mock.url}/v1\n")
+    _, port, log = script("run", "--set", f"bridge_config={config}")
+    mock.next_reply(Reply(text="fine"))
+    mock.next_reply(Reply(status=404, error_message="The model `m2` does not exist"))
+    with httpx.Client(timeout=10) as http:
+        for model in ("m", "m2"):
+            http.post(f"http://127.0.0.1:{port}/v1/messages", headers={"anthropic-version": "2023-06-01"},
+                      json={"model": model, "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]})
+    deadline = time.monotonic() + 10
+    while "status 404" not in log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    text = log.read_text()
+    assert "client connect" not in text and "server disconnect" not in text and "<< 200" not in text
+    lines = [ln for ln in text.splitlines() if "format conversion anthropic → chat" in ln]
+    assert len(lines) == 2, text
+    assert "status 404" in lines[1] and "The model `m2` does not exist" in lines[1]
+    req = re.search(r"\| req ([0-9a-f-]{8})$", lines[0]).group(1)  # type: ignore[union-attr]
+    assert f"request body from the client (anthropic) [req {req}]" in text
