@@ -7,9 +7,10 @@ Two views, registered by :func:`install` (the bridge calls it from its ``load`` 
 * **Translation** — for a flow the bridge handled: the other side of the translation next to the shown
   message, each part labelled with its wire format, under the flow's summary line. On the request: the
   client's original request, then the request as sent upstream. On the response: the upstream's
-  response, then the response as the client got it. JSON bodies are pretty-printed; streams are shown
-  one event per line, so both sides of a long stream fit within what mitmweb shows at first (512
-  lines). Auto-selected for every bridge flow.
+  response, then the response as the client got it. JSON bodies are pretty-printed, the recorded side's
+  headers come last (both bodies first); streams are shown one event per line with what the event carries before the
+  keys every event repeats (mitmweb clips a line at the page width), so both sides of a long stream fit
+  within what mitmweb shows at first (512 lines). Auto-selected for every bridge flow.
 
 Both read only what the bridge put in ``flow.metadata`` (``bridge``, ``bridge_client_request``,
 ``bridge_upstream_response``); flows recorded before the bridge kept those, pass-through flows and
@@ -41,12 +42,32 @@ SUMMARY_ORDER = ("client_format", "upstream_format", "operation", "mode", "endpo
                  "status", "outcome", "usage", "duration_ms", "warnings")
 
 
+# Keys every event of a stream repeats (and nulls): on an event's one line they go last, so what it carries
+# (its type, its delta, a finish reason) is what mitmweb shows before it clips the line at the page width.
+_BOILERPLATE = {"id", "object", "created", "created_at", "model", "system_fingerprint", "service_tier",
+                "obfuscation", "sequence_number", "index", "logprobs", "item_id", "output_index", "content_index"}
+
+
+def _useful_first(value: Any) -> Any:
+    if isinstance(value, dict):
+        # stable: the order within each group stays; a null says nothing either
+        keys = sorted(value, key=lambda k: k in _BOILERPLATE or value[k] is None)
+        return {k: _useful_first(value[k]) for k in keys}
+    if isinstance(value, list):
+        return [_useful_first(v) for v in value]
+    return value
+
+
 def _pretty_json(text: str, compact: bool = False) -> str | None:
-    """``text`` as JSON, indented or on one line, or None when it is not JSON (``[DONE]``, a partial event, prose)."""
+    """``text`` as JSON, indented or on one line (what changes first), or None when it is not JSON
+    (``[DONE]``, a partial event, prose)."""
     try:
-        return json.dumps(json.loads(text), indent=None if compact else 2, ensure_ascii=False)
+        value = json.loads(text)
     except ValueError:
         return None
+    if compact:
+        return json.dumps(_useful_first(value), ensure_ascii=False)
+    return json.dumps(value, indent=2, ensure_ascii=False)
 
 
 def _as_text(data: bytes) -> str:
@@ -206,6 +227,7 @@ class TranslationContentview(Contentview):
         message = metadata.http_message
         this = _render_body(data, metadata.content_type)
         parts = [_summary_line(flow, summary), _summary_details(summary)]
+        tail = ""  # the recorded side's headers: last, so that both bodies are at the top
 
         if isinstance(message, http.Request):
             recorded = flow.metadata.get("bridge_client_request")
@@ -214,12 +236,13 @@ class TranslationContentview(Contentview):
                 title = (f"client request ({client_fmt}) · {_str(recorded.get('method', '?'))} "
                          f"{_str(recorded.get('url', '?'))}")
                 body = _render_body(_content(recorded.get("content")), _header(headers, "content-type"))
-                parts.append(_part(title, headers, body))
+                parts.append(_part(title, body))
+                tail = _headers_part(f"client request headers ({len(headers)})", headers)
             else:
-                parts.append(_part(f"client request ({client_fmt})", [],
+                parts.append(_part(f"client request ({client_fmt})",
                                    "(not recorded: the flow holds only the request as sent upstream)"))
             parts.append(_part(f"upstream request ({upstream_fmt}) · {message.method} {message.pretty_url}"
-                               " · this message", None, this))
+                               " · this message", this))
         elif isinstance(message, http.Response):
             recorded = flow.metadata.get("bridge_upstream_response")
             if isinstance(recorded, dict):
@@ -227,26 +250,28 @@ class TranslationContentview(Contentview):
                 title = (f"upstream response ({upstream_fmt}) · {_str(recorded.get('status_code', '?'))} "
                          f"{_str(recorded.get('reason', ''))}").rstrip()
                 body = _render_body(_content(recorded.get("content")), _header(headers, "content-type"))
-                parts.append(_part(title, headers, body))
+                parts.append(_part(title, body))
+                tail = _headers_part(f"upstream response headers ({len(headers)})", headers)
             else:
                 why = ("the bridge answered by itself, no upstream was asked" if "bridge_client_request"
                        in flow.metadata else "not recorded with this flow")
-                parts.append(_part(f"upstream response ({upstream_fmt})", [], f"({why})"))
+                parts.append(_part(f"upstream response ({upstream_fmt})", f"({why})"))
             parts.append(_part(f"client response ({client_fmt}) · {message.status_code} {message.reason}"
-                               " · this message", None, this))
+                               " · this message", this))
         else:
             parts.append(this)
-        return GAP.join(parts)
+        return GAP.join([*parts, *([tail] if tail else [])])
 
 
-def _part(title: str, headers: list[tuple[str, str]] | None, body: str) -> str:
-    """One side: a rule with its title, its headers (None: mitmweb shows them above), then its body."""
-    lines = [f"{RULE} {title} {RULE}"]
-    if headers:
-        lines += [f"{k}: {v}" for k, v in headers]
-        lines.append(GAP.strip("\n"))
-    lines.append(body)
-    return "\n".join(lines)
+def _part(title: str, body: str) -> str:
+    """One side: a rule with its title, then its body."""
+    return f"{RULE} {title} {RULE}\n{body}"
+
+
+def _headers_part(title: str, headers: list[tuple[str, str]]) -> str:
+    """The recorded side's headers (the shown message's are above the view, in mitmweb's own list): at
+    the end of the view, since twenty of them would push both bodies below the fold."""
+    return _part(title, "\n".join(f"{k}: {v}" for k, v in headers) or "(none)")
 
 
 VIEWS: tuple[type[Contentview], ...] = (SSEContentview, TranslationContentview)

@@ -195,6 +195,8 @@ def test_mitmweb_shows_the_sse_and_translation_views(page: Any, mitmweb: Mitmweb
         "client request (anthropic) · POST", "upstream request (chat) · POST",
         f'"model": "{MODEL}"', f'"model": "{UPSTREAM_MODEL}"', "Greet the debugger."])
     assert request_text.index("client request (anthropic)") < request_text.index("upstream request (chat)")
+    # both bodies above the recorded side's twenty header lines (issue 14, item 12)
+    assert request_text.index(f'"model": "{UPSTREAM_MODEL}"') < request_text.index("client request headers (")
     assert page.locator(".contentview h5").inner_text() == "Translation"
     page.locator(".contentview").evaluate("e => e.scrollIntoView({block: 'start'})")  # past the headers
     page.screenshot(path=str(tmp_path / "mitmweb-translation-request.png"))
@@ -207,6 +209,8 @@ def test_mitmweb_shows_the_sse_and_translation_views(page: Any, mitmweb: Mitmweb
         "[5]  [DONE]", '[1] event: message_start  {"type": "message_start"', "[3] event: content_block_delta  {",
         f'"text": "{TEXT}"', f'"content": "{TEXT}"', '[6] event: message_stop  {"type": "message_stop"}'])
     assert response_text.index("upstream response (chat)") < response_text.index("client response (anthropic)")
+    # a Chat chunk's delta before its id/object/created/model, which pushed it past the clipped line's end
+    assert f'[2]  {{"choices": [{{"delta": {{"content": "{TEXT}"}}' in response_text
     assert page.locator(".contentview h5").inner_text() == "Translation"
     page.screenshot(path=str(tmp_path / "mitmweb-translation.png"))
     _keep(tmp_path / "mitmweb-translation.png")

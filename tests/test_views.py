@@ -105,6 +105,11 @@ def _json_or_text(text: str) -> Any:
         return text
 
 
+def body_of(part: str) -> str:
+    """A part of the translation view, as it is (its headers have a part of their own, at the end)."""
+    return part
+
+
 def section(text: str, title_start: str) -> str:
     """The part of a translation view whose rule title starts with ``title_start``, up to the next rule."""
     m = re.search(rf"^──────── {re.escape(title_start)}.*?$\n(.*?)(?=^──────── |\Z)", text, re.M | re.S)
@@ -160,6 +165,17 @@ def test_compact_form_puts_each_event_on_one_line() -> None:
         '[1] event: a  {"x": [1, 2]}', "[2]  line one\\nline two", "[3]  [DONE]"]
 
 
+def test_compact_form_shows_what_an_event_carries_before_what_every_event_repeats() -> None:
+    """Issue 14 item 12: a Chat chunk's ~100 characters of id/object/created/model pushed its delta past
+    the page width, where mitmweb clips the line."""
+    chunk = {"id": "chatcmpl-0123456789abcdef", "object": "chat.completion.chunk", "created": 1700000000,
+             "model": "gpt-upstream-model", "system_fingerprint": "fp_1", "choices": [
+                 {"index": 0, "delta": {"content": "Hello"}, "logprobs": None, "finish_reason": None}]}
+    (line,) = views.render_sse(b"data: " + json.dumps(chunk).encode() + b"\n\n", compact=True).splitlines()
+    assert line.startswith('[1]  {"choices": [{"delta": {"content": "Hello"}, "index": 0')
+    assert json.loads(line.split("  ", 1)[1]) == chunk  # the same event, only reordered
+
+
 def test_sse_view_shows_text_without_events_as_is() -> None:
     assert views.render_sse(b"") == "(empty body)"
     text = views.render_sse(b"<html>502 Bad Gateway</html>")
@@ -186,8 +202,11 @@ def test_translation_view_on_the_request_shows_client_request_then_upstream_requ
     client = section(text, f"client request (anthropic) · POST {CLIENT_URL}")
     upstream = section(text, "upstream request (chat) · POST http://127.0.0.1:11434/v1/chat/completions")
     assert text.index("client request (anthropic)") < text.index("upstream request (chat)")  # before, after
-    assert "anthropic-version: 2023-06-01" in client and "x-api-key: [REDACTED]" in client
-    assert json.loads(client.split(views.GAP, 1)[1]) == CLIENT_BODY
+    headers = section(text, "client request headers (")
+    assert "anthropic-version: 2023-06-01" in headers and "x-api-key: [REDACTED]" in headers
+    assert json.loads(body_of(client)) == CLIENT_BODY
+    # both bodies first, the recorded side's headers last (issue 14 item 12: 20 header lines hid the bodies)
+    assert text.index("upstream request (chat)") < text.index("client request headers (")
     assert json.loads(upstream) == UPSTREAM_BODY
     assert '\n  "model": "claude-x",\n' in client  # pretty, 2-space JSON
 
@@ -199,7 +218,7 @@ def test_translation_view_on_the_response_shows_both_streams_as_events() -> None
     upstream = section(result.text, "upstream response (chat) · 200 OK")
     client = section(result.text, "client response (anthropic) · 200 OK · this message")
     assert result.text.index("upstream response") < result.text.index("client response")
-    up_events = lines_of(upstream.split(views.GAP, 1)[1])  # after the upstream's headers
+    up_events = lines_of(body_of(upstream))  # the upstream's headers follow
     assert up_events[-1][2] == "[DONE]" and all(name is None for _, name, _ in up_events)
     assert "".join(d["choices"][0]["delta"].get("content") or "" for _, _, d in up_events[:-1]
                    if d["choices"]) == REPLY.text
@@ -219,8 +238,7 @@ def test_translation_view_of_a_non_streamed_answer_shows_both_json_bodies_pretty
                                                      content=json.dumps(chat_body(REPLY)).encode())
     result = render(flow.response, flow)
     assert result.view_name == "Translation"
-    assert json.loads(section(result.text, "upstream response (chat) · 200 OK").split(views.GAP, 1)[1]) == \
-        chat_body(REPLY)
+    assert json.loads(body_of(section(result.text, "upstream response (chat) · 200 OK"))) == chat_body(REPLY)
     client = section(result.text, "client response (anthropic) · 200 OK · this message")
     assert json.loads(client) == anthropic_body(REPLY) and '\n  "type": "message",\n' in client
 
@@ -231,7 +249,7 @@ def test_translation_view_of_a_request_without_a_body() -> None:
     flow.metadata["bridge_client_request"].update(method="GET", content=b"")
     text = render(flow.request, flow).text
     assert section(text, "upstream request (chat) · GET").strip() == "(empty body)"
-    assert section(text, "client request (anthropic) · GET").split(views.GAP, 1)[1].strip() == "(empty body)"
+    assert body_of(section(text, "client request (anthropic) · GET")).strip() == "(empty body)"
 
 
 def test_translation_view_beats_sse_and_json_only_on_bridge_flows() -> None:
@@ -275,7 +293,7 @@ def test_translation_view_on_a_pass_through_flow() -> None:
     flow.metadata["bridge"].update(client_format="chat", upstream_format="chat", mode="pass-through")
     flow.metadata["bridge_client_request"]["content"] = json.dumps(UPSTREAM_BODY).encode()
     text = render(flow.request, flow).text
-    assert json.loads(section(text, "client request (chat)").split(views.GAP, 1)[1]) == UPSTREAM_BODY
+    assert json.loads(body_of(section(text, "client request (chat)"))) == UPSTREAM_BODY
     assert json.loads(section(text, "upstream request (chat)")) == UPSTREAM_BODY
 
 
