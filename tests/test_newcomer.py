@@ -81,12 +81,10 @@ def test_what_clients_probe_is_answered_here(bridge_config: Callable[..., Config
     dead = free_ports(1)[0]
     proc = bridge_config({"endpoints": [{"name": "e", "url_openai": f"http://127.0.0.1:{dead}/v1"}]},
                          modes=(f"reverse:http://127.0.0.1:{dead}",))
-    start = len(proc.log())
     with httpx.Client(base_url=proc.url, timeout=10) as http:
         r = http.request(method, path)
-    assert r.status_code == 200
+    assert r.status_code == 200  # nothing listens at the reverse target: the bridge answered
     assert r.content == (b"" if method == "HEAD" else b'{"status":"ok"}')
-    assert "error establishing server connection" not in proc.log()[start:]
 
 
 def test_record_writes_outside_the_fixtures(script, tmp_path: Path, mock: MockUpstream) -> None:
