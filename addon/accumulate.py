@@ -39,7 +39,7 @@ class Accumulator:
         self._model = ""
         self._usage = Usage()
         self._blocks: dict[int, tuple[BlockStart, list[str]]] = {}
-        self._content: list[Text | ToolCall | Reasoning] = []
+        self._content: dict[int, Text | ToolCall | Reasoning] = {}  # by block id, in start order
         self._finish: Finish | None = None
         self._error: StreamError | None = None
 
@@ -50,14 +50,18 @@ class Accumulator:
                 self._usage = self._usage.merged(usage)
             case BlockStart(block_id=bid):
                 self._blocks[bid] = (event, [])
+                self._content[bid] = _part(event, "", None)  # its place: blocks may overlap, start order holds
             case BlockDelta(block_id=bid, text=text):
                 self._blocks[bid][1].append(text)
             case BlockStop(block_id=bid, opaque=opaque):
                 start, parts = self._blocks.pop(bid)
-                self._content.append(_part(start, "".join(parts), opaque))
+                self._content[bid] = _part(start, "".join(parts), opaque)
             case UsageUpdate(usage=usage):
                 self._usage = self._usage.merged(usage)
             case Finish():
+                for bid in list(self._blocks):  # a block the upstream never stopped still belongs to the answer
+                    start, parts = self._blocks.pop(bid)
+                    self._content[bid] = _part(start, "".join(parts), None)
                 self._finish = event
             case StreamError():
                 self._error = event
@@ -70,7 +74,7 @@ class Accumulator:
         if self._finish is None:
             raise UpstreamProtocolError("upstream response ended before it finished")
         return Response(
-            id=self._id, model=self._model, content=tuple(self._content),
+            id=self._id, model=self._model, content=tuple(self._content.values()),
             stop_reason=self._finish.stop_reason, raw_stop_reason=self._finish.raw_stop_reason,
             stop_sequence=self._finish.stop_sequence, usage=self._usage,
         )

@@ -23,8 +23,9 @@ from dataclasses import dataclass, field, replace
 from .accumulate import accumulate
 from .errors import BadRequest, BridgeError, ErrorKind, UpstreamError, UpstreamProtocolError
 from .formats import FORMATS, EventEmitter, EventParser, Format
-from .formats.common import JSON, Context, dump_bytes, dumps, loads, rename_model
+from .formats.common import JSON, Budget, Context, dump_bytes, dumps, loads, rename_model
 from .ir import Event, Finish, MessageStart, Request, StreamError, ToolCall, ToolResult, Usage, UsageUpdate
+from .sequence import BlockOrder
 from .sse import DEFAULT_MAX_EVENT_SIZE, SSEDecoder, SSEEvent, encode_event
 
 __all__ = ["Exchange", "ModelRenamer", "StreamTranslator", "answer_format", "cut_tail", "error_response",
@@ -140,7 +141,10 @@ class Exchange:
 
     def stream(self) -> StreamTranslator:
         return StreamTranslator(self.upstream.StreamParser(self.ctx), self.client.StreamEmitter(self.ctx), self.redact,
-                                max_event=self.ctx.budget.limit)
+                                max_event=self.ctx.budget.limit, order=self._order())
+
+    def _order(self) -> BlockOrder:
+        return BlockOrder(self.ctx.budget, self.client.block_channel)
 
     def error(self, err: BridgeError) -> tuple[int, str, bytes]:
         return error_response(self.client, _redacted(err, self.redact))
@@ -161,9 +165,9 @@ class Exchange:
         if self.is_stream(content_type):
             translator = self.stream()
             return 200, SSE_TYPE, b"".join(translator.feed(body) + translator.close())
-        emitter = self.client.StreamEmitter(self.ctx)
+        emitter, order = self.client.StreamEmitter(self.ctx), self._order()
         try:
-            events = self._events(content_type, body)
+            events = order.order(self._events(content_type, body))
         except BridgeError as e:
             return self.error(e)
         return 200, SSE_TYPE, b"".join(b for ev in events for b in emitter.feed(ev))
@@ -245,10 +249,12 @@ class StreamTranslator:
     """
 
     def __init__(self, parser: EventParser, emitter: EventEmitter, redact: Callable[[str], str] = str,
-                 max_event: int = DEFAULT_MAX_EVENT_SIZE) -> None:
+                 max_event: int = DEFAULT_MAX_EVENT_SIZE, order: BlockOrder | None = None) -> None:
         """``max_event``: the largest upstream event read whole; a Responses upstream's closing events each
-        repeat the whole answer, so the endpoint's answer limit (``max_answer_bytes``) is the natural one."""
+        repeat the whole answer, so the endpoint's answer limit (``max_answer_bytes``) is the natural one.
+        ``order`` puts the parser's blocks in the order the client's format takes them (sequence.py)."""
         self._redact = redact
+        self._order = order or BlockOrder(Budget())
         self._decoder = SSEDecoder(max_event)
         self._parser = parser
         self._emitter = emitter
@@ -293,6 +299,7 @@ class StreamTranslator:
                 return
 
     def _emit(self, events: list[Event]) -> list[bytes]:
+        events = self._order.order(events)
         # One pass over the events' types (mostly a single BlockDelta) instead of one per question.
         error: StreamError | None = None
         finish = False

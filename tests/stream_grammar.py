@@ -250,8 +250,8 @@ def check_chat_stream(raw: bytes) -> list[dict[str, Any]]:
                 assert call["type"] == "function", call
                 assert isinstance(call["function"]["name"], str) and call["function"]["name"], call
                 calls.append([])
-            else:
-                assert index == len(calls) - 1, f"tool index {index} after {len(calls)} calls (not contiguous)"
+            else:  # a later fragment of any open call: the SDK accumulates by index, interleaving included
+                assert 0 <= index < len(calls), f"tool index {index} after {len(calls)} calls (not contiguous)"
                 assert "id" not in call and "type" not in call, f"id/type repeated: {call}"
                 assert "name" not in call.get("function", {}), f"name repeated: {call}"
             args = call.get("function", {}).get("arguments", "")
@@ -259,11 +259,12 @@ def check_chat_stream(raw: bytes) -> list[dict[str, Any]]:
             calls[index].append(args)
         if choice["finish_reason"] is not None:
             assert choice["finish_reason"] in _CHAT_FINISH, choice
-            finish_seen = True
+            finish_seen = choice["finish_reason"]
     assert len(ids) <= 1, f"id/created/model differ between chunks: {ids}"
     if error is None:
         assert finish_seen, "no finish_reason chunk"
-    for index, parts in enumerate(calls if error is None else ()):
+    # A call cut short by the output limit ("length") holds what came: only a finished answer's must parse.
+    for index, parts in enumerate(calls if error is None and finish_seen != "length" else ()):
         try:
             json.loads("".join(parts))
         except ValueError:
@@ -335,7 +336,9 @@ def check_responses_stream(raw: bytes) -> list[dict[str, Any]]:
     returns the event objects.
 
     The stream opens with response.created and ends with exactly one terminal event
-    (completed, incomplete or failed) whose ``output`` holds every finished item, in order.
+    (completed, incomplete or failed) whose ``output`` holds every finished item, in output_index order.
+    Items may overlap (each event names its item): an index is added once, in order, and every content
+    event and ``output_item.done`` refers to an item that is open.
     """
     events: list[dict[str, Any]] = []
     for fields in split_sse(raw):
@@ -358,8 +361,8 @@ def check_responses_stream(raw: bytes) -> list[dict[str, Any]]:
     summary_parts: dict[int, int] = {}
     summaries: dict[int, list[str]] = {}  # output_index → text of each summary part
     closed: dict[int, set[str]] = {}  # output_index → the .done events seen for it
-    done: list[dict[str, Any]] = []
-    open_index: int | None = None
+    done: dict[int, dict[str, Any]] = {}  # output_index → the finished item
+    open_items: set[int] = set()
     for data in events:
         kind = data["type"]
         if kind.startswith("response.") and "response" in data:  # lifecycle: one identity (§4.4)
@@ -370,7 +373,6 @@ def check_responses_stream(raw: bytes) -> list[dict[str, Any]]:
             assert data["response"]["output"] == [], data
             assert not added, f"{kind} after an output item"
         elif kind == "response.output_item.added":
-            assert open_index is None, f"item {data['output_index']} added while item {open_index} is open"
             index, item = data["output_index"], data["item"]
             assert index == len(added), f"output_index {index}, expected {len(added)} (no gaps, §4.4)"
             assert isinstance(item.get("id"), str) and item["id"], item
@@ -385,10 +387,10 @@ def check_responses_stream(raw: bytes) -> list[dict[str, Any]]:
                 assert item["input"] == "" and isinstance(item["call_id"], str) and item["name"], item
             added[index], text[index], summary_parts[index], closed[index] = item, [], 0, set()
             summaries[index] = []
-            open_index = index
+            open_items.add(index)
         elif kind in _RESPONSES_ITEM_DELTAS:
             index = data["output_index"]
-            assert index == open_index, f"{kind} for item {index}, open item is {open_index}"
+            assert index in open_items, f"{kind} for item {index}, open items are {sorted(open_items)}"
             item = added[index]
             assert item["type"] == _RESPONSES_ITEM_DELTAS[kind], f"{kind} inside a {item['type']} item"
             assert data["item_id"] == item["id"], data
@@ -430,7 +432,7 @@ def check_responses_stream(raw: bytes) -> list[dict[str, Any]]:
                 assert data["input"] == streamed, data
         elif kind == "response.output_item.done":
             index, item = data["output_index"], data["item"]
-            assert index == open_index, f"item {index} done, open item is {open_index}"
+            assert index in open_items, f"item {index} done, open items are {sorted(open_items)}"
             first = added[index]
             identity = ("type", "id", "call_id")
             assert [item.get(k) for k in identity] == [first.get(k) for k in identity], "output item identity changed"
@@ -450,21 +452,22 @@ def check_responses_stream(raw: bytes) -> list[dict[str, Any]]:
                 assert item["name"] == first["name"], item
             else:
                 assert item["input"] == streamed and item["name"] == first["name"], item
-            done.append(item)
-            open_index = None
+            done[index] = item
+            open_items.discard(index)
         elif kind in _RESPONSES_TERMINAL:
             assert data is events[-1], f"{kind} is not the last event"
             response = data["response"]
             assert response["status"] == _RESPONSES_TERMINAL[kind], response
-            assert response["output"] == done, "the terminal output is not every finished item, in order"
+            assert response["output"] == [done[i] for i in sorted(done)], \
+                "the terminal output is not every finished item, in output_index order"
             if kind == "response.failed":
                 assert isinstance(response["error"]["code"], str) and isinstance(response["error"]["message"], str)
                 continue
-            assert open_index is None, f"{kind} while item {open_index} is open"
+            assert not open_items, f"{kind} while items {sorted(open_items)} are open"
             _check_responses_usage(response["usage"])
             if kind == "response.incomplete":
                 assert isinstance(response["incomplete_details"]["reason"], str), response
-            for item in done:
+            for item in done.values() if kind == "response.completed" else ():  # incomplete: cut short
                 if item["type"] == "function_call":
                     json.loads(item["arguments"])  # raises on invalid JSON
         else:

@@ -98,3 +98,25 @@ def test_claude_code_stops_at_once_when_the_upstream_is_down(claude: Path, bridg
     result = json.loads(run.stdout)
     assert result["is_error"] is True and "the upstream could not be reached" in result["result"]
     assert proc.log().count("status 502") == 1  # one attempt, no retry
+
+
+def test_claude_code_runs_parallel_calls_of_a_chat_upstream(claude: Path, mock, bridge, tmp_path: Path) -> None:
+    """Issue 13: a Chat upstream's calls stay open to its finish (servers may interleave them); Claude
+    Code's content blocks come one at a time, so the second is held and sent whole after the first."""
+    proc = bridge("chat")
+    mock.next_reply(Reply(text="Running both.", tool_calls=[
+        ToolCallSpec("call_p1", "Bash", {"command": "echo one > one.txt", "description": "one"}),
+        ToolCallSpec("call_p2", "Bash", {"command": "echo two > two.txt", "description": "two"})]))
+    mock.next_reply(Reply(text="Both files written."))
+    work = tmp_path / "work"
+    work.mkdir()
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path / "home"), "ANTHROPIC_BASE_URL": proc.url,
+           "ANTHROPIC_API_KEY": CLIENT_KEY, "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1", "DISABLE_AUTOUPDATER": "1"}
+    run = subprocess.run([str(claude), "-p", "Write one.txt and two.txt.", "--output-format", "json",
+                          "--allowedTools", "Bash"], cwd=work, env=env, capture_output=True, text=True, timeout=180,
+                         stdin=subprocess.DEVNULL)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert json.loads(run.stdout)["result"] == "Both files written."
+    assert (work / "one.txt").read_text() == "one\n" and (work / "two.txt").read_text() == "two\n"
+    results = [m for m in mock.requests[-1].json["messages"] if m["role"] == "tool"]
+    assert sorted(m["tool_call_id"] for m in results) == ["call_p1", "call_p2"]

@@ -125,3 +125,18 @@ def test_codex_fails_fast_with_the_documented_retry_settings(codex: Path, bridge
     failed = [e for e in events if e.get("type") == "turn.failed"]
     assert failed and "the upstream could not be reached" in failed[0]["error"]["message"]
     assert proc.log().count("status 502") == 1
+
+
+def test_codex_runs_parallel_calls_that_overlap(codex: Path, mock, bridge, tmp_path: Path) -> None:
+    """Issue 13: a Chat upstream's parallel calls stay open to its finish, so Codex sees two function_call
+    items overlap (each event names its item); both must run and both results go back."""
+    proc = bridge("chat")
+    calls = [ToolCallSpec("call_p1", "exec_command", {"cmd": "echo one > one.txt"}),
+             ToolCallSpec("call_p2", "exec_command", {"cmd": "echo two > two.txt"})]
+    mock.next_reply(Reply(text=None, tool_calls=calls))
+    mock.next_reply(Reply(text="Both files written."))
+    events, last, work = run_codex(codex, proc.url, tmp_path, "gpt-5.5")
+    assert any(e["type"] == "turn.completed" for e in events) and last.strip() == "Both files written."
+    assert (work / "one.txt").read_text() == "one\n" and (work / "two.txt").read_text() == "two\n"
+    results = [m for m in mock.requests[-1].json["messages"] if m["role"] == "tool"]
+    assert sorted(m["tool_call_id"] for m in results) == ["call_p1", "call_p2"]

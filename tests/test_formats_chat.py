@@ -582,9 +582,11 @@ def test_response_events() -> None:
         BlockStart(block_id=1, kind=BlockKind.TEXT), BlockDelta(block_id=1, text=message["content"]),
         BlockStop(block_id=1),
         BlockStart(block_id=2, kind=BlockKind.TOOL_CALL, tool_call_id="call_1", tool_name="get_weather"),
-        BlockDelta(block_id=2, text='{"city":"Paris"}'), BlockStop(block_id=2),
+        BlockDelta(block_id=2, text='{"city":"Paris"}'),
         BlockStart(block_id=3, kind=BlockKind.TOOL_CALL, tool_call_id="call_2", tool_name=LONG_NAME),  # mapped back
-        BlockDelta(block_id=3, text="{}"), BlockStop(block_id=3),
+        BlockDelta(block_id=3, text="{}"),
+        # calls stay open to the finish: some servers interleave their fragments (issue 13)
+        BlockStop(block_id=2), BlockStop(block_id=3),
         UsageUpdate(usage=Usage(input_tokens=70, output_tokens=50, cache_read_tokens=30, reasoning_tokens=20)),
         Finish(stop_reason=StopReason.TOOL_USE, raw_stop_reason="tool_calls"),
     ]
@@ -702,9 +704,10 @@ RECORDED_EVENTS = [
     BlockStart(block_id=0, kind=BlockKind.TEXT), BlockDelta(block_id=0, text="Let me "),
     BlockDelta(block_id=0, text="check 🌍."), BlockStop(block_id=0),
     BlockStart(block_id=1, kind=BlockKind.TOOL_CALL, tool_call_id="call_AAA", tool_name="get_weather"),
-    BlockDelta(block_id=1, text='{"ci'), BlockDelta(block_id=1, text='ty":"Paris"}'), BlockStop(block_id=1),
+    BlockDelta(block_id=1, text='{"ci'), BlockDelta(block_id=1, text='ty":"Paris"}'),
     BlockStart(block_id=2, kind=BlockKind.TOOL_CALL, tool_call_id="call_BBB", tool_name="get_weather"),
-    BlockDelta(block_id=2, text='{"city":"Rome"}'), BlockStop(block_id=2),
+    BlockDelta(block_id=2, text='{"city":"Rome"}'),
+    BlockStop(block_id=1), BlockStop(block_id=2),  # open to the finish: a server may interleave their fragments
     UsageUpdate(usage=Usage(input_tokens=70, output_tokens=50, cache_read_tokens=30)),
     Finish(stop_reason=StopReason.TOOL_USE, raw_stop_reason="tool_calls"),
 ]
@@ -775,11 +778,20 @@ def test_stream_parser_repeated_id_stays_one_call_and_missing_id_is_generated() 
     assert isinstance(calls[1], ToolCall) and calls[1].name == "g" and calls[1].id.startswith("call_")
 
 
-def test_stream_parser_interleaved_tool_arguments_fail() -> None:
-    raw = data(chunk({"role": "assistant"}), chunk(tc(0, '{"a"', "call_1", "f")), chunk(tc(1, "{}", "call_2", "g")),
-               chunk(tc(0, ":1}")), chunk({}, "tool_calls"))
-    with pytest.raises(UpstreamProtocolError, match="interleaved"):
-        parse_stream(raw)
+def test_stream_parser_carries_interleaved_tool_arguments() -> None:
+    """Issue 13: some servers interleave the fragments of parallel calls; each goes to its own call."""
+    raw = data(chunk({"role": "assistant"}), chunk(tc(0, '{"a"', "call_1", "f")), chunk(tc(1, '{"b"', "call_2", "g")),
+               chunk(tc(0, ":1}")), chunk(tc(1, ":2}")), chunk({}, "tool_calls"))
+    calls = accumulate(parse_stream(raw)).content
+    assert [(c.id, c.name, c.arguments) for c in calls] == [  # type: ignore[union-attr]
+        ("call_1", "f", '{"a":1}'), ("call_2", "g", '{"b":2}')]
+
+
+def test_stream_parser_a_new_id_at_an_index_in_use_is_a_new_call() -> None:
+    raw = data(chunk({"role": "assistant"}), chunk(tc(0, "{}", "call_1", "f")), chunk(tc(0, '{"x":1}', "call_2", "g")),
+               chunk({}, "tool_calls"))
+    calls = accumulate(parse_stream(raw)).content
+    assert [(c.id, c.arguments) for c in calls] == [("call_1", "{}"), ("call_2", '{"x":1}')]  # type: ignore[union-attr]
 
 
 def test_stream_parser_ignores_other_choices() -> None:

@@ -948,12 +948,8 @@ def test_reasoning_envelope_and_raw_reasoning_text() -> None:
                                                     opaque=Opaque(origin="anthropic", data=A_SIGNATURE)),)
 
 
-def test_parser_tolerates_done_marker_and_rejects_interleaving_and_garbage() -> None:
+def test_parser_tolerates_done_marker_and_rejects_garbage() -> None:
     assert parse_stream(R_RAW + b"data: [DONE]\n\n") == R_EXPECTED
-    events = r_events()
-    second_added = next(e for e in events if e["type"] == "response.output_item.added" and e["output_index"] == 1)
-    with pytest.raises(UpstreamProtocolError, match="one item at a time"):
-        parse_events([*events[:6], second_added])
     with pytest.raises(UpstreamProtocolError):
         R.StreamParser(make_ctx()).feed(SSEEvent(None, "{oops"))
     with pytest.raises(UpstreamProtocolError, match="status 'in_progress'"):

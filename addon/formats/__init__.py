@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from ..errors import BridgeError, UpstreamError
-from ..ir import Event, Request, Response
+from ..ir import BlockStart, Event, Request, Response
 from ..sse import SSEEvent
 from . import anthropic, chat, responses
 from .common import JSON, Context
@@ -37,6 +37,7 @@ class Format(Protocol):
     ANSWER_MARK: tuple[str, str]
     STREAM_MARK: tuple[str, str]
 
+
     def parse_request(self, body: JSON) -> Request: ...
     def render_request(self, req: Request, ctx: Context) -> JSON: ...
     def response_events(self, body: JSON, ctx: Context) -> list[Event]: ...
@@ -47,6 +48,7 @@ class Format(Protocol):
     def auth_headers(self, api_key: str | None, auth: str | None) -> dict[str, str]: ...
     def passes_through(self, body: bytes, flavor: str) -> bool: ...
     def render_models(self, names: list[str], created: int) -> JSON: ...
+    def block_channel(self, start: BlockStart) -> str: ...  # blocks on one channel go one at a time
 
     @property
     def StreamParser(self) -> Callable[[Context], EventParser]: ...  # the class the module exports

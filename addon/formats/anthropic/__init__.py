@@ -10,6 +10,7 @@ from .answer import (
     STREAM_MARK,
     StreamEmitter,
     StreamParser,
+    block_channel,
     parse_error,
     render_error,
     render_response,
@@ -29,7 +30,8 @@ from .request import (
 from .wire import NAME
 
 __all__ = [
-    "NAME", "ANSWER_MARK", "STREAM_MARK", "parse_request", "render_request", "response_events", "render_response",
+    "NAME", "ANSWER_MARK", "STREAM_MARK", "block_channel",
+    "parse_request", "render_request", "response_events", "render_response",
     "StreamParser", "StreamEmitter", "parse_error", "render_error", "render_stream_error",
     "AUTH_HEADERS", "OWN_HEADERS", "REQUIRED_HEADERS", "auth_headers", "passes_through", "render_models",
 ]

@@ -368,6 +368,13 @@ def _delta_event(index: int, delta_type: str, key: str, text: str) -> bytes:
                         f'"{key}":{json_str(text)}}}}}', "content_block_delta")
 
 
+
+def block_channel(start: BlockStart) -> str:
+    """Content blocks come one at a time, each indexed in turn: every block shares one channel, so
+    overlapping upstream blocks are sent one after another (sequence.py)."""
+    return "content"
+
+
 # --- errors -------------------------------------------------------------------------------------
 
 

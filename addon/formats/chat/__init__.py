@@ -14,6 +14,7 @@ from .answer import (
     STREAM_MARK,
     StreamEmitter,
     StreamParser,
+    block_channel,
     parse_error,
     render_error,
     render_response,
@@ -33,7 +34,8 @@ from .request import (
 from .wire import NAME, wire_tool_name
 
 __all__ = [
-    "NAME", "ANSWER_MARK", "STREAM_MARK", "parse_request", "render_request", "response_events", "render_response",
+    "NAME", "ANSWER_MARK", "STREAM_MARK", "block_channel",
+    "parse_request", "render_request", "response_events", "render_response",
     "StreamParser", "StreamEmitter", "parse_error", "render_error", "render_stream_error",
     "AUTH_HEADERS", "OWN_HEADERS", "REQUIRED_HEADERS", "auth_headers", "passes_through", "render_models",
     "wire_tool_name",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from ...errors import BridgeError, ErrorKind, UpstreamError, UpstreamProtocolError, kind_for_status
@@ -100,27 +101,63 @@ def response_events(body: JSON, ctx: Context) -> list[Event]:
     return parser.chunk_events(chunk) + parser.close()
 
 
-_MAX_CALLS = 100_000  # tool calls one answer may have: the parser remembers each index to the end
+_MAX_CALLS = 100_000  # tool calls open at once in one answer: each is remembered until the finish
+
+
+def content_parts(parts: list[Any]) -> list[tuple[str, str]]:
+    """A ``content`` given as a list, as (``text`` | ``reasoning`` | ``refusal``, its text) pieces:
+    text parts, Mistral Magistral's ``{"type": "thinking", "thinking": [{"type": "text", …}]}`` (or a
+    string), and OpenAI's refusal parts. Anything else carries nothing the IR has."""
+    out: list[tuple[str, str]] = []
+    for part in parts:
+        if isinstance(part, str):
+            out.append(("text", part))
+            continue
+        if not isinstance(part, dict):
+            continue
+        kind = part.get("type")
+        if kind == "thinking":
+            inner = part.get("thinking")
+            pieces = [inner] if isinstance(inner, str) else [p.get("text") if isinstance(p, dict) else p
+                                                             for p in inner or ()] if isinstance(inner, list) else []
+            out.append(("reasoning", "".join(p for p in pieces if isinstance(p, str))))
+        elif kind in ("text", "output_text") and isinstance(part.get("text"), str):
+            out.append(("text", part["text"]))
+        elif kind == "refusal" and isinstance(part.get("refusal"), str):
+            out.append(("refusal", part["refusal"]))
+    return [(kind, text) for kind, text in out if text]
+
+
+@dataclass(slots=True)
+class _Call:
+    """A tool call being streamed: its block, and how its fragments are read."""
+
+    block_id: int
+    call_id: str
+    unwrap: InputUnwrapper | None  # a client's freeform tool: {"input": "…"} → the raw input
+    has_args: bool = False
 
 
 class StreamParser:
     """Chat chunks → IR events.
 
-    One block is open at a time: reasoning, text and each tool call (by ``index``, or by a new ``id``
-    at a reused index, which some compatible servers send) open a block and close the previous one.
-    ``Finish`` is emitted at ``[DONE]`` or end of stream, so the trailing usage chunk is included.
+    Text and reasoning are one open block at a time (switching between them closes the other; a tool
+    call closes them too). Tool calls are followed by ``index`` and stay open until the finish, since
+    some servers interleave the argument fragments of parallel calls; a new ``id`` at an index in use
+    (some compatible servers reuse index 0) starts a new call. ``Finish`` is emitted at ``[DONE]`` or
+    end of stream, so the trailing usage chunk is included; a ``refusal`` (OpenAI's, as text with
+    ``finish_reason: stop``) makes the finish a refusal.
     """
 
     def __init__(self, ctx: Context) -> None:
         self._ctx = ctx
         self._tools = tool_lookup(ctx, wire_tool_name)
-        self._unwrap: InputUnwrapper | None = None  # the open call is of a freeform tool
-        self._has_args = False
         self._started = False
         self._next_id = 0
-        self._open: tuple[int, BlockKind, Any] | None = None  # (block id, kind, tool index or call id)
-        self._closed_indexes: set[int] = set()
+        self._text_block: tuple[int, BlockKind] | None = None  # the open text or reasoning block
+        self._calls: dict[Any, _Call] = {}  # the open tool calls, by index
         self._signature: Opaque | None = None
+        self._refused = False
         self._finish: str | None = None
         self._done = False
 
@@ -137,8 +174,10 @@ class StreamParser:
         if self._finish is None:
             raise UpstreamProtocolError("upstream Chat stream ended before a finish_reason")
         self._done = True
-        finish = Finish(stop_reason=_FINISH_TO_IR.get(self._finish, StopReason.OTHER), raw_stop_reason=self._finish)
-        return [*self._close_block(), finish]
+        reason = _FINISH_TO_IR.get(self._finish, StopReason.OTHER)
+        if self._refused and reason is StopReason.END_TURN:
+            reason = StopReason.REFUSAL  # OpenAI refuses in `refusal` text and says only "stop"
+        return [*self._close_all(), Finish(stop_reason=reason, raw_stop_reason=self._finish)]
 
     def chunk_events(self, chunk: JSON) -> list[Event]:
         if isinstance(chunk.get("error"), dict):
@@ -155,7 +194,7 @@ class StreamParser:
             events += self._delta(choice.get("delta") or {})
             if choice.get("finish_reason"):
                 self._finish = choice["finish_reason"]
-                events += self._close_block()
+                events += self._close_all()
         if isinstance(chunk.get("usage"), dict):
             events.append(UsageUpdate(usage=_usage_to_ir(chunk["usage"])))
         return events
@@ -170,72 +209,82 @@ class StreamParser:
         if isinstance(reasoning, str) and reasoning:
             events += self._text(BlockKind.REASONING, reasoning)
         for block in delta.get("thinking_blocks") or ():
-            if isinstance(block, dict) and self._open and self._open[1] is BlockKind.REASONING:
+            if isinstance(block, dict) and self._text_block and self._text_block[1] is BlockKind.REASONING:
                 self._signature = decode_signature(str(block.get("signature") or ""), "anthropic")
-        for key in ("content", "refusal"):
-            if isinstance(delta.get(key), str) and delta[key]:
-                events += self._text(BlockKind.TEXT, delta[key])
+        content = delta.get("content")
+        pieces = content_parts(content) if isinstance(content, list) else []  # Mistral's Magistral, OpenAI's parts
+        if isinstance(content, str) and content:
+            pieces.append(("text", content))
+        refusal = delta.get("refusal")
+        if isinstance(refusal, str) and refusal:
+            pieces.append(("refusal", refusal))
+        for kind, text in pieces:
+            self._refused = self._refused or kind == "refusal"
+            events += self._text(BlockKind.REASONING if kind == "reasoning" else BlockKind.TEXT, text)
         for call in delta.get("tool_calls") or ():
-            events += self._tool_fragment(call)
+            if isinstance(call, dict):
+                events += self._tool_fragment(call)
         return events
 
     def _text(self, kind: BlockKind, text: str) -> list[Event]:
         events: list[Event] = []
-        if self._open is None or self._open[1] is not kind:
-            events += self._close_block()
+        if self._text_block is None or self._text_block[1] is not kind:
+            events += self._close_text()
             events.append(BlockStart(block_id=self._next_id, kind=kind))
-            self._open = (self._next_id, kind, None)
+            self._text_block = (self._next_id, kind)
             self._next_id += 1
-        events.append(BlockDelta(block_id=self._open[0], text=text))
+        events.append(BlockDelta(block_id=self._text_block[0], text=text))
         return events
 
     def _tool_fragment(self, call: JSON) -> list[Event]:
         index = call.get("index", 0)
+        index = index if isinstance(index, int | str) else 0
         function = call.get("function") or {}
         events: list[Event] = []
-        current = self._open[2] if self._open and self._open[1] is BlockKind.TOOL_CALL else None
+        open_call = self._calls.get(index)
         new_id = call.get("id") or None
-        if current is None or current[0] != index or (new_id is not None and new_id != current[1]):
-            if new_id is None and index in self._closed_indexes:
-                raise UpstreamProtocolError(f"upstream interleaved the arguments of tool call {index}; "
-                                            "the bridge streams one tool call at a time")
-            call_id = new_id or self._ctx.new_id("call_")
-            events += self._close_block()
+        if open_call is None or (new_id is not None and new_id != open_call.call_id):
+            events += self._close_text()
+            if open_call is not None:  # a new call at an index in use: the old one is done
+                events += self._close_call(index)
+            if len(self._calls) >= _MAX_CALLS:
+                raise UpstreamProtocolError(f"upstream answer has more than {_MAX_CALLS} tool calls open")
+            call_id = str(new_id or self._ctx.new_id("call_"))
             name = str(function.get("name", ""))
             tool = self._tools.get(name)
             kind = tool.kind if tool else ToolKind.FUNCTION
             events.append(BlockStart(block_id=self._next_id, kind=BlockKind.TOOL_CALL, tool_call_id=call_id,
                                      tool_name=tool.name if tool else name, tool_kind=kind,
                                      tool_namespace=tool.namespace if tool else None))
-            self._open = (self._next_id, BlockKind.TOOL_CALL, (index, call_id))
-            self._unwrap = InputUnwrapper(self._ctx.budget) if kind is ToolKind.CUSTOM else None
-            self._has_args = False
+            open_call = self._calls[index] = _Call(
+                self._next_id, call_id, InputUnwrapper(self._ctx.budget) if kind is ToolKind.CUSTOM else None)
             self._next_id += 1
         args = function.get("arguments")
         if isinstance(args, str) and args:
-            self._has_args = True
-            text = self._unwrap.feed(args) if self._unwrap else args
+            open_call.has_args = True
+            text = open_call.unwrap.feed(args) if open_call.unwrap else args
             if text:
-                events.append(BlockDelta(block_id=self._open[0], text=text))  # type: ignore[index]
+                events.append(BlockDelta(block_id=open_call.block_id, text=text))
         return events
 
-    def _close_block(self) -> list[Event]:
-        if self._open is None:
+    def _close_all(self) -> list[Event]:
+        return [*self._close_text(), *(ev for index in list(self._calls) for ev in self._close_call(index))]
+
+    def _close_text(self) -> list[Event]:
+        if self._text_block is None:
             return []
-        bid, kind, key = self._open
-        self._open = None
-        events: list[Event] = []
-        if kind is BlockKind.TOOL_CALL:
-            if len(self._closed_indexes) >= _MAX_CALLS:
-                raise UpstreamProtocolError(f"upstream answer has more than {_MAX_CALLS} tool calls")
-            self._closed_indexes.add(key[0])
-            rest = self._unwrap.close() if self._unwrap else ("" if self._has_args else "{}")
-            if rest:  # the unstreamable rest of a freeform input, or {} for a call with no arguments
-                events.append(BlockDelta(block_id=bid, text=rest))
-            self._unwrap = None
+        bid, kind = self._text_block
+        self._text_block = None
         opaque = self._signature or (Opaque(origin=NAME, data="") if kind is BlockKind.REASONING else None)
         self._signature = None
-        return [*events, BlockStop(block_id=bid, opaque=opaque)]
+        return [BlockStop(block_id=bid, opaque=opaque)]
+
+    def _close_call(self, index: Any) -> list[Event]:
+        call = self._calls.pop(index)
+        rest = call.unwrap.close() if call.unwrap else ("" if call.has_args else "{}")
+        # the unstreamable rest of a freeform input, or {} for a call with no arguments
+        events: list[Event] = [BlockDelta(block_id=call.block_id, text=rest)] if rest else []
+        return [*events, BlockStop(block_id=call.block_id)]
 
 
 # --- response: IR → wire ------------------------------------------------------------------------
@@ -386,6 +435,15 @@ class StreamEmitter:
 
 def _data(obj: JSON) -> bytes:
     return encode_event(dumps(obj))
+
+
+
+def block_channel(start: BlockStart) -> str:
+    """Text and reasoning are one field each (two text blocks would mix); each tool call carries its own
+    index, so overlapping calls pass as they come (sequence.py)."""
+    if start.kind is BlockKind.TOOL_CALL:
+        return f"call {start.block_id}"
+    return start.kind.value
 
 
 # --- errors -------------------------------------------------------------------------------------

@@ -213,7 +213,9 @@ class StreamParser:
 
     Events before ``response.created`` (the Codex backend's ``codex.rate_limits``), ``keepalive``
     and types the IR has no use for are ignored; items the IR cannot carry (web_search_call, …) are
-    skipped with a warning. A stream that ends without a terminal event is a protocol error.
+    skipped with a warning. Items may overlap (OpenRouter opens its message while its reasoning is
+    open): each is followed by its ``output_index``. A stream that ends without a terminal event is a
+    protocol error.
     """
 
     def __init__(self, ctx: Context) -> None:
@@ -222,7 +224,7 @@ class StreamParser:
         self._started = False
         self._done = False
         self._next_id = 0
-        self._item: _Item | None = None
+        self._items: dict[Any, _Item] = {}  # the open items, by output_index
         self._seen: set[int] = set()  # output indexes already announced or skipped (at most _MAX_ITEMS)
         self._seen_ids: set[str] = set()
         self._tool_use = False
@@ -272,9 +274,7 @@ class StreamParser:
         return [MessageStart(id=str(response.get("id", "")), model=str(response.get("model", "")))]
 
     def _item_added(self, index: Any, wire: JSON) -> list[Event]:
-        if self._item is not None:
-            raise UpstreamProtocolError(f"upstream started output item {index} before item {self._item.index} "
-                                        "was done; the bridge follows one item at a time")
+        events = self._item_done(index, {}) if index in self._items else []  # the same index again: a new item
         if len(self._seen) >= _MAX_ITEMS:
             raise UpstreamProtocolError(f"upstream answer has more than {_MAX_ITEMS} output items")
         self._seen.add(index)
@@ -283,14 +283,14 @@ class StreamParser:
         kind = str(wire.get("type"))
         if kind not in ("message", "reasoning", "function_call", "custom_tool_call"):
             warn(self._ctx, f"upstream output item {kind!r} has no equivalent and was dropped")
-            return []
-        self._item = item = _Item(index=index, type=kind)
+            return events
+        self._items[index] = item = _Item(index=index, type=kind)
         if kind == "message":
-            return []
+            return events
         if kind == "reasoning":
-            return [self._open(item, BlockStart(block_id=self._next_id, kind=BlockKind.REASONING))]
+            return [*events, self._open(item, BlockStart(block_id=self._next_id, kind=BlockKind.REASONING))]
         self._tool_use = True
-        return [self._open(item, self._tool_start(wire, item))]
+        return [*events, self._open(item, self._tool_start(wire, item))]
 
     def _tool_start(self, wire: JSON, item: _Item) -> BlockStart:
         name = str(wire.get("name", ""))
@@ -313,9 +313,9 @@ class StreamParser:
         return start
 
     def _delta(self, index: Any, data: JSON, item_type: str, source: str, part_key: str) -> list[Event]:
-        item = self._item
+        item = self._items.get(index) if isinstance(index, int) else None
         text = data.get("delta")
-        if item is None or item.index != index or item.type != item_type or not isinstance(text, str) or not text:
+        if item is None or item.type != item_type or not isinstance(text, str) or not text:
             return []
         if item_type == "reasoning":
             part = (source, data.get(part_key))
@@ -339,11 +339,11 @@ class StreamParser:
 
     def _item_done(self, index: Any, wire: JSON) -> list[Event]:
         events: list[Event] = []
-        if self._item is None or self._item.index != index:
+        if not isinstance(index, int) or index not in self._items:
             if index in self._seen:
                 return []  # an item that was skipped at its start
             events = self._item_added(index, wire)  # a done without its added: the item comes whole
-        item, self._item = self._item, None
+        item = self._items.pop(index, None)
         if item is None:
             return events
         if not item.streamed:
@@ -362,8 +362,7 @@ class StreamParser:
     def _terminal(self, kind: str, response: JSON) -> list[Event]:
         events = self._start(response)
         output = [o for o in response.get("output") or () if isinstance(o, dict)]
-        if self._item is not None:  # the upstream skipped output_item.done: finish with what is known
-            index = self._item.index
+        for index in list(self._items):  # the upstream skipped output_item.done: finish with what is known
             events += self._item_done(index, output[index] if isinstance(index, int) and index < len(output) else {})
         for index, wire in enumerate(output):  # items the stream never announced (a whole body)
             if index not in self._seen and wire.get("id") not in self._seen_ids:
@@ -423,7 +422,7 @@ class StreamEmitter:
         self._id: str | None = None
         self._model = ""
         self._open: dict[int, _OpenItem] = {}
-        self._output: list[JSON] = []  # done items, in order
+        self._output: dict[int, JSON] = {}  # done items, by output_index (items may overlap)
         self._usage = Usage()
         self._text_seen = False
         self._ended = False
@@ -454,6 +453,9 @@ class StreamEmitter:
         data = {"type": type_, "sequence_number": self._seq, **fields}
         self._seq += 1
         return encode_event(dumps(data), type_)
+
+    def _done(self) -> list[JSON]:
+        return [self._output[i] for i in sorted(self._output)]
 
     def _response(self, status: str, output: list[JSON], usage: Usage | None = None) -> JSON:
         return _response_object(self._id or "", self._model, self._ctx, status, output, usage)
@@ -537,7 +539,7 @@ class StreamEmitter:
                 out.append(self._event("response.function_call_arguments.done", **where, arguments=text))
             wire = _call_item(item.item_id, start.tool_call_id or "", start.tool_kind, start.tool_name or "",
                               start.tool_namespace, text, "completed")
-        self._output.append(wire)
+        self._output[item.index] = wire
         out.append(self._event("response.output_item.done", output_index=item.index, item=wire))
         return out
 
@@ -550,15 +552,21 @@ class StreamEmitter:
             out += self._close_item(self._open.pop(-1), None)
         status = _status(reason)
         self._ended = True
-        return [*out, self._event(f"response.{status}", response=self._response(status, self._output, self._usage))]
+        return [*out, self._event(f"response.{status}", response=self._response(status, self._done(), self._usage))]
 
     def _fail(self, error: StreamError) -> list[bytes]:
         out = self._start("", "")
-        response = self._response("failed", self._output)
+        response = self._response("failed", self._done())
         response["error"] = {"code": _KIND_TO_CODE.get(ErrorKind(error.kind), "server_error"),
                              "message": error.message}
         self._ended = True
         return [*out, self._event("response.failed", response=response)]
+
+
+
+def block_channel(start: BlockStart) -> str:
+    """Every event names its output item: overlapping items pass as they come (sequence.py)."""
+    return f"item {start.block_id}"
 
 
 # --- errors -------------------------------------------------------------------------------------
