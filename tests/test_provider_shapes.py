@@ -135,6 +135,23 @@ def test_a_non_streamed_answer_with_list_content_is_read_too() -> None:
     assert (resp.content[0].text, resp.content[1].text) == ("hm", "ok")  # type: ignore[union-attr]
 
 
+def test_a_magistral_history_with_thinking_parts_is_translated_not_refused() -> None:
+    """A Chat client echoing Magistral's answer (its thinking as a content part) in the next request."""
+    body = {"model": "m", "messages": [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": [{"type": "thinking", "thinking": [{"type": "text", "text": "hm"}]},
+                                          {"type": "text", "text": "Hello"}]},
+        {"role": "user", "content": "again"}]}
+    request = FORMATS["chat"].parse_request(body)
+    assistant = request.messages[1]
+    assert [(type(p).__name__, p.text) for p in assistant.content] == [("Reasoning", "hm"), ("Text", "Hello")]
+    ctx = Context(new_id=lambda prefix: f"{prefix}1", request=request)
+    chat = FORMATS["chat"].render_request(request, ctx)
+    assert chat["messages"][1]["reasoning_content"] == "hm" and chat["messages"][1]["content"] == "Hello"
+    anthropic = FORMATS["anthropic"].render_request(request, ctx)
+    assert anthropic["messages"][1]["content"][-1] == {"type": "text", "text": "Hello"}
+
+
 # --- 3. Anthropic: max_tokens in the middle of a tool call's JSON ------------------------------------------
 
 ANTHROPIC_CUT = sse(

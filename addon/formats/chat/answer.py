@@ -40,7 +40,7 @@ from ..common import (
     plain_error,
     tool_lookup,
 )
-from .wire import NAME, wire_tool_name
+from .wire import NAME, thinking_text, wire_tool_name
 
 # A key and value that only this format's answers carry: its whole answer, and its stream's first event
 # (how a replayed answer already in the client's format is told from an upstream one).
@@ -117,10 +117,7 @@ def content_parts(parts: list[Any]) -> list[tuple[str, str]]:
             continue
         kind = part.get("type")
         if kind == "thinking":
-            inner = part.get("thinking")
-            pieces = [inner] if isinstance(inner, str) else [p.get("text") if isinstance(p, dict) else p
-                                                             for p in inner or ()] if isinstance(inner, list) else []
-            out.append(("reasoning", "".join(p for p in pieces if isinstance(p, str))))
+            out.append(("reasoning", thinking_text(part)))
         elif kind in ("text", "output_text") and isinstance(part.get("text"), str):
             out.append(("text", part["text"]))
         elif kind == "refusal" and isinstance(part.get("refusal"), str):

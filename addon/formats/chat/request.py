@@ -43,7 +43,7 @@ from ..common import (
     parse_data_url,
     reasoning_effort,
 )
-from .wire import NAME, wire_tool_name
+from .wire import NAME, thinking_text, wire_tool_name
 
 AUTH_HEADERS: tuple[str, ...] = ("authorization", "openai-organization", "openai-project")
 OWN_HEADERS: tuple[str, ...] = ()
@@ -112,7 +112,7 @@ def _parse_message(msg: JSON, where: str, out: list[Message]) -> None:
         _append(out, Role.USER, _parse_parts(content, where))
     elif role == "assistant":
         parts: list[Part] = list(_parse_reasoning(msg, where))
-        parts += _parse_parts(content, where) if content is not None else ()
+        parts += _parse_parts(content, where, assistant=True) if content is not None else ()
         if isinstance(msg.get("refusal"), str) and msg["refusal"]:
             parts.append(Text(text=msg["refusal"]))
         for j, call in enumerate(opt_list(msg, "tool_calls", where)):
@@ -133,15 +133,17 @@ def _append(out: list[Message], role: Role, parts: tuple[Part, ...]) -> None:
         out.append(Message(role=role, content=parts))
 
 
-def _parse_parts(content: Any, where: str) -> tuple[Part, ...]:
+def _parse_parts(content: Any, where: str, assistant: bool = False) -> tuple[Part, ...]:
     if content is None:
         return ()
     if isinstance(content, str):
         return (Text(text=content),)
     if not isinstance(content, list):
         raise BadRequest(f"{where}content: expected a string or an array", param=f"{where}content")
-    return tuple(_parse_part(as_object(p, f"{where}content.{i}"), f"{where}content.{i}.")
-                 for i, p in enumerate(content))
+    parts = [as_object(p, f"{where}content.{i}") for i, p in enumerate(content)]
+    return tuple(Reasoning(text=thinking_text(p), opaque=Opaque(origin=NAME, data=""))
+                 if assistant and p.get("type") == "thinking"  # Magistral's history: its thinking as a part
+                 else _parse_part(p, f"{where}content.{i}.") for i, p in enumerate(parts))
 
 
 def _parse_part(part: JSON, where: str) -> Part:

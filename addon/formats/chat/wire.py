@@ -1,9 +1,11 @@
-"""What both rooms of the Chat Completions format share: its name and the tool names it accepts."""
+"""What both rooms of the Chat Completions format share: its name, the tool names it accepts, and the
+text of a thinking part."""
 
 from __future__ import annotations
 
 import hashlib
 import re
+from typing import Any
 
 NAME = "chat"
 _NAME_OK = re.compile(r"[A-Za-z0-9_-]{1,64}")  # fullmatch: "$" would let a trailing "\n" through
@@ -15,3 +17,14 @@ def wire_tool_name(name: str) -> str:
         return name
     digest = hashlib.sha256(name.encode()).hexdigest()[:8]
     return re.sub(r"[^A-Za-z0-9_-]", "_", name)[:55] + "_" + digest
+
+
+def thinking_text(part: dict[str, Any]) -> str:
+    """The text of a ``thinking`` content part: Mistral Magistral's ``{"type": "thinking", "thinking":
+    [{"type": "text", "text": …}]}``, or a plain string in ``thinking``."""
+    inner = part.get("thinking")
+    if isinstance(inner, str):
+        return inner
+    texts = [p if isinstance(p, str) else p.get("text") if isinstance(p, dict) else None
+             for p in (inner if isinstance(inner, list) else ())]
+    return "".join(t for t in texts if isinstance(t, str))
