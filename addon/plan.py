@@ -56,6 +56,11 @@ class UnsupportedMediaType(BridgeError):
     kind = ErrorKind.INVALID_REQUEST
 
 
+def _websocket_upgrade(method: str, path: str, headers: Mapping[str, str]) -> bool:
+    return (method == "GET" and headers.get("upgrade", "").lower() == "websocket"
+            and path.split("?", 1)[0].rstrip("/").endswith("/responses"))
+
+
 def _check_body(config: Config, headers: Mapping[str, str], body: bytes) -> None:
     if len(body) > config.max_request_bytes:
         raise TooLarge(f"request body is {len(body)} bytes; this bridge takes at most {config.max_request_bytes} "
@@ -70,6 +75,14 @@ class NotServed(BridgeError):
     kind = ErrorKind.NOT_FOUND
 
 
+class UpgradeRefused(BridgeError):
+    """A WebSocket upgrade to ``…/responses`` (the Codex CLI's first try): 426 is the one answer that
+    makes Codex use HTTP at once; 404 or 5xx cost every session ~6 s of retries, 400/429 fail the turn."""
+
+    status = 426
+    kind = ErrorKind.INVALID_REQUEST
+
+
 def plan(config: Config, op: Operation, path: str, headers: Mapping[str, str], body: bytes,
          new_id: Callable[[str], str], now: int, method: str = "POST", redact: Callable[[str], str] = str) -> Plan:
     """Decide. Never raises: a failure becomes an answer in the client's format.
@@ -80,6 +93,10 @@ def plan(config: Config, op: Operation, path: str, headers: Mapping[str, str], b
     client = formats.get(op.client_format)
     p = Plan(client=client, summary={"client_format": op.client_format, "operation": op.kind})
     try:
+        if op.kind == "unknown" and _websocket_upgrade(method, path, headers):
+            p.summary["operation"] = "websocket"
+            raise UpgradeRefused("the bridge serves the Responses API over HTTP, not WebSocket: POST "
+                                 f"{path.split('?', 1)[0]}")
         if op.kind == "unknown":
             raise NotServed(f"the bridge does not serve {method} {path.split('?', 1)[0]}; it serves POST "
                             "/v1/messages, /v1/messages/count_tokens, /v1/chat/completions, /v1/responses and "

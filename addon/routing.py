@@ -43,7 +43,7 @@ def detect(method: str, path: str, anthropic_headers: bool) -> Operation | None:
     """The API operation a request is, from method and path; ``GET …/v1/models`` is answered in the
     Anthropic shape when the request carries Anthropic headers, else in OpenAI's."""
     bare = path.split("?", 1)[0].rstrip("/")
-    guess = "anthropic" if anthropic_headers else "responses" if "/responses/" in bare else "chat"
+    guess = "anthropic" if anthropic_headers else "responses" if "/responses/" in f"{bare}/" else "chat"
     if method == "GET" and bare.endswith("/v1/models"):
         return Operation(guess if guess != "responses" else "chat", "models")
     if method in ("GET", "HEAD") and bare in _PROBES:

@@ -140,3 +140,27 @@ def test_codex_runs_parallel_calls_that_overlap(codex: Path, mock, bridge, tmp_p
     assert (work / "one.txt").read_text() == "one\n" and (work / "two.txt").read_text() == "two\n"
     results = [m for m in mock.requests[-1].json["messages"] if m["role"] == "tool"]
     assert sorted(m["tool_call_id"] for m in results) == ["call_p1", "call_p2"]
+
+
+def test_codex_builtin_provider_falls_back_to_http_at_once(codex: Path, mock, bridge_config, tmp_path: Path) -> None:
+    """Issue 16, item 3: Codex's built-in provider opens a WebSocket to …/responses first. The bridge answers
+    the upgrade 426, the one status on which Codex uses HTTP at once (404 or 5xx: seven upgrades, ~6 s)."""
+    proc = bridge_config({"endpoints": [{"name": "mock", "url_openai": f"{mock.url}/v1",
+                                         "openai_preference": "chat_completions"}]}, fresh_process=True)
+    mock.next_reply(Reply(text="Hello over HTTP."))
+    home = tmp_path / "codex-home"
+    home.mkdir()
+    (home / "config.toml").write_text(f'openai_base_url = "{proc.url}/v1"\napproval_policy = "never"\n'
+                                      '[analytics]\nenabled = false\n')
+    run = subprocess.run([str(codex), "exec", "--skip-git-repo-check", "--json", "Say hello."], cwd=tmp_path,
+                         env={"PATH": os.environ["PATH"], "HOME": str(home), "CODEX_HOME": str(home),
+                              "CODEX_API_KEY": "client-key"},
+                         capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    events = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
+    texts = [e["item"].get("text") for e in events if e.get("type") == "item.completed"]
+    assert "Hello over HTTP." in texts, events
+    assert "Falling back" not in run.stdout + run.stderr  # what Codex says after exhausting its retries
+    log = proc.log()
+    assert log.count("| websocket |") == 1 and log.count("status 426") == 1, log[-3000:]  # one upgrade, no retry
+    assert mock.requests[-1].path.startswith("/v1/chat/completions")
