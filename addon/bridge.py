@@ -38,7 +38,7 @@ from addon.logconfig import apply, body_for_log, clean  # noqa: E402
 from addon.plan import Plan, plan  # noqa: E402
 from addon.redact import Redactor, redacted_url  # noqa: E402
 from addon.relay import Attempt, Job, Relay  # noqa: E402
-from addon.routing import Operation, anthropic_headers, detect  # noqa: E402
+from addon.routing import Operation, detect  # noqa: E402
 from addon.translate import (  # noqa: E402
     SSE_TYPE,
     ModelRenamer,
@@ -232,7 +232,7 @@ class Bridge:
     def _operation(self, flow: http.HTTPFlow) -> Operation | None:
         """The API operation this request is, when it is the bridge's to handle."""
         req = flow.request
-        op = detect(req.method, req.path, anthropic_headers(req.headers))
+        op = detect(req.method, req.path, req.headers)
         return op if op is not None and self._ours(flow) else None
 
     def claims(self, flow: http.HTTPFlow) -> bool:
@@ -394,7 +394,8 @@ class Bridge:
         if translator is None:
             return  # pass-through: live, byte for byte but for a key (else mitmproxy would buffer it)
         state.streamed = translator
-        resp.headers["content-type"] = SSE_TYPE  # the upstream's may be missing or carry a charset
+        # the upstream's may be missing or carry a charset
+        resp.headers["content-type"] = state.exchange.client_stream_type if state.exchange else SSE_TYPE
         resp.headers.pop("content-encoding", None)
         resp.headers.pop("content-length", None)
         if flow.request.http_version == "HTTP/1.1":

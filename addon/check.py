@@ -26,16 +26,11 @@ from .errors import UpstreamError, UpstreamProtocolError
 from .formats import Format
 from .formats.common import JSON, Context, dumps
 from .ir import Message, Request, Response, Role, Text, Tool, ToolCall
-from .routing import UPSTREAM_PATHS, offers
 from .sse import SSEDecoder
 
 __all__ = ["Row", "probe_request", "pick_model", "build", "parse_answer", "table", "check_endpoint", "main"]
 
-DEFAULT_MODELS = {"anthropic": "claude-haiku-4-5", "chat": "gpt-5-mini", "responses": "gpt-5-mini",
-                  "codex": "gpt-5.5"}
 _GLOB = set("*?[")
-# A JSON answer in each format has this list at its top level (the parsers are lenient about the rest).
-_BODY_LIST = {"anthropic": "content", "chat": "choices", "responses": "output"}
 GET_TIME = Tool(name="get_time", description="The current time in a time zone.",
                 parameters={"type": "object", "required": ["timezone"],
                             "properties": {"timezone": {"type": "string", "description": "IANA name, e.g. UTC"}}})
@@ -59,10 +54,10 @@ def probe_request(model: str, stream: bool, max_tokens: int = 16) -> Request:
 
 def pick_model(ep: Endpoint, fmt: str, flavor: str | None, override: str | None = None) -> str:
     """The model to ask for, before the endpoint's rewrite: ``--model``, the first literal ``models``
-    entry, the first rewrite target, else a default for the format."""
+    entry, the first rewrite target, else the format's own probe model."""
     literal = [m for m in ep.models if not _GLOB & set(m)]
     return override or next(iter(literal), None) or next((t for _, t in ep.rewrite), None) \
-        or DEFAULT_MODELS[flavor or fmt]
+        or formats.get(fmt).probe_model(flavor)
 
 
 def build(ep: Endpoint, fmt: str, base: str, flavor: str | None, model: str,
@@ -80,7 +75,7 @@ def build(ep: Endpoint, fmt: str, base: str, flavor: str | None, model: str,
         body.pop(key, None)
     headers = {"content-type": "application/json", "accept-encoding": "identity",
                **module.auth_headers(ep.api_key(), ep.auth), **module.REQUIRED_HEADERS, **dict(ep.headers)}
-    return base + UPSTREAM_PATHS[fmt], headers, body, ctx
+    return module.upstream_url(base, request.model, module.streams(body, request), "generate"), headers, body, ctx
 
 
 def parse_answer(fmt: Format, ctx: Context, content_type: str, chunks: Sequence[bytes], asked_stream: bool) -> Response:
@@ -96,10 +91,9 @@ def parse_answer(fmt: Format, ctx: Context, content_type: str, chunks: Sequence[
         data = json.loads(b"".join(chunks))
     except ValueError:
         raise UpstreamProtocolError(f"not JSON and not SSE ({content_type or 'no content type'})") from None
-    key = _BODY_LIST[fmt.NAME]
-    if not isinstance(data, dict) or not isinstance(data.get(key), list):
+    if not isinstance(data, dict) or not fmt.is_answer(data, False):
         keys = ", ".join(list(data)[:6]) if isinstance(data, dict) else type(data).__name__
-        raise UpstreamProtocolError(f"a JSON body without a {key!r} list (has: {keys})")
+        raise UpstreamProtocolError(f"a JSON body of another shape (has: {keys})")
     return accumulate(fmt.response_events(data, ctx))
 
 
@@ -137,9 +131,9 @@ def check_format(client: httpx.Client, ep: Endpoint, fmt: str, base: str, flavor
                  stream: bool, timeout: float) -> Row:
     label = f"{fmt}/{flavor}" if flavor else fmt
     url, headers, body, ctx = build(ep, fmt, base, flavor, model, stream)
-    asked_stream = body.get("stream") is True
-    name = f"{label} stream" if stream else f"{label} folded" if asked_stream else label
     module = formats.get(fmt)
+    asked_stream = module.streams(body, probe_request(model, stream))
+    name = f"{label} stream" if stream else f"{label} folded" if asked_stream else label
     row = Row(ep.name, name, False)
     start = time.perf_counter()
     try:
@@ -167,8 +161,8 @@ def check_format(client: httpx.Client, ep: Endpoint, fmt: str, base: str, flavor
 
 
 def check_endpoint(ep: Endpoint, offline: bool, model: str | None = None, timeout: float = 30.0) -> list[Row]:
-    offered = offers(ep)
-    labels = [f"{f}/{fl}" if fl else f for f, _, fl in offered]
+    offered = ep.offers
+    labels = [f"{o.format}/{o.flavor}" if o.flavor else o.format for o in offered]
     rows = [Row(ep.name, "config", True, "offers " + ", ".join(labels))]
     if ep.api_key_env is None:
         rows.append(Row(ep.name, "key", True, "none needed (no api_key_env)"))
@@ -178,12 +172,13 @@ def check_endpoint(ep: Endpoint, offline: bool, model: str | None = None, timeou
     if offline:
         return rows
     with httpx.Client(timeout=timeout) as client:
-        for (fmt, base, flavor), label in zip(offered, labels, strict=True):
-            rows.append(check_reachable(client, ep, label, base, timeout))
+        for offer, label in zip(offered, labels, strict=True):
+            rows.append(check_reachable(client, ep, label, offer.base, timeout))
             if not rows[-1].ok:
                 continue
-            chosen = pick_model(ep, fmt, flavor, model)
-            rows += [check_format(client, ep, fmt, base, flavor, chosen, stream, timeout) for stream in (False, True)]
+            chosen = pick_model(ep, offer.format, offer.flavor, model)
+            rows += [check_format(client, ep, offer.format, offer.base, offer.flavor, chosen, stream, timeout)
+                     for stream in (False, True)]
     return [redact(row, ep.api_key()) for row in rows]
 
 

@@ -42,20 +42,48 @@ from .access import KEY_PARAMS
 from .formats.common import AUTH_SCHEMES
 from .logconfig import BODY_MODES, LEVELS, LogSettings
 
-__all__ = ["ConfigError", "Endpoint", "Config", "load_config", "parse_config", "reverse_target"]
+__all__ = ["ConfigError", "Endpoint", "Config", "Offer", "URL_KEYS", "load_config", "parse_config", "reverse_target"]
 
 
 class ConfigError(ValueError):
     """A configuration mistake; the message reads ``file:line: key.path: reason``."""
 
 
+@dataclass(frozen=True, slots=True)
+class Offer:
+    """One API an endpoint speaks: the format, its base URL, and a flavour of it (the Codex backend)."""
+
+    format: str
+    base: str
+    flavor: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UrlKey:
+    """An endpoint's base-URL key: the format its URL speaks, a flavour, what the format appends (for
+    the error) and the endings that mean a whole endpoint was pasted instead of a base URL."""
+
+    format: str
+    flavor: str | None
+    appended: str
+    pasted: tuple[str, ...]
+
+
+# The base-URL keys, in the order the bridge prefers them when the client's own format is not offered.
+# ``url_openai`` speaks Chat, or Responses with ``openai_preference: responses``.
+URL_KEYS: dict[str, UrlKey] = {
+    "url_openai": UrlKey("chat", None, "/chat/completions or /responses", ("/chat/completions", "/responses")),
+    "url_codex": UrlKey("responses", "codex", "/responses", ("/responses",)),
+    "url_anthropic": UrlKey("anthropic", None, "/v1/messages", ("/v1/messages", "/messages", "/v1")),
+}
+_PREFERENCES = {"chat_completions": "chat", "responses": "responses"}  # openai_preference → url_openai's format
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Endpoint:
     name: str
-    url_anthropic: str | None = None
-    url_openai: str | None = None
-    url_codex: str | None = None
-    openai_preference: str = "chat_completions"
+    urls: tuple[tuple[str, str], ...] = ()  # (URL key, base URL) as configured
+    offers: tuple[Offer, ...] = ()  # what the endpoint speaks, in the order the bridge prefers
     api_key_env: str | None = None
     auth: str | None = None
     default_max_tokens: int = 8192
@@ -70,6 +98,10 @@ class Endpoint:
     connect_timeout: float | None = None  # seconds; set → requests go through the failover relay
     first_byte_timeout: float | None = None
     idle_timeout: float | None = None  # seconds of silence in a begun stream before it is failed
+
+    def url(self, key: str) -> str | None:
+        """The base URL configured under ``key`` (``url_openai``, …), if any."""
+        return dict(self.urls).get(key)
 
     def api_key(self) -> str | None:
         """The key, read from the environment at the moment of use (never stored in the config)."""
@@ -113,7 +145,7 @@ _TOP_KEYS = {"endpoints", "client_keys_env", "intercept_hosts", "max_attempts", 
 _TOP_INTS = {"max_attempts": 3, "max_request_bytes": 32 * 1024 * 1024, "max_answer_bytes": 32 * 1024 * 1024,
              "max_relay_connections": 1000}
 _LOG_KEYS = {"level", "log_request_body", "log_response_body", "file", "max_bytes", "backups"}
-_ENDPOINT_KEYS = {"name", "url_anthropic", "url_openai", "url_codex", "openai_preference", "api_key_env", "auth",
+_ENDPOINT_KEYS = {"name", *URL_KEYS, "openai_preference", "api_key_env", "auth",
                   "default_max_tokens", "max_tokens_limit", "drop_params", "headers", "query", "models", "priority",
                   "model_rewrite", "connect_timeout", "first_byte_timeout", "idle_timeout"}
 _NON_SCALAR = {"drop_params", "headers", "query", "models", "model_rewrite"}
@@ -121,11 +153,6 @@ _REWRITE_KEYS = {"enabled", "rules", "show_target_model"}
 _RULE_KEYS = {"source_pattern", "target_model"}
 _SECRET_HEADERS = {"authorization", "x-api-key", "proxy-authorization", "cookie"}
 _HEADER_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")  # fullmatch: "$" would let a trailing "\n" through
-_PREFERENCES = ("chat_completions", "responses")
-# base URL key → (what the bridge appends, endings that mean a whole endpoint was pasted instead)
-_API_PATHS = {"url_openai": ("/chat/completions or /responses", ("/chat/completions", "/responses")),
-              "url_anthropic": ("/v1/messages", ("/v1/messages", "/messages", "/v1")),
-              "url_codex": ("/responses", ("/responses",))}
 _AUTH = AUTH_SCHEMES
 
 
@@ -163,11 +190,14 @@ def parse_config(node: yaml.Node, path: str, environ: Any, require_env: bool = T
         if name in names:
             raise v.error(fields["name"], f"{where}.name", f"duplicate endpoint name {name!r}")
         names.add(name)
-        urls = {k: v.url(values, fields, where, k) for k in ("url_anthropic", "url_openai", "url_codex")}
+        urls = {k: url for k in URL_KEYS if (url := v.url(values, fields, where, k)) is not None}
         for key, url in urls.items():
             v.base_url(fields, where, key, url)
-        if not any(urls.values()):
-            raise v.error(ep_node, where, "needs url_anthropic, url_openai or url_codex")
+        if not urls:
+            raise v.error(ep_node, where, f"needs a base URL: {', '.join(URL_KEYS)}")
+        preference = v.choice(values, fields, where, "openai_preference", tuple(_PREFERENCES), "chat_completions")
+        offers = tuple(Offer(_PREFERENCES[preference] if key == "url_openai" else spec.format, urls[key], spec.flavor)
+                       for key, spec in URL_KEYS.items() if key in urls)
         key_env = values.get("api_key_env")
         if key_env is not None:
             key_env = v.string(values, fields, where, "api_key_env")
@@ -177,9 +207,7 @@ def parse_config(node: yaml.Node, path: str, environ: Any, require_env: bool = T
                                   f"environment variable {key_env} is not set")
                 unset.append(key_env)
         endpoints.append(Endpoint(
-            name=name, api_key_env=key_env, url_anthropic=urls["url_anthropic"], url_openai=urls["url_openai"],
-            url_codex=urls["url_codex"],
-            openai_preference=v.choice(values, fields, where, "openai_preference", _PREFERENCES, "chat_completions"),
+            name=name, api_key_env=key_env, urls=tuple(urls.items()), offers=offers,
             auth=v.choice(values, fields, where, "auth", _AUTH, None),
             default_max_tokens=v.positive_int(values, fields, where, "default_max_tokens", 8192),
             max_tokens_limit=v.positive_int(values, fields, where, "max_tokens_limit", None),
@@ -252,7 +280,7 @@ class _Validator:
 
     def base_url(self, nodes: dict[str, yaml.Node], where: str, key: str, url: str | None) -> None:
         """A whole endpoint pasted where a base URL belongs would get its path twice."""
-        appended, wrong = _API_PATHS[key]
+        appended, wrong = URL_KEYS[key].appended, URL_KEYS[key].pasted
         tail = next((t for t in wrong if url and url.lower().endswith(t)), None)
         if url and tail:
             raise self.error(nodes[key], f"{where}.{key}", f"is a base URL: the bridge appends {appended} itself; "
@@ -396,7 +424,7 @@ def reverse_target(path: str) -> str:
     """``./bridge.sh run``'s reverse target: the origin of the endpoint tried first (where a request the
     bridge does not handle, say Ollama's own ``/api/…``, most likely belongs). Raises :class:`ConfigError`."""
     ep = load_config(path, require_env=False).endpoints[0]
-    url = urlsplit(ep.url_openai or ep.url_anthropic or ep.url_codex or "")
+    url = urlsplit(ep.offers[0].base)
     return f"{url.scheme}://{url.netloc}"
 
 

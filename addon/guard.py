@@ -21,7 +21,7 @@ from .access import check, is_loopback, strip
 from .config import Config
 from .errors import BridgeError
 from .flowlog import log_flow
-from .routing import anthropic_headers, detect
+from .routing import detect
 from .translate import error_response
 
 __all__ = ["Guard", "answer_refused"]
@@ -102,8 +102,8 @@ class Guard:
 
     def _refuse(self, flow: http.HTTPFlow, config: Config, err: BridgeError) -> None:
         req = flow.request
-        op = detect(req.method, req.path, anthropic_headers(req.headers))
-        client_format = op.client_format if op else "anthropic" if anthropic_headers(req.headers) else "chat"
+        op = detect(req.method, req.path, req.headers)
+        client_format = op.client_format if op else formats.marked(req.headers) or formats.FALLBACK
         flow.response = answer_refused(flow, client_format, op.kind if op else "other", err)
         bodylimit.refuse(req, discard=min(config.max_request_bytes, bodylimit.DISCARD))
 

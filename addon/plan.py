@@ -56,11 +56,6 @@ class UnsupportedMediaType(BridgeError):
     kind = ErrorKind.INVALID_REQUEST
 
 
-def _websocket_upgrade(method: str, path: str, headers: Mapping[str, str]) -> bool:
-    return (method == "GET" and headers.get("upgrade", "").lower() == "websocket"
-            and path.split("?", 1)[0].rstrip("/").endswith("/responses"))
-
-
 def _check_body(config: Config, headers: Mapping[str, str], body: bytes) -> None:
     if len(body) > config.max_request_bytes:
         raise TooLarge(f"request body is {len(body)} bytes; this bridge takes at most {config.max_request_bytes} "
@@ -93,14 +88,12 @@ def plan(config: Config, op: Operation, path: str, headers: Mapping[str, str], b
     client = formats.get(op.client_format)
     p = Plan(client=client, summary={"client_format": op.client_format, "operation": op.kind})
     try:
-        if op.kind == "unknown" and _websocket_upgrade(method, path, headers):
-            p.summary["operation"] = "websocket"
-            raise UpgradeRefused("the bridge serves the Responses API over HTTP, not WebSocket: POST "
+        if op.kind == "websocket":
+            raise UpgradeRefused(f"the bridge serves the {client.NAME} API over HTTP, not WebSocket: POST "
                                  f"{path.split('?', 1)[0]}")
         if op.kind == "unknown":
-            raise NotServed(f"the bridge does not serve {method} {path.split('?', 1)[0]}; it serves POST "
-                            "/v1/messages, /v1/messages/count_tokens, /v1/chat/completions, /v1/responses and "
-                            "GET /v1/models")
+            raise NotServed(f"the bridge does not serve {method} {path.split('?', 1)[0]}; it serves "
+                            + "; ".join(f.SERVES for f in formats.FORMATS.values()))
         if op.kind == "probe":  # the bridge is up and has its config: that is all a probe asks
             p.answer = (200, JSON_TYPE, b"" if method == "HEAD" else b'{"status":"ok"}')
             p.summary["mode"] = "local"
@@ -112,7 +105,7 @@ def plan(config: Config, op: Operation, path: str, headers: Mapping[str, str], b
             return p
         _check_body(config, headers, body)
         data = parse_json_body(body)
-        model = _model_name(data.get("model"))
+        model = _model_name(data.get("model") if op.model is None else op.model)
         routes = candidates(config, op.client_format, model)
         if not routes:
             raise no_endpoint(config, model)
@@ -146,21 +139,23 @@ def _attempt(p: Plan, config: Config, op: Operation, r: Route, data: JSON, body:
              headers: Mapping[str, str], new_id: Callable[[str], str], now: int,
              redact: Callable[[str], str] = str) -> None:
     """Fill ``p`` with what to send to one endpoint. Raises :class:`BridgeError`."""
-    model = data["model"]
+    model = data["model"] if op.model is None else op.model
     suffix = _query(r, suffix, keep_credentials=r.passthrough and not r.endpoint.api_key()
                     and not config.client_keys_env)
     p.endpoint = r.endpoint
     p.summary.update(endpoint=r.endpoint.name, model=model, upstream_model=r.upstream_model,
                      upstream_format=r.upstream_format)
-    if op.kind == "count_tokens":
-        _count_tokens(p, config, r, data, suffix, headers)
-        return
     upstream = formats.get(r.upstream_format)
+    if op.kind == "count_tokens":
+        _count_tokens(p, config, op, r, data, suffix, headers)
+        return
     if r.passthrough and (r.flavor is None or upstream.passes_through(body, r.flavor)):
         p.summary["mode"] = "pass-through"
-        p.url = r.url + suffix
+        stream = data.get("stream") is True if op.stream is None else op.stream
+        p.url = _with_query(upstream.upstream_url(r.base, r.upstream_model, stream, op.kind), suffix)
         if r.upstream_model != model:  # only the model changes: everything else stays as sent
-            p.body = dump_bytes({**data, "model": r.upstream_model})
+            if op.model is None:  # in the body (else the URL above names the upstream's)
+                p.body = dump_bytes({**data, "model": r.upstream_model})
             if not r.endpoint.show_target_model:
                 p.rename = (r.upstream_model, model)
         _headers(p, config, r, upstream, headers)
@@ -170,11 +165,16 @@ def _attempt(p: Plan, config: Config, op: Operation, r: Route, data: JSON, body:
                   max_tokens_limit=ep.max_tokens_limit, drop_params=ep.drop_params, flavor=r.flavor,
                   budget=Budget(config.max_answer_bytes))
     p.exchange, p.body = Exchange.start(p.client, upstream, data, ctx, upstream_model=r.upstream_model,
-                                        show_upstream_model=ep.show_target_model, redact=redact)
+                                        show_upstream_model=ep.show_target_model, redact=redact, op=op)
     p.summary.update(mode="conversion", warnings=list(p.exchange.warnings))
-    p.url = r.url + suffix
+    p.url = _with_query(upstream.upstream_url(r.base, r.upstream_model, p.exchange.upstream_stream, op.kind), suffix)
     p.set_headers.update({"content-type": "application/json", "accept-encoding": "identity"})
     _headers(p, config, r, upstream, headers)
+
+
+def _with_query(url: str, query: str) -> str:
+    """``url`` (which may carry the format's own query, Gemini's ``alt=sse``) with ``query`` (``?…``) added."""
+    return url + ("&" + query[1:] if query and "?" in url else query)
 
 
 def _query(r: Route, client: str, keep_credentials: bool) -> str:
@@ -268,21 +268,22 @@ def _model_names(config: Config, client_format: str) -> list[str]:
     return names
 
 
-def _count_tokens(p: Plan, config: Config, r: Route, data: JSON, suffix: str, headers: Mapping[str, str]) -> None:
-    """Forward to the endpoint's Anthropic URL when it has one; otherwise estimate here."""
-    anthropic = formats.get("anthropic")
-    if r.endpoint.url_anthropic:
+def _count_tokens(p: Plan, config: Config, op: Operation, r: Route, data: JSON, suffix: str,
+                  headers: Mapping[str, str]) -> None:
+    """Forward to the endpoint's URL in the client's format when it has one; otherwise estimate here."""
+    client, counting = p.client, p.client.TOKEN_COUNT
+    if counting is None:  # recognise() yields count_tokens only for a format that has it
+        raise NotServed(f"the {client.NAME} API has no token count here")
+    if r.passthrough:
         p.summary["mode"] = "pass-through"
-        p.url = r.endpoint.url_anthropic + "/v1/messages/count_tokens" + suffix
-        if r.upstream_model != data["model"]:
+        p.url = _with_query(client.upstream_url(r.base, r.upstream_model, False, op.kind), suffix)
+        if r.upstream_model != data.get("model", r.upstream_model) and op.model is None:
             p.body = dump_bytes({**data, "model": r.upstream_model})
-        forward = Route(endpoint=r.endpoint, client_format="anthropic", upstream_format="anthropic",
-                        url=p.url, upstream_model=r.upstream_model)
-        _headers(p, config, forward, anthropic, headers)
+        _headers(p, config, r, client, headers)
         return
-    request = anthropic.parse_request({"max_tokens": 1, **data})
+    request = counting.parse(data)
     p.summary["mode"] = "local estimate"
-    p.answer = (200, JSON_TYPE, json.dumps({"input_tokens": estimate_tokens(request)}).encode())
+    p.answer = (200, JSON_TYPE, dump_bytes(counting.render(estimate_tokens(request))))
 
 
 _CHARS_PER_TOKEN = 4  # the usual rule of thumb for English text and code

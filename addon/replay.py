@@ -18,7 +18,7 @@ from typing import Any
 
 from .config import Config
 from .plan import plan
-from .routing import anthropic_headers, detect
+from .routing import detect
 from .sse import SSEDecoder
 from .translate import SSE_TYPE, ModelRenamer, cut_tail
 
@@ -66,7 +66,7 @@ def rerun(config: Config, metadata: dict[str, Any]) -> Rerun:
     headers = {k.lower(): v for k, v in client_request["headers"]}
     url: str = client_request["url"]
     path = "/" + url.split("://", 1)[-1].partition("/")[2]
-    op = detect(client_request["method"], path, anthropic_headers(headers))
+    op = detect(client_request["method"], path, headers)
     out = Rerun()
     if op is None:
         return out
@@ -88,7 +88,7 @@ def rerun(config: Config, metadata: dict[str, Any]) -> Rerun:
     if answer.get("cut") is not None:  # the stream broke off: what came, then the client's error event
         translator = p.exchange.stream() if p.exchange is not None else ModelRenamer(*p.rename) if p.rename else None
         head = b"".join(translator.feed(body)) if translator is not None else body
-        out.client_status, out.client_content_type = status, SSE_TYPE
+        out.client_status, out.client_content_type = status, p.exchange.client_stream_type if p.exchange else SSE_TYPE
         out.client_body = head + cut_tail(translator, p.client)(answer["cut"])
         return out
     if p.exchange is not None:

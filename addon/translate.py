@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 
 from .accumulate import accumulate
 from .errors import BadRequest, BridgeError, ErrorKind, UpstreamError, UpstreamProtocolError
-from .formats import FORMATS, EventEmitter, EventParser, Format
+from .formats import FORMATS, EventEmitter, EventParser, Format, Operation
 from .formats.common import JSON, Budget, Context, dump_bytes, dumps, loads, rename_model
 from .ir import Event, Finish, MessageStart, Request, StreamError, ToolCall, ToolResult, Usage, UsageUpdate
 from .sequence import BlockOrder
@@ -70,11 +70,7 @@ def answer_format(content_type: str, body: bytes) -> str | None:
         return None
     if not isinstance(first, dict):
         return None
-    for f in FORMATS.values():
-        key, value = f.STREAM_MARK if stream else f.ANSWER_MARK
-        if first.get(key) == value:
-            return f.NAME
-    return None
+    return next((f.NAME for f in FORMATS.values() if f.is_answer(first, stream)), None)
 
 
 def error_response(client: Format, err: BridgeError) -> tuple[int, str, bytes]:
@@ -99,11 +95,12 @@ class Exchange:
     @classmethod
     def start(cls, client: Format, upstream: Format, body: bytes | JSON, ctx: Context, *,
               upstream_model: str | None = None, show_upstream_model: bool = False,
-              redact: Callable[[str], str] = str) -> tuple[Exchange, bytes]:
+              redact: Callable[[str], str] = str, op: Operation | None = None) -> tuple[Exchange, bytes]:
         """Parse the client body (or take it parsed) and render the upstream body.
 
         ``upstream_model`` is what the upstream is asked for (a model rewrite); answers show the
-        client's own model name unless ``show_upstream_model``. Raises :class:`BridgeError`.
+        client's own model name unless ``show_upstream_model``. ``op`` carries the model and stream
+        flag of a format that puts them in the path. Raises :class:`BridgeError`.
         """
         data = body if isinstance(body, dict) else parse_json_body(body)
         try:
@@ -112,6 +109,12 @@ class Exchange:
             # A shape the parser's own checks did not name: still the client's input, still a 400.
             raise BadRequest(f"request body has a field of an unexpected type or shape ({type(e).__name__}: {e})"
                              ) from None
+        if op is not None and op.model is not None:
+            request = replace(request, model=op.model)
+        if op is not None and op.stream is not None:
+            request = replace(request, stream=op.stream)
+        if op is not None:
+            ctx = replace(ctx, framing=op.framing)
         _check_tool_results(request)
         warnings = list(request.warnings)
         limit = ctx.max_tokens_limit
@@ -126,13 +129,18 @@ class Exchange:
         for key in ctx.drop_params:
             if upstream_body.pop(key, None) is not None:
                 warnings.append(f"{key} dropped (endpoint drop_params)")
-        exchange = cls(client, upstream, ctx, request, warnings, upstream_stream=upstream_body.get("stream") is True,
-                       redact=redact)
+        exchange = cls(client, upstream, ctx, request, warnings,
+                       upstream_stream=upstream.streams(upstream_body, wire_request), redact=redact)
         return exchange, dump_bytes(upstream_body)
 
     @property
     def client_stream(self) -> bool:
         return self.request.stream
+
+    @property
+    def client_stream_type(self) -> str:
+        """The content type of the client's translated stream: SSE, or JSON for a JSON-array stream."""
+        return SSE_TYPE if self.ctx.framing == "sse" else JSON_TYPE
 
     def is_stream(self, content_type: str) -> bool:
         """Whether a 2xx upstream answer is SSE: by its type or, when it has none (the ChatGPT backend
@@ -164,13 +172,13 @@ class Exchange:
                 return self.error(e)
         if self.is_stream(content_type):
             translator = self.stream()
-            return 200, SSE_TYPE, b"".join(translator.feed(body) + translator.close())
+            return 200, self.client_stream_type, b"".join(translator.feed(body) + translator.close())
         emitter, order = self.client.StreamEmitter(self.ctx), self._order()
         try:
             events = order.order(self._events(content_type, body))
         except BridgeError as e:
             return self.error(e)
-        return 200, SSE_TYPE, b"".join(b for ev in events for b in emitter.feed(ev))
+        return 200, self.client_stream_type, b"".join(b for ev in events for b in emitter.feed(ev))
 
     def _events(self, content_type: str, body: bytes) -> list[Event]:
         if self.is_stream(content_type):

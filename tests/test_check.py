@@ -323,14 +323,18 @@ def test_endpoint_option_limits_the_check(mock: MockUpstream, tmp_path: Path) ->
 # --- pure helpers ---------------------------------------------------------------------------------
 
 
+def endpoint(url_key: str, **fields: Any) -> Endpoint:
+    return Endpoint(name="a", urls=((url_key, "http://x"),), **fields)
+
+
 def test_pick_model() -> None:
-    assert pick_model(Endpoint(name="a", url_anthropic="http://x"), "anthropic", None) == "claude-haiku-4-5"
-    assert pick_model(Endpoint(name="a", url_openai="http://x"), "chat", None) == "gpt-5-mini"
-    assert pick_model(Endpoint(name="a", url_codex="http://x"), "responses", "codex") == "gpt-5.5"
-    ep = Endpoint(name="a", url_openai="http://x", models=("gpt-*", "qwen3", "llama"), rewrite=(("claude-*", "q"),))
+    assert pick_model(endpoint("url_anthropic"), "anthropic", None) == "claude-haiku-4-5"
+    assert pick_model(endpoint("url_openai"), "chat", None) == "gpt-5-mini"
+    assert pick_model(endpoint("url_codex"), "responses", "codex") == "gpt-5.5"
+    ep = endpoint("url_openai", models=("gpt-*", "qwen3", "llama"), rewrite=(("claude-*", "q"),))
     assert pick_model(ep, "chat", None) == "qwen3"
     assert pick_model(ep, "chat", None, override="m") == "m"
-    assert pick_model(Endpoint(name="a", url_openai="http://x", models=("c-*",), rewrite=(("c-*", "q"),)),
+    assert pick_model(endpoint("url_openai", models=("c-*",), rewrite=(("c-*", "q"),)),
                       "chat", None) == "q"
 
 

@@ -23,7 +23,7 @@ def write(tmp_path: Path, text: str) -> str:
 def test_shipped_config_loads() -> None:
     config = load_config(str(ROOT / "config.yaml"), environ={})
     assert [e.name for e in config.endpoints] == ["local"]
-    assert config.endpoints[0].url_openai == "http://127.0.0.1:11434/v1"
+    assert config.endpoints[0].url("url_openai") == "http://127.0.0.1:11434/v1"
 
 
 def test_full_endpoint(tmp_path: Path) -> None:
@@ -39,7 +39,7 @@ endpoints:
     drop_params: [reasoning_effort, user]
 """)
     ep = load_config(path, environ={"MY_KEY": "k"}).endpoints[0]
-    assert (ep.url_anthropic, ep.url_openai) == ("https://a.example.test", "http://127.0.0.1:9/v1")
+    assert (ep.url("url_anthropic"), ep.url("url_openai")) == ("https://a.example.test", "http://127.0.0.1:9/v1")
     assert (ep.auth, ep.default_max_tokens, ep.max_tokens_limit) == ("x-api-key", 100, 50)
     assert ep.drop_params == ("reasoning_effort", "user")
     assert ep.api_key_env == "MY_KEY"
@@ -54,7 +54,8 @@ endpoints:
     ("endpoints:\n  - name: x\n    url_opnai: http://127.0.0.1:1\n",
      "config.yaml:3: endpoints[0].url_opnai: unknown key"),
     ("endpoints:\n  - url_openai: http://127.0.0.1:1\n", "endpoints[0].name: is required"),
-    ("endpoints:\n  - name: x\n", "config.yaml:2: endpoints[0]: needs url_anthropic, url_openai or url_codex"),
+    ("endpoints:\n  - name: x\n",
+     "config.yaml:2: endpoints[0]: needs a base URL: url_openai, url_codex, url_anthropic"),
     ("endpoints:\n  - name: x\n    url_openai: http://127.0.0.1:1\n    api_key_env: NOPE_KEY\n",
      "config.yaml:4: endpoints[0].api_key_env: environment variable NOPE_KEY is not set"),
     ("endpoints:\n  - name: x\n    url_openai: http://127.0.0.1:1\n    auth: basic\n",
@@ -99,7 +100,7 @@ def test_extra_headers(tmp_path: Path) -> None:
                            "    headers: {chatgpt-account-id: acc-1, originator: codex_cli_rs}\n")
     ep = load_config(path, environ={}).endpoints[0]
     assert ep.headers == (("chatgpt-account-id", "acc-1"), ("originator", "codex_cli_rs"))
-    assert ep.url_codex == "https://chatgpt.example.test/backend-api/codex"
+    assert ep.url("url_codex") == "https://chatgpt.example.test/backend-api/codex"
 
 
 @pytest.mark.parametrize(("headers", "message"), [

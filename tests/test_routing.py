@@ -19,8 +19,9 @@ import pytest
 import yaml
 
 from addon.config import Config, ConfigError, load_config, parse_config
+from addon.formats import FORMATS
 from addon.plan import Plan, plan
-from addon.routing import NoEndpoint, Operation, candidates, detect, route
+from addon.routing import NoEndpoint, Operation, Route, candidates, detect, route
 from addon.translate import ModelRenamer
 
 NOW = 1_760_000_000
@@ -68,12 +69,16 @@ def run(config: Config, fmt: str, body: dict[str, Any] | bytes | None = None, *,
     """plan() for a client of format ``fmt``; ``detect`` decides the operation from method, path and headers."""
     path = path or PATHS[fmt]
     hdrs = {**CLIENT_HEADERS[fmt], **(headers or {})}
-    op = detect(method, path, "anthropic-version" in hdrs or "x-api-key" in hdrs)
+    op = detect(method, path, hdrs)
     assert op is not None, (method, path)
     if body is None:
         body = request_body(fmt, model)
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
     return plan(config, op, path, hdrs, raw, lambda prefix: prefix + "0001", NOW)
+
+
+def upstream_url(r: Route) -> str:
+    return FORMATS[r.upstream_format].upstream_url(r.base, r.upstream_model, False, "generate")
 
 
 def answer_json(p: Plan) -> tuple[int, Any]:
@@ -132,12 +137,26 @@ def line_of(text: str, needle: str) -> int:
     ("GET", "/healthz", False, Operation("chat", "probe")),
     ("HEAD", "/api/hello", True, Operation("anthropic", "probe")),
     ("POST", "/health", False, None),
+    # The path says which API, whatever the headers: a wrong method there is that API's 404.
+    ("GET", "/v1/messages", False, Operation("anthropic", "unknown")),
+    ("GET", "/v1/chat/completions", True, Operation("chat", "unknown")),
+    ("GET", "/backend-api/codex/responses", False, Operation("responses", "unknown")),
     # Elsewhere: not the bridge's business.
     ("GET", "/api/tags", False, None),
+    ("GET", "/api/tags", True, None),
     ("POST", "/backend-api/codex/other", False, None),
+    ("POST", "/responses/other", False, None),
 ])
 def test_detect(method: str, path: str, anthropic_headers: bool, expected: Operation | None) -> None:
-    assert detect(method, path, anthropic_headers) == expected
+    headers = {"anthropic-version": "2023-06-01"} if anthropic_headers else {}
+    assert detect(method, path, headers) == expected
+
+
+def test_detect_a_websocket_upgrade_to_responses() -> None:
+    upgrade = {"upgrade": "websocket", "connection": "Upgrade"}
+    assert detect("GET", "/v1/responses", upgrade) == Operation("responses", "websocket")
+    assert detect("GET", "/v1/responses", {}) == Operation("responses", "unknown")
+    assert detect("GET", "/v1/chat/completions", upgrade) == Operation("chat", "unknown")
 
 
 # --- which endpoint: models globs, priority, file order ----------------------------------------
@@ -217,16 +236,17 @@ def test_the_issue_example_loads_and_its_first_endpoint_serves_everything() -> N
     config = cfg(EXAMPLE)
     dual, anthropic_only = config.endpoints
     assert dual.name == "example-dual-url" and anthropic_only.name == "example-anthropic-only"
-    assert (dual.url_anthropic, dual.url_openai) == ("https://api.provider.com", "https://api.provider.com/v1")
+    assert (dual.url("url_anthropic"), dual.url("url_openai")) == ("https://api.provider.com",
+                                                                   "https://api.provider.com/v1")
     assert dual.rewrite == (("gpt-5*", "provider-actual-model"),)
     assert anthropic_only.rewrite == (("claude-*sonnet*", "x"),)
     assert dual.models == anthropic_only.models == ()
     r = route(config, "anthropic", "claude-sonnet-4-5")
     assert (r.endpoint.name, r.upstream_format, r.passthrough) == ("example-dual-url", "anthropic", True)
-    assert r.url == "https://api.provider.com/v1/messages"
+    assert upstream_url(r) == "https://api.provider.com/v1/messages"
     assert r.upstream_model == "claude-sonnet-4-5"  # the dual endpoint's rule does not match
     r = route(config, "chat", "gpt-5.5")
-    assert (r.upstream_format, r.url, r.upstream_model) == (
+    assert (r.upstream_format, upstream_url(r), r.upstream_model) == (
         "chat", "https://api.provider.com/v1/chat/completions", "provider-actual-model")
 
 
@@ -374,7 +394,7 @@ def test_conversion_target_order(fmt: str, offered: list[str]) -> None:
     own = [o for o in offered if OWN[o] == fmt]
     # The client's own format wins (url_openai before url_codex for Responses); else the preference order.
     pick = next(item for item in CONVERSION_ORDER if item[0] in (own or offered))
-    assert (r.upstream_format, r.url) == pick[1:]
+    assert (r.upstream_format, upstream_url(r)) == pick[1:]
     assert r.passthrough is bool(own)
     assert r.flavor == ("codex" if pick[0] == "codex" else None)
 
@@ -541,7 +561,7 @@ def test_literal_names_helper_reads_the_config() -> None:
 def test_models_list_in_the_anthropic_shape(headers: dict[str, str]) -> None:
     config = cfg(MODELS)
     hdrs = {"accept": "application/json", **headers}
-    op = detect("GET", "/v1/models", "anthropic-version" in hdrs or "x-api-key" in hdrs)
+    op = detect("GET", "/v1/models", hdrs)
     assert op == Operation("anthropic", "models")
     p = plan(config, op, "/v1/models", hdrs, b"", lambda prefix: prefix, NOW)
     status, body = answer_json(p)

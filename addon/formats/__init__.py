@@ -1,63 +1,33 @@
-"""The wire formats the bridge speaks, by name. Each module exports the names :class:`Format` lists."""
+"""The wire formats the bridge speaks: the registry. Each package exports the names
+:class:`~addon.formats.api.Format` lists; adding a format is its package and one line here."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Protocol
+from collections.abc import Mapping
 
-from ..errors import BridgeError, UpstreamError
-from ..ir import BlockStart, Event, Request, Response
-from ..sse import SSEEvent
 from . import anthropic, chat, responses
-from .common import JSON, Context
+from .api import EventEmitter, EventParser, Format, Operation, TokenCount
 
-__all__ = ["FORMATS", "EventEmitter", "EventParser", "Format", "get"]
+__all__ = ["FALLBACK", "FORMATS", "EventEmitter", "EventParser", "Format", "Operation", "TokenCount",
+           "answering", "get", "marked"]
 
-
-class EventParser(Protocol):
-    """Upstream SSE events → IR events (sans I/O); ``close`` raises if the stream never finished."""
-
-    def feed(self, sse: SSEEvent) -> list[Event]: ...
-    def close(self) -> list[Event]: ...
-
-
-class EventEmitter(Protocol):
-    """IR events → the client's SSE bytes (sans I/O)."""
-
-    def feed(self, event: Event) -> list[bytes]: ...
-
-
-class Format(Protocol):
-    """What a format module provides; the modules in FORMATS are checked against it by mypy."""
-
-    NAME: str
-    AUTH_HEADERS: tuple[str, ...]
-    OWN_HEADERS: tuple[str, ...]
-    REQUIRED_HEADERS: dict[str, str]
-    ANSWER_MARK: tuple[str, str]
-    STREAM_MARK: tuple[str, str]
-
-
-    def parse_request(self, body: JSON) -> Request: ...
-    def render_request(self, req: Request, ctx: Context) -> JSON: ...
-    def response_events(self, body: JSON, ctx: Context) -> list[Event]: ...
-    def render_response(self, resp: Response, ctx: Context) -> JSON: ...
-    def parse_error(self, status: int, body: bytes) -> UpstreamError: ...
-    def render_error(self, err: BridgeError) -> tuple[int, JSON]: ...
-    def render_stream_error(self, err: BridgeError) -> bytes: ...
-    def auth_headers(self, api_key: str | None, auth: str | None) -> dict[str, str]: ...
-    def passes_through(self, body: bytes, flavor: str) -> bool: ...
-    def render_models(self, names: list[str], created: int) -> JSON: ...
-    def block_channel(self, start: BlockStart) -> str: ...  # blocks on one channel go one at a time
-
-    @property
-    def StreamParser(self) -> Callable[[Context], EventParser]: ...  # the class the module exports
-    @property
-    def StreamEmitter(self) -> Callable[[Context], EventEmitter]: ...
-
-
-FORMATS: dict[str, Format] = {anthropic.NAME: anthropic, chat.NAME: chat, responses.NAME: responses}
+# In the order requests are recognised, and unknown paths claimed: the more specific prefix first.
+FORMATS: dict[str, Format] = {anthropic.NAME: anthropic, responses.NAME: responses, chat.NAME: chat}
+FALLBACK = chat.NAME  # answers what no format claims (a probe, a refusal before the path is known)
 
 
 def get(name: str) -> Format:
     return FORMATS[name]
+
+
+def marked(headers: Mapping[str, str]) -> str | None:
+    """The format whose own headers a request carries, if any. ``headers`` looks up lowercase names."""
+    return next((f.NAME for f in FORMATS.values() if any(h in headers for h in f.HEADER_MARKS)), None)
+
+
+def answering(path: str, headers: Mapping[str, str]) -> str | None:
+    """The format whose errors answer a request no format recognised: one whose own headers it carries,
+    else the one whose prefix its path is under; None when the path is under no format's prefix (the
+    request is not an API request)."""
+    claimant = next((f.NAME for f in FORMATS.values() if f.claims(path)), None)
+    return claimant and (marked(headers) or claimant)

@@ -77,11 +77,12 @@ class Context:
     max_tokens_limit: int | None = None
     drop_params: tuple[str, ...] = ()
     flavor: str | None = None  # "codex": the upstream is the ChatGPT Codex backend (formats.md §6.6)
+    framing: str = "sse"  # how the client's stream is framed: "sse", or "json-array" (Operation.framing)
     warnings: list[str] = field(default_factory=list)
     budget: Budget = field(default_factory=Budget)  # what the answer's translators may keep
 
 
-AUTH_SCHEMES = ("bearer", "x-api-key", "api-key")  # endpoint `auth`: how its key is sent
+AUTH_SCHEMES = ("bearer", "x-api-key", "api-key", "x-goog-api-key")  # endpoint `auth`: how its key is sent
 
 
 def auth_header(api_key: str | None, auth: str) -> dict[str, str]:

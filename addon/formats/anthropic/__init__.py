@@ -6,21 +6,30 @@ same names as its siblings: ``parse_request``, ``render_request``, ``response_ev
 """
 
 from .answer import (
-    ANSWER_MARK,
-    STREAM_MARK,
     StreamEmitter,
     StreamParser,
     block_channel,
+    is_answer,
     parse_error,
     render_error,
     render_response,
     render_stream_error,
     response_events,
 )
+from .paths import (
+    HEADER_MARKS,
+    SERVES,
+    claims,
+    probe_model,
+    recognise,
+    streams,
+    upstream_url,
+)
 from .request import (
     AUTH_HEADERS,
     OWN_HEADERS,
     REQUIRED_HEADERS,
+    TOKEN_COUNT,
     auth_headers,
     parse_request,
     passes_through,
@@ -30,8 +39,9 @@ from .request import (
 from .wire import NAME
 
 __all__ = [
-    "NAME", "ANSWER_MARK", "STREAM_MARK", "block_channel",
+    "NAME", "is_answer", "block_channel",
     "parse_request", "render_request", "response_events", "render_response",
     "StreamParser", "StreamEmitter", "parse_error", "render_error", "render_stream_error",
     "AUTH_HEADERS", "OWN_HEADERS", "REQUIRED_HEADERS", "auth_headers", "passes_through", "render_models",
+    "HEADER_MARKS", "SERVES", "TOKEN_COUNT", "recognise", "claims", "upstream_url", "streams", "probe_model",
 ]

@@ -41,10 +41,12 @@ from ..common import (
 )
 from .wire import NAME
 
-# A key and value that only this format's answers carry: its whole answer, and its stream's first event
-# (how a replayed answer already in the client's format is told from an upstream one).
-ANSWER_MARK = ("type", "message")
-STREAM_MARK = ("type", "message_start")
+
+def is_answer(first: JSON, stream: bool) -> bool:
+    """Whether a whole answer (``stream``: its first event) is in this format, by what only its answers
+    carry: how a replayed answer already in the client's format is told from an upstream one."""
+    return first.get("type") == "message_start" if stream else first.get("type") == "message"
+
 
 # formats.md §1.7 / §5.8
 _STOP_TO_IR = {

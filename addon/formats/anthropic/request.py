@@ -24,6 +24,7 @@ from ...ir import (
     ToolKind,
     ToolResult,
 )
+from ..api import TokenCount
 from ..common import (
     JSON,
     Context,
@@ -411,6 +412,14 @@ def auth_headers(api_key: str | None, auth: str | None) -> dict[str, str]:
 def passes_through(body: bytes, flavor: str) -> bool:
     """Whether a request already in this format suits a flavoured upstream as is (no flavours here)."""
     return True
+
+
+def _parse_count_request(body: JSON) -> Request:
+    return parse_request({"max_tokens": 1, **body})  # a count request has no max_tokens
+
+
+# POST /v1/messages/count_tokens: the request without max_tokens, the answer {"input_tokens": N}
+TOKEN_COUNT = TokenCount(parse=_parse_count_request, render=lambda n: {"input_tokens": n})
 
 
 def render_models(names: list[str], created: int) -> JSON:

@@ -42,10 +42,12 @@ from ..common import (
 )
 from .wire import NAME, thinking_text, wire_tool_name
 
-# A key and value that only this format's answers carry: its whole answer, and its stream's first event
-# (how a replayed answer already in the client's format is told from an upstream one).
-ANSWER_MARK = ("object", "chat.completion")
-STREAM_MARK = ("object", "chat.completion.chunk")
+
+def is_answer(first: JSON, stream: bool) -> bool:
+    """Whether a whole answer (``stream``: its first event) is in this format, by what only its answers
+    carry: how a replayed answer already in the client's format is told from an upstream one."""
+    return first.get("object") == "chat.completion.chunk" if stream else first.get("object") == "chat.completion"
+
 
 # formats.md §2.6 / §5.8
 _FINISH_TO_IR = {

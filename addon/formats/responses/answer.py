@@ -44,10 +44,13 @@ from ..common import (
 )
 from .wire import NAME, _reasoning_text, _summary
 
-# A key and value that only this format's answers carry: its whole answer, and its stream's first event
-# (how a replayed answer already in the client's format is told from an upstream one).
-ANSWER_MARK = ("object", "response")
-STREAM_MARK = ("type", "response.created")
+
+def is_answer(first: JSON, stream: bool) -> bool:
+    """Whether a whole answer (``stream``: its first event) is in this format, by what only its answers
+    carry: how a replayed answer already in the client's format is told from an upstream one."""
+    return first.get("type") == "response.created" if stream else first.get("object") == "response"
+
+
 _DECLINED = "The model declined to respond."
 
 # formats.md §5.8: a Responses answer ends completed or incomplete; the IR reason decides which.
