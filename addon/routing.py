@@ -27,11 +27,12 @@ def detect(method: str, path: str, headers: Mapping[str, str]) -> Operation | No
     by their ending, so a base URL with a prefix works: ``/openai/v1/…``, ``/backend-api/codex/…``);
     a path under a format's prefix that none serves is that format's "unknown"; None: not an API
     request. ``headers`` looks up lowercase names."""
-    bare = path.split("?", 1)[0].rstrip("/")
+    bare, _, query = path.partition("?")
+    bare = bare.rstrip("/")
     if method in ("GET", "HEAD") and bare in _PROBES:
         return Operation(formats.marked(headers) or formats.FALLBACK, "probe")
     for f in formats.FORMATS.values():
-        if (op := f.recognise(method, bare, headers)) is not None:
+        if (op := f.recognise(method, bare, query, headers)) is not None:
             return op
     fmt = formats.answering(bare, headers)
     return Operation(fmt, "unknown") if fmt else None

@@ -56,7 +56,8 @@ class Format(Protocol):
     HEADER_MARKS: tuple[str, ...]  # request headers only this format's clients send
     SERVES: str  # its operations, as the error for a path no format serves lists them
 
-    def recognise(self, method: str, path: str, headers: Mapping[str, str]) -> Operation | None: ...
+    # path: without the query string and a trailing slash; query: without the "?"
+    def recognise(self, method: str, path: str, query: str, headers: Mapping[str, str]) -> Operation | None: ...
     def claims(self, path: str) -> bool: ...  # a path under this format's prefix (its errors answer it)
     # asking an upstream (paths.py, request.py)
     def upstream_url(self, base: str, model: str, stream: bool, kind: str) -> str: ...

@@ -15,7 +15,7 @@ HEADER_MARKS: tuple[str, ...] = ("anthropic-version", "x-api-key")
 _PATHS = (("/v1/messages/count_tokens", "count_tokens"), ("/v1/messages", "generate"))
 
 
-def recognise(method: str, path: str, headers: Mapping[str, str]) -> Operation | None:
+def recognise(method: str, path: str, query: str, headers: Mapping[str, str]) -> Operation | None:
     """``POST …/v1/messages`` and ``…/count_tokens``; ``GET …/v1/models`` with Anthropic's headers."""
     if method == "GET" and path.endswith("/v1/models"):
         return Operation(NAME, "models") if any(h in headers for h in HEADER_MARKS) else None

@@ -15,7 +15,7 @@ HEADER_MARKS: tuple[str, ...] = ()  # OpenAI's clients send nothing the others d
 TOKEN_COUNT = None  # Chat Completions has no token-counting operation
 
 
-def recognise(method: str, path: str, headers: Mapping[str, str]) -> Operation | None:
+def recognise(method: str, path: str, query: str, headers: Mapping[str, str]) -> Operation | None:
     """``POST …/v1/chat/completions``; ``GET …/v1/models`` (the OpenAI-shaped models list)."""
     if method == "GET" and path.endswith("/v1/models"):
         return Operation(NAME, "models")

@@ -15,7 +15,7 @@ HEADER_MARKS: tuple[str, ...] = ()
 TOKEN_COUNT = None  # OpenAI's /v1/responses/input_tokens is not served (no client here uses it)
 
 
-def recognise(method: str, path: str, headers: Mapping[str, str]) -> Operation | None:
+def recognise(method: str, path: str, query: str, headers: Mapping[str, str]) -> Operation | None:
     """``POST …/responses`` (``/v1/responses``, the Codex backend's ``/backend-api/codex/responses``)."""
     if not path.endswith("/responses"):
         return None
