@@ -14,18 +14,19 @@ from mitmproxy import http
 
 from .ir import Usage
 from .logconfig import clean
+from .plan import Summary
 
 __all__ = ["log_flow", "model_label"]
 
 logger = logging.getLogger("bridge")
 
 
-def model_label(summary: dict[str, Any]) -> str:
+def model_label(summary: Summary) -> str:
     model, upstream = summary.get("model", "-"), summary.get("upstream_model")
     return clean(f"{model} → {upstream}" if upstream and upstream != model else model, 200)
 
 
-def log_flow(flow: http.HTTPFlow, summary: dict[str, Any], status: int | None, usage: Usage | None,
+def log_flow(flow: http.HTTPFlow, summary: Summary, status: int | None, usage: Usage | None,
              started: float, redact: Any = str) -> None:
     """Formats, endpoint, models, status, tokens, time to first byte, duration; ``redact`` blanks
     secrets in the upstream's words (an outcome, an error)."""
@@ -55,7 +56,7 @@ def log_flow(flow: http.HTTPFlow, summary: dict[str, Any], status: int | None, u
                 s.get("endpoint", "-"), model_label(s), status if status is not None else "-", tokens, ttfb,
                 duration, "".join(f" | {clean(n, 500)}" for n in notes), flow.id[:8])
     # The same summary on the flow, for mitmweb's list and for recorded flows.
-    s.update(status=status, duration_ms=round(duration), first_byte_ms=first_byte)
+    s.update({"status": status, "duration_ms": round(duration), "first_byte_ms": first_byte})
     if usage is not None:
         s["usage"] = {"input": usage.total_input, "output": usage.output_tokens,
                       "cache_read": usage.cache_read_tokens, "reasoning": usage.reasoning_tokens}

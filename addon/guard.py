@@ -21,16 +21,14 @@ from .access import check, is_loopback, strip
 from .config import Config
 from .errors import BridgeError
 from .flowlog import log_flow
+from .flowstate import pairs
+from .plan import Summary
 from .routing import detect
 from .translate import error_response
 
 __all__ = ["Guard", "answer_refused"]
 
 logger = logging.getLogger("bridge")
-
-
-def _pairs(headers: http.Headers) -> list[tuple[str, str]]:
-    return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers.fields]
 
 
 def _peer_is_loopback(conn: connection.Client) -> bool:
@@ -50,7 +48,7 @@ class Guard:
         if config is None or flow.response or flow.error or not flow.live:
             return
         req = flow.request
-        err = check(config, _pairs(req.headers), req.url, loopback=_peer_is_loopback(flow.client_conn),
+        err = check(config, pairs(req.headers), req.url, loopback=_peer_is_loopback(flow.client_conn),
                     tunnel_authorized=flow.client_conn.id in self._tunnels)
         if err is not None:
             self._refuse(flow, config, err)
@@ -66,7 +64,7 @@ class Guard:
             return
         req = flow.request
         loopback = _peer_is_loopback(flow.client_conn)
-        err = check(config, _pairs(req.headers), "", loopback=loopback)
+        err = check(config, pairs(req.headers), "", loopback=loopback)
         if err is None:
             if config.client_keys_env:  # a key opened it: it counts for every request inside
                 self._tunnels.add(flow.client_conn.id)
@@ -110,7 +108,7 @@ class Guard:
     @staticmethod
     def _strip(flow: http.HTTPFlow, config: Config) -> None:
         req = flow.request
-        names, url = strip(_pairs(req.headers), req.url, config.client_keys())
+        names, url = strip(pairs(req.headers), req.url, config.client_keys())
         for name in names:
             req.headers.pop(name, None)
         if url != req.url:
@@ -121,7 +119,7 @@ def answer_refused(flow: http.HTTPFlow, client_format: str, operation: str, err:
     """The answer to a request refused before it was read (its summary on the flow, its log line)."""
     flow.request.stream = False  # mitmproxy may have chosen to stream it (stream_large_bodies): not with an answer
     status, content_type, body = error_response(formats.get(client_format), err)
-    summary = {"client_format": client_format, "operation": operation, "mode": "rejected", "error": err.message}
+    summary = Summary(client_format=client_format, operation=operation, mode="rejected", error=err.message)
     flow.metadata["bridge"] = summary
     response = http.Response.make(status, body, {"content-type": content_type})
     flow.response = response  # log_flow reads the flow

@@ -13,7 +13,7 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 from urllib.parse import parse_qsl, urlencode
 
 from . import formats
@@ -26,15 +26,36 @@ from .ir import Document, Image, Reasoning, Request, Text, ToolCall, ToolResult
 from .routing import Operation, Route, candidates, no_endpoint
 from .translate import JSON_TYPE, Exchange, error_response, parse_json_body
 
-__all__ = ["Plan", "plan", "estimate_tokens"]
+__all__ = ["Plan", "Summary", "plan", "estimate_tokens"]
 
 _GLOB = set("*?[")
+
+
+class Summary(TypedDict, total=False):
+    """What the bridge says about one request: ``flow.metadata["bridge"]`` (mitmweb's list, recorded
+    flows, replays) and its log line (flowlog.py). Plain JSON values, so a flow file can hold it."""
+
+    client_format: str
+    operation: str  # generate | count_tokens | models | probe | websocket | unknown
+    mode: str  # pass-through | conversion | local | local estimate | rejected
+    endpoint: str
+    model: str  # as the client asked
+    upstream_model: str
+    upstream_format: str
+    warnings: list[str]  # what a translation dropped or approximated, and endpoints skipped
+    error: str  # why a request was rejected
+    outcome: str  # how the answer went: streamed, HTTP 200, error: …, failed: …
+    attempts: int  # endpoints tried, when failover applies
+    status: int | None
+    duration_ms: int
+    first_byte_ms: int | None
+    usage: dict[str, int | None]
 
 
 @dataclass(slots=True)
 class Plan:
     client: Format
-    summary: dict[str, Any] = field(default_factory=dict)  # flow.metadata["bridge"] and the log line
+    summary: Summary = field(default_factory=Summary)  # flow.metadata["bridge"] and the log line
     answer: tuple[int, str, bytes] | None = None  # answer here; nothing goes upstream
     url: str | None = None  # the upstream URL, query string included
     body: bytes | None = None  # a new body; None keeps the client's bytes untouched
@@ -127,7 +148,7 @@ def plan(config: Config, op: Operation, path: str, headers: Mapping[str, str], b
                     p.fallbacks.append(fallback)
     except BridgeError as e:
         p.answer = error_response(client, e)
-        p.summary.update(mode="rejected", error=e.message)
+        p.summary.update({"mode": "rejected", "error": e.message})
     except Exception as e:  # a bug here must not let mitmproxy forward the request untranslated
         err = BridgeError(f"the bridge failed on this request ({type(e).__name__}: {e})", status=500)
         p = Plan(client=client, summary={**p.summary, "mode": "rejected", "error": err.message},
@@ -143,8 +164,8 @@ def _attempt(p: Plan, config: Config, op: Operation, r: Route, data: JSON, body:
     suffix = _query(r, suffix, keep_credentials=r.passthrough and not r.endpoint.api_key()
                     and not config.client_keys_env)
     p.endpoint = r.endpoint
-    p.summary.update(endpoint=r.endpoint.name, model=model, upstream_model=r.upstream_model,
-                     upstream_format=r.upstream_format)
+    p.summary.update({"endpoint": r.endpoint.name, "model": model, "upstream_model": r.upstream_model,
+                      "upstream_format": r.upstream_format})
     upstream = formats.get(r.upstream_format)
     if op.kind == "count_tokens":
         _count_tokens(p, config, op, r, data, suffix, headers)
@@ -166,7 +187,7 @@ def _attempt(p: Plan, config: Config, op: Operation, r: Route, data: JSON, body:
                   budget=Budget(config.max_answer_bytes))
     p.exchange, p.body = Exchange.start(p.client, upstream, data, ctx, upstream_model=r.upstream_model,
                                         show_upstream_model=ep.show_target_model, redact=redact, op=op)
-    p.summary.update(mode="conversion", warnings=list(p.exchange.warnings))
+    p.summary.update({"mode": "conversion", "warnings": list(p.exchange.warnings)})
     p.url = _with_query(upstream.upstream_url(r.base, r.upstream_model, p.exchange.upstream_stream, op.kind), suffix)
     p.set_headers.update({"content-type": "application/json", "accept-encoding": "identity"})
     _headers(p, config, r, upstream, headers)

@@ -16,6 +16,7 @@ flow read with ``-r`` is translated again by today's code (:func:`rerun`); one s
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from mitmproxy import http
@@ -26,7 +27,7 @@ from .config import Config
 from .redact import redacted_url
 from .translate import answer_format
 
-__all__ = ["client_request", "header_list", "redact_flow", "rerun", "served_as_recorded", "upstream_head"]
+__all__ = ["Rerun", "client_request", "header_list", "redact_flow", "rerun", "served_as_recorded", "upstream_head"]
 
 logger = logging.getLogger("bridge")
 
@@ -107,3 +108,16 @@ def rerun(config: Config, flow: http.HTTPFlow) -> None:
     else:
         logger.info("replay of %s: today's translation matches the recording", name)
     flow.metadata[replay.DIFFERENCES] = diffs
+
+
+class Rerun:
+    """A mitmproxy addon: a recorded flow read with ``-r`` is translated again by today's code, and the
+    differences from the recording logged (:func:`rerun`)."""
+
+    def __init__(self, config: Callable[[], Config | None]) -> None:
+        self._config = config
+
+    def request(self, flow: http.HTTPFlow) -> None:
+        config = self._config()
+        if not flow.live and replay.CLIENT_REQUEST in flow.metadata and config is not None:
+            rerun(config, flow)

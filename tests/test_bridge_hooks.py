@@ -54,7 +54,7 @@ CHAT_SSE = (
 def test_translated_request_rewrites_url_headers_and_body(bridge) -> None:
     addon, _ = bridge(CHAT_UPSTREAM)
     f = anthropic_request(BODY)
-    addon.request(f)
+    addon.forward.request(f)
     assert f.request.url == "http://127.0.0.1:9/v1/chat/completions"  # Anthropic's ?beta=true stays behind
     assert f.request.headers["authorization"] == "Bearer upstream-secret"
     for name in ("x-api-key", "anthropic-version", "anthropic-beta"):
@@ -73,7 +73,7 @@ def test_passthrough_keeps_body_bytes_and_swaps_only_the_key(bridge) -> None:
     raw = b'{"model":"m",  "max_tokens":5, "messages":[{"role":"user","content":"x"}]}'
     f = anthropic_request({})
     f.request.content = raw
-    addon.request(f)
+    addon.forward.request(f)
     assert f.request.content == raw
     assert f.request.url == "http://127.0.0.1:9/v1/messages?beta=true"
     assert f.request.headers["x-api-key"] == "upstream-secret"
@@ -84,7 +84,7 @@ def test_invalid_json_is_answered_in_the_client_format(bridge) -> None:
     addon, _ = bridge(CHAT_UPSTREAM)
     f = anthropic_request({})
     f.request.content = b"{not json"
-    addon.request(f)
+    addon.forward.request(f)
     assert f.response is not None and f.response.status_code == 400
     body = json.loads(f.response.content)
     assert body["type"] == "error" and body["error"]["type"] == "invalid_request_error"
@@ -94,11 +94,11 @@ def test_invalid_json_is_answered_in_the_client_format(bridge) -> None:
 def test_other_paths_and_replayed_flows_are_left_alone(bridge) -> None:
     addon, _ = bridge(CHAT_UPSTREAM)
     f = tflow.tflow(req=tutils.treq(method=b"GET", path=b"/v1/models"))
-    addon.request(f)
+    addon.forward.request(f)
     assert "bridge" not in f.metadata and f.request.path == "/v1/models"
     g = anthropic_request(BODY)
     g.live = False
-    addon.request(g)
+    addon.forward.request(g)
     assert "bridge" not in g.metadata and g.request.path == "/v1/messages?beta=true"
 
 
@@ -107,10 +107,10 @@ def test_stream_is_translated_chunk_by_chunk(bridge, http_version: str) -> None:
     addon, _ = bridge(CHAT_UPSTREAM)
     f = anthropic_request(BODY)
     f.request.http_version = http_version
-    addon.request(f)
+    addon.forward.request(f)
     f.response = tutils.tresp(headers=http.Headers(content_type="text/event-stream", content_length="999"),
                               content=None)
-    addon.responseheaders(f)
+    addon.respond.responseheaders(f)
     assert isinstance(f.response.stream, StreamAdapter)
     assert "content-length" not in f.response.headers
     assert ("transfer-encoding" in f.response.headers) == (http_version == "HTTP/1.1")
@@ -120,7 +120,7 @@ def test_stream_is_translated_chunk_by_chunk(bridge, http_version: str) -> None:
         assert isinstance(chunk, list)  # never a bare b"" mid-stream
         out += chunk
     out += f.response.stream(b"")
-    addon.response(f)
+    addon.respond.response(f)
     text = b"".join(out).decode()
     assert text.startswith("event: message_start\n")
     assert '"text":"hé"' in text and '"stop_reason":"end_turn"' in text
@@ -131,13 +131,13 @@ def test_stream_is_translated_chunk_by_chunk(bridge, http_version: str) -> None:
 def test_upstream_error_is_translated_with_its_status(bridge) -> None:
     addon, _ = bridge(CHAT_UPSTREAM)
     f = anthropic_request(BODY)
-    addon.request(f)
+    addon.forward.request(f)
     err = json.dumps({"error": {"message": "Rate limit reached", "type": "requests", "code": "rate_limit_exceeded"}})
     f.response = tutils.tresp(status_code=429, headers=http.Headers(content_type="application/json"),
                               content=err.encode())
-    addon.responseheaders(f)
+    addon.respond.responseheaders(f)
     assert f.response.stream is False or f.response.stream is None
-    addon.response(f)
+    addon.respond.response(f)
     assert f.response.status_code == 429
     body = json.loads(f.response.content)
     assert body == {"type": "error", "error": {"type": "rate_limit_error", "message": "Rate limit reached"}}
@@ -147,10 +147,10 @@ def test_gzip_stream_is_decoded_on_the_fly(bridge) -> None:
     import gzip
     addon, _ = bridge(CHAT_UPSTREAM)
     f = anthropic_request(BODY)
-    addon.request(f)
+    addon.forward.request(f)
     f.response = tutils.tresp(headers=http.Headers(content_type="text/event-stream", content_encoding="gzip"),
                               content=None)
-    addon.responseheaders(f)
+    addon.respond.responseheaders(f)
     assert "content-encoding" not in f.response.headers
     packed = gzip.compress(CHAT_SSE)
     out = f.response.stream(packed[:20]) + f.response.stream(packed[20:]) + f.response.stream(b"")
@@ -161,7 +161,7 @@ def test_extra_headers_are_sent_and_passthrough_without_key_keeps_the_clients(br
     addon, _ = bridge("endpoints:\n  - name: up\n    url_anthropic: http://127.0.0.1:9\n"
                       "    headers: {x-team: blue}\n")
     f = anthropic_request(BODY)
-    addon.request(f)
+    addon.forward.request(f)
     assert f.request.headers["x-team"] == "blue"
     assert f.request.headers["x-api-key"] == "client-secret"  # same format, no key configured: the client's
     assert f.request.headers["anthropic-version"] == "2023-06-01"
@@ -170,12 +170,12 @@ def test_extra_headers_are_sent_and_passthrough_without_key_keeps_the_clients(br
 def test_flow_comment_and_metadata_summarise_the_exchange(bridge) -> None:
     addon, _ = bridge(CHAT_UPSTREAM)
     f = anthropic_request(BODY)
-    addon.request(f)
+    addon.forward.request(f)
     f.response = tutils.tresp(headers=http.Headers(content_type="text/event-stream"), content=None)
-    addon.responseheaders(f)
+    addon.respond.responseheaders(f)
     for chunk in (CHAT_SSE, b""):
         f.response.stream(chunk)
-    addon.response(f)
+    addon.respond.response(f)
     assert f.comment == "anthropic → chat · up · claude-x · 200 · tokens ?"
     assert not f.marked
     summary = f.metadata["bridge"]
@@ -183,11 +183,11 @@ def test_flow_comment_and_metadata_summarise_the_exchange(bridge) -> None:
     json.dumps(summary)  # a recorded flow must be able to hold it
 
     g = anthropic_request(BODY)
-    addon.request(g)
+    addon.forward.request(g)
     g.response = tutils.tresp(status_code=500, headers=http.Headers(content_type="application/json"),
                               content=b'{"error": {"message": "boom", "type": "server_error"}}')
-    addon.responseheaders(g)
-    addon.response(g)
+    addon.respond.responseheaders(g)
+    addon.respond.response(g)
     assert g.comment.startswith("✗ anthropic → chat") and g.marked == ":warning:"
 
 
@@ -199,11 +199,11 @@ def test_no_key_survives_in_a_written_flow(bridge, config: str) -> None:
 
     addon, _ = bridge(config)
     f = anthropic_request(BODY, path="/v1/messages?key=query-secret")
-    addon.request(f)
+    addon.forward.request(f)
     assert "upstream-secret" in str(f.request.headers)  # it is sent upstream...
     f.response = tutils.tresp(headers=http.Headers(content_type="application/json"),
                               content=b'{"error": {"message": "no", "type": "x"}}', status_code=400)
-    addon.response(f)
+    addon.respond.response(f)
     buf = io.BytesIO()
     mio.FlowWriter(buf).add(f)
     written = buf.getvalue()
@@ -216,8 +216,8 @@ def test_a_locally_answered_request_keeps_no_key_either(bridge) -> None:
     addon, _ = bridge(CHAT_UPSTREAM)
     f = anthropic_request({})
     f.request.content = b"{broken"
-    addon.request(f)  # answered here: 400
-    addon.response(f)
+    addon.forward.request(f)  # answered here: 400
+    addon.respond.response(f)
     assert f.request.headers["x-api-key"] == "[REDACTED]"
 
 
@@ -229,9 +229,9 @@ def test_a_placeholder_client_key_never_changes_what_the_model_wrote(bridge) -> 
     f.request.headers["x-api-key"] = "unused"
     long_key = "a-real-looking-client-key-0123456789"
     f.request.headers["authorization"] = f"Bearer {long_key}"
-    learned = addon._learn(f.request)
+    learned = addon.forward._learn(f.request)
     assert "unused" not in learned and long_key in learned
-    redact = addon._redact.also(learned)
+    redact = addon.settings.redact.also(learned)
     stream = StreamAdapter(None, bytes, redact, redact)
     chunk = (b'event: error\ndata: {"type":"error","error":{"message":"an unused variable; bad key '
              + long_key.encode() + b'"}}\n\n')
