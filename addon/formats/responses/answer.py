@@ -332,12 +332,15 @@ class StreamParser:
 
     def _content(self, item: _Item, text: str) -> list[Event]:
         events: list[Event] = []
-        if item.block_id is None:  # a message's first text
-            events.append(self._open(item, BlockStart(block_id=self._next_id, kind=BlockKind.TEXT)))
+        bid = item.block_id
+        if bid is None:  # a message's first text
+            start = self._open(item, BlockStart(block_id=self._next_id, kind=BlockKind.TEXT))
+            events.append(start)
+            bid = start.block_id
         if item.unwrap is not None:
             text = item.unwrap.feed(text)
         if text:
-            events.append(BlockDelta(block_id=item.block_id, text=text))  # type: ignore[arg-type]
+            events.append(BlockDelta(block_id=bid, text=text))
         return events
 
     def _item_done(self, index: Any, wire: JSON) -> list[Event]:
@@ -353,10 +356,10 @@ class StreamParser:
             rest = _item_content({"type": item.type, **wire})
             if rest:
                 events += self._content(item, rest)
-        if item.unwrap is not None and (tail := item.unwrap.close()):
-            events.append(BlockDelta(block_id=item.block_id, text=tail))  # type: ignore[arg-type]
         if item.block_id is None:
             return events  # a message with no text
+        if item.unwrap is not None and (tail := item.unwrap.close()):
+            events.append(BlockDelta(block_id=item.block_id, text=tail))
         opaque = None
         if item.type == "reasoning":  # encrypted_content is complete only in .done (formats.md §7.22)
             opaque = decode_signature(str(wire.get("encrypted_content") or ""), NAME)
