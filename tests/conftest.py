@@ -4,8 +4,9 @@
 ``bridge(upstream)`` starts (once per configuration and session) ``mitmdump -s addon/bridge.py`` on a
 free loopback port, in front of the mock, with an endpoint whose upstream is ``"chat"`` (``url_openai``,
 Chat Completions), ``"responses"`` (``url_openai`` with ``openai_preference: responses``),
-``"anthropic"`` (``url_anthropic``) or ``"codex"`` (``url_codex``: the mock's ChatGPT Codex backend at
-``/backend-api/codex``), and returns a :class:`BridgeProcess`.
+``"anthropic"`` (``url_anthropic``), ``"codex"`` (``url_codex``: the mock's ChatGPT Codex backend at
+``/backend-api/codex``) or ``"gemini"`` (``url_gemini``: the mock's base URL, to which the Gemini format
+appends ``/v1beta/models/{model}:…``), and returns a :class:`BridgeProcess`.
 mitmdump runs without ``-q`` but with ``termlog_verbosity=warn`` and ``flow_detail=0``: quiet, except the
 bridge's own warnings. When a test fails, what each mitmdump logged during it is attached to the report.
 
@@ -161,14 +162,16 @@ def mock(mock_upstream: MockUpstream) -> Iterator[MockUpstream]:
 @pytest.fixture(scope="session")
 def bridge(tmp_path_factory: pytest.TempPathFactory,
            mock_upstream: MockUpstream) -> Iterator[Callable[..., BridgeProcess]]:
-    """Factory: ``bridge("chat" | "responses" | "anthropic" | "codex")``, extra endpoint keys as keywords."""
+    """Factory: ``bridge("chat" | "responses" | "anthropic" | "codex" | "gemini")``, extra endpoint keys as
+    keywords."""
     started: dict[str, BridgeProcess] = {}
 
     def make(upstream: str, **endpoint: object) -> BridgeProcess:
         urls = {"chat": {"url_openai": f"{mock_upstream.url}/v1", "openai_preference": "chat_completions"},
                 "responses": {"url_openai": f"{mock_upstream.url}/v1", "openai_preference": "responses"},
                 "anthropic": {"url_anthropic": mock_upstream.url},
-                "codex": {"url_codex": f"{mock_upstream.url}/backend-api/codex"}}
+                "codex": {"url_codex": f"{mock_upstream.url}/backend-api/codex"},
+                "gemini": {"url_gemini": mock_upstream.url}}
         spec = {"name": f"mock-{upstream}", **urls[upstream], "api_key_env": UPSTREAM_KEY_ENV, **endpoint}
         key = json.dumps(spec, sort_keys=True)
         if key not in started:

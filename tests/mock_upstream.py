@@ -1,17 +1,25 @@
-"""A scripted mock LLM upstream that speaks Anthropic Messages, OpenAI Chat Completions and Responses.
+"""A scripted mock LLM upstream that speaks Anthropic Messages, OpenAI Chat Completions, Responses and Gemini.
 
 ``POST /v1/messages`` answers in the Anthropic format, ``POST …/chat/completions`` in the Chat format,
 ``POST …/responses`` in the Responses format (formats.md §3, §4.4). ``POST …/backend-api/codex/responses``
 plays the ChatGPT Codex backend: it refuses what that backend refuses (formats.md §6.6) with HTTP 400
 and a FastAPI-style ``{"detail": …}`` body, and otherwise answers like Responses.
 ``POST /v1/messages/count_tokens`` answers ``{"input_tokens": <the body's length in bytes>}`` (no
-scripted reply is taken). Every POST is recorded (method, path with query, headers, raw body, parsed
-JSON). Each answer comes from the next :class:`Reply` queued with :meth:`MockUpstream.next_reply` (a
-default text reply when the queue is empty) and is rendered in the format of the path: one JSON body,
-or, when the request says ``"stream": true``, real SSE over chunked transfer encoding with one write
-and flush per event. Faults: an HTTP error status with the format's error JSON, an in-stream error
-(Responses: ``response.failed``), a connection cut mid-stream (no chunked terminator), a stream
-that ends cleanly before its terminal event, and raw bytes injected mid-stream (garbage, ``[DONE]``).
+scripted reply is taken).
+``POST /{v1beta|v1}/models/{model}:generateContent`` answers one Gemini GenerateContentResponse,
+``:streamGenerateContent?alt=sse`` SSE (one ``data:`` event per chunk, closed without a sentinel) and
+``:streamGenerateContent`` without ``alt`` a streamed JSON array; ``:countTokens`` answers
+``{"totalTokens": <the body's length>}``; ``GET …/models`` lists models (gemini.md §1.1, §3, §4). Gemini
+requests are first checked the way the real API checks them and refused with its 400 INVALID_ARGUMENT
+messages (gemini.md §5.2, ``gemini_refusal``); ``MockUpstream.gemini_api_key`` makes the key required (§1.2).
+Every POST (and Gemini GET) is recorded (method, path with query, headers, raw body, parsed JSON). Each
+answer comes from the next :class:`Reply` queued with :meth:`MockUpstream.next_reply` (a default text reply
+when the queue is empty) and is rendered in the format of the path: one JSON body, or, when the request
+asks for a stream (``"stream": true``; Gemini: the method), real SSE over chunked transfer encoding with one
+write and flush per event. Faults: an HTTP error status with the format's error JSON, an in-stream error
+(Responses: ``response.failed``; Gemini: ``data: {"error": …}``), a connection cut mid-stream (no chunked
+terminator), a stream that ends cleanly before its terminal event, and raw bytes injected mid-stream
+(garbage, ``[DONE]``).
 
 Run standalone: ``python -m tests.mock_upstream --port 8001`` (answers every request with a default
 text reply; Ctrl-C stops it).
@@ -20,17 +28,23 @@ text reply; Ctrl-C stops it).
 from __future__ import annotations
 
 import argparse
+import base64
 import json
+import re
 import socket
 import threading
 import time
-from collections.abc import Sequence
+import urllib.parse
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 __all__ = ["ToolCallSpec", "Reply", "Recorded", "MockUpstream", "ANTHROPIC_TO_CHAT_STOP",
-           "RESPONSES_INCOMPLETE_REASON", "CODEX_PATH", "COUNT_TOKENS_PATH", "count_tokens_answer"]
+           "RESPONSES_INCOMPLETE_REASON", "CODEX_PATH", "COUNT_TOKENS_PATH", "count_tokens_answer",
+           "GEMINI_FINISH", "GEMINI_STATUS", "GEMINI_MODELS", "GEMINI_RESPONSE_ID", "SKIP_SIGNATURE",
+           "gemini_signature", "gemini_usage", "gemini_body", "gemini_chunks", "gemini_events", "gemini_error",
+           "gemini_refusal", "gemini_key_refusal"]
 
 ANTHROPIC_TO_CHAT_STOP = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length",
                           "tool_use": "tool_calls", "refusal": "content_filter"}
@@ -84,21 +98,28 @@ class Reply:
     """What the mock answers to one request, independent of the wire format it is rendered in."""
 
     text: str | None = "Hello from the mock."
-    reasoning: str | None = None  # Anthropic thinking / Chat reasoning_content / Responses reasoning summary
-    signature: str = "mock-signature"  # the Anthropic thinking signature; Responses: the encrypted_content
+    # Anthropic thinking / Chat reasoning_content / Responses reasoning summary / Gemini thought parts (only when
+    # the request sets thinkingConfig.includeThoughts, as the API does; thoughtsTokenCount either way)
+    reasoning: str | None = None
+    # the Anthropic thinking signature; Responses: the encrypted_content; Gemini: thoughtSignature is its base64
+    # (gemini_signature), on the first functionCall part or else the last part, "" for none
+    signature: str = "mock-signature"
     redacted: str | None = None  # Anthropic only: a redacted_thinking block's data, after the thinking
     tool_calls: Sequence[ToolCallSpec] = ()
-    stop: str | None = None  # Anthropic value, mapped for Chat (a Chat value goes out as is); None: by content
-    usage: dict[str, Any] | None = None  # wire usage in the upstream's own format
+    # Anthropic value, mapped for Chat (a Chat value goes out as is) and for Gemini (GEMINI_FINISH; an upper-case
+    # value goes out as is, e.g. "RECITATION"); None: by content
+    stop: str | None = None
+    usage: dict[str, Any] | None = None  # wire usage in the upstream's own format (Gemini: the final usageMetadata)
     model: str = "mock-upstream-model"
     headers: dict[str, str] = field(default_factory=dict)  # extra response headers
     status: int = 200  # >= 400: answer the format's error JSON with error_message
     error_message: str = "mock upstream error"
-    error_type: str | None = None  # default: by status
+    error_type: str | None = None  # default: by status (Gemini: the `status` name, e.g. "RESOURCE_EXHAUSTED")
     error_json: dict[str, Any] | None = None  # the whole error body, instead of one built from the fields above
     raw_error: bytes | None = None  # an error body that is not the format's JSON (e.g. a proxy's HTML page)
     error_after: int | None = None  # streamed: after N events send the format's in-stream error, then end
-    # (Anthropic event: error, Chat data: {"error": …}, Responses response.failed with error_type as its code)
+    # (Anthropic event: error, Chat data: {"error": …}, Responses response.failed with error_type as its code,
+    # Gemini data: {"error": …} or an array element, 503 UNAVAILABLE unless error_type names another status)
     cut_after: int | None = None  # streamed: close the socket after N events, no chunked terminator
     end_after: int | None = None  # streamed: end the body cleanly after N events (terminal events lost)
     hold_after: int | None = None  # streamed: after N events wait until `release` is set (max 10 s)
@@ -114,9 +135,14 @@ class Reply:
     # event the format builder does not make), then end the body cleanly
     inject: bytes = b""
     inject_after: int | None = None
+    gemini_ids: bool = False  # Gemini: send functionCall.id (the Developer API sends none, gemini.md §6.1)
+    # Gemini: a blocked prompt, a 200 with promptFeedback.blockReason (e.g. "PROHIBITED_CONTENT") and no candidates
+    block_reason: str | None = None
 
     def wire_stop(self, fmt: str) -> str:
         stop = self.stop or ("tool_use" if self.tool_calls else "end_turn")
+        if fmt == "gemini":
+            return stop if stop.isupper() else GEMINI_FINISH.get(stop, "OTHER")
         return stop if fmt == "anthropic" else ANTHROPIC_TO_CHAT_STOP.get(stop, stop)
 
     def responses_status(self) -> tuple[str, str | None]:
@@ -391,9 +417,494 @@ def codex_refusal(body: Any) -> str | None:
     return None
 
 
+# --- Gemini rendering (gemini.md §3, §4) ----------------------------------------------------------
+
+# POST /{v1beta|v1}/models/{model}:{method} (gemini.md §1.1: both API versions are in use; tuned models too)
+GEMINI_POST_PATH = re.compile(r"/(v1beta|v1)/((?:models|tunedModels)/[^/:]+):(generateContent|streamGenerateContent|"
+                              r"countTokens)$")
+GEMINI_MODELS_PATH = re.compile(r"/(v1beta|v1)/models(?:/([^/:]+))?$")
+GEMINI_RESPONSE_ID = "mockGeminiResponse0001"
+# The sentinel the API accepts in place of a signature for history it did not produce (gemini.md §7).
+SKIP_SIGNATURE = "skip_thought_signature_validator"
+# A stop reason as scripted (Anthropic or Chat value) → finishReason (gemini.md §3.2, §9.10). A turn that calls
+# functions ends with STOP: the API has no tool-use reason (§3.1).
+GEMINI_FINISH = {"end_turn": "STOP", "stop_sequence": "STOP", "pause_turn": "STOP", "tool_use": "STOP",
+                 "stop": "STOP", "tool_calls": "STOP", "max_tokens": "MAX_TOKENS", "length": "MAX_TOKENS",
+                 "model_context_window_exceeded": "MAX_TOKENS", "refusal": "SAFETY", "content_filter": "SAFETY"}
+# HTTP status → google.rpc status name (gemini.md §5.1)
+GEMINI_STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
+                 429: "RESOURCE_EXHAUSTED", 499: "CANCELLED", 500: "INTERNAL", 503: "UNAVAILABLE",
+                 504: "DEADLINE_EXCEEDED"}
+GEMINI_MODELS = ("gemini-3-pro-preview", "gemini-3-flash-preview", "gemini-2.5-pro", "gemini-2.5-flash")
+
+
+def _camel(snake: str) -> str:
+    head, *rest = snake.split("_")
+    return head + "".join(word[:1].upper() + word[1:] for word in rest)
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"[A-Z]", lambda m: "_" + m.group(0).lower(), name)
+
+
+def _field(obj: Any, snake: str) -> Any:
+    """A request field under either spelling: the API reads camelCase and snake_case names at every level
+    (gemini.md §2.2), and google-genai really sends snake_case below the top level."""
+    if not isinstance(obj, dict):
+        return None
+    return obj[snake] if snake in obj else obj.get(_camel(snake))
+
+
+def _thinking_config(request: Any) -> Any:
+    return _field(_field(request, "generation_config"), "thinking_config")
+
+
+def gemini_signature(reply: Reply) -> str | None:
+    """The ``thoughtSignature`` the mock sends for ``reply.signature`` (None for ``""``): bytes on the wire, so
+    base64, standard alphabet with padding as the API writes it (gemini.md §2.2). The Python SDK sends it back
+    URL-safe: compare decoded bytes."""
+    return base64.b64encode(reply.signature.encode()).decode() if reply.signature else None
+
+
+def gemini_usage(reply: Reply) -> dict[str, Any]:
+    """The final usageMetadata: the scripted one, or a default (gemini.md §3.3: candidates exclude thoughts)."""
+    if reply.usage is not None:
+        return dict(reply.usage)
+    usage: dict[str, Any] = {"promptTokenCount": 12, "candidatesTokenCount": 7, "totalTokenCount": 19,
+                             "promptTokensDetails": [{"modality": "TEXT", "tokenCount": 12}]}
+    if reply.reasoning is not None:
+        usage |= {"thoughtsTokenCount": 5, "totalTokenCount": 24}
+    return usage
+
+
+def _usage_so_far(usage: dict[str, Any], k: int, n: int) -> dict[str, Any]:
+    """Chunk k of n: usage is cumulative on every chunk (gemini.md §4.3 item 6), so the prompt and thoughts are
+    whole from the first chunk and the candidates grow to the final count, which only the last chunk has. A
+    client that adds chunks up, or keeps the first, gets a wrong count."""
+    if k >= n or "candidatesTokenCount" not in usage:
+        return dict(usage)
+    whole = int(usage["candidatesTokenCount"])
+    partial = dict(usage, candidatesTokenCount=whole * k // n)
+    if "totalTokenCount" in usage:
+        partial["totalTokenCount"] = int(usage["totalTokenCount"]) - whole + partial["candidatesTokenCount"]
+    return partial
+
+
+def _gemini_args(call: ToolCallSpec) -> Any:
+    try:
+        return json.loads(call.arguments_json)  # an object, unless the script asks for broken arguments
+    except ValueError:
+        return call.arguments_json
+
+
+def _call_parts(reply: Reply) -> list[dict[str, Any]]:
+    """Whole functionCall parts (gemini.md §4.3 item 3); only the first carries the signature (§7, §6.2), and
+    no id unless the script asks (the Developer API sends none, §6.1)."""
+    parts: list[dict[str, Any]] = []
+    for n, call in enumerate(reply.tool_calls):
+        function_call: dict[str, Any] = {"name": call.name, "args": _gemini_args(call)}
+        if reply.gemini_ids:
+            function_call = {"id": call.id, **function_call}
+        part: dict[str, Any] = {"functionCall": function_call}
+        if n == 0 and (signature := gemini_signature(reply)):
+            part["thoughtSignature"] = signature
+        parts.append(part)
+    return parts
+
+
+def _gemini_response(reply: Reply, parts: list[dict[str, Any]] | None, usage: dict[str, Any],
+                     finish: bool = True) -> dict[str, Any]:
+    response: dict[str, Any] = {}
+    if parts is None:  # a blocked prompt: a 200 with promptFeedback and no candidates (gemini.md §3.1)
+        response["promptFeedback"] = {"blockReason": reply.block_reason}
+    else:
+        candidate: dict[str, Any] = {"content": {"parts": parts, "role": "model"}, "index": 0}
+        if finish:
+            candidate["finishReason"] = reply.wire_stop("gemini")
+        response["candidates"] = [candidate]
+    return response | {"usageMetadata": usage, "modelVersion": reply.model, "responseId": GEMINI_RESPONSE_ID}
+
+
+def _thought_parts(reply: Reply, request: Any) -> bool:
+    """Thought parts only when the request asks for them (gemini.md §4.3 item 1); thoughtsTokenCount either way."""
+    return reply.reasoning is not None and bool(_field(_thinking_config(request), "include_thoughts"))
+
+
+def gemini_body(reply: Reply, request: Any = None) -> dict[str, Any]:
+    """One GenerateContentResponse (gemini.md §3). Without calls the signature rides on the last part, after
+    any thought part (§7)."""
+    if reply.block_reason is not None:
+        return _gemini_response(reply, None, gemini_usage(reply))
+    parts: list[dict[str, Any]] = []
+    if _thought_parts(reply, request):
+        parts.append({"text": reply.reasoning, "thought": True})
+    if reply.text is not None:
+        parts.append({"text": reply.text})
+    parts += _call_parts(reply)
+    if not reply.tool_calls:
+        if not parts or parts[-1].get("thought"):
+            parts.append({"text": ""})
+        if signature := gemini_signature(reply):
+            parts[-1]["thoughtSignature"] = signature
+    return _gemini_response(reply, parts, gemini_usage(reply))
+
+
+def gemini_chunks(reply: Reply, request: Any = None) -> list[dict[str, Any]]:
+    """The stream's GenerateContentResponse chunks (gemini.md §4.3): thought pieces, text pieces, the calls whole
+    in one chunk, then a last chunk with an empty text part (carrying the signature when there is no call, as
+    Gemini 3 does) and the finishReason; cumulative usage on each."""
+    usage = gemini_usage(reply)
+    if reply.block_reason is not None:
+        return [_gemini_response(reply, None, usage)]
+    chunk_parts: list[list[dict[str, Any]]] = []
+    if _thought_parts(reply, request):
+        chunk_parts += [[{"text": p, "thought": True}] for p in _pieces(reply.reasoning or "", reply.piece)]
+    if reply.text is not None:
+        chunk_parts += [[{"text": p}] for p in _pieces(reply.text, reply.piece)]
+    if reply.tool_calls:
+        chunk_parts.append(_call_parts(reply))
+    last: dict[str, Any] = {"text": ""}
+    if not reply.tool_calls and (signature := gemini_signature(reply)):
+        last["thoughtSignature"] = signature
+    chunk_parts.append([last])
+    n = len(chunk_parts)
+    return [_gemini_response(reply, parts, _usage_so_far(usage, k, n), finish=k == n)
+            for k, parts in enumerate(chunk_parts, 1)]
+
+
+def gemini_events(chunks: list[dict[str, Any]], sse: bool) -> list[bytes]:
+    """With ``alt=sse`` one ``data: {…}`` event per chunk, no event names, no sentinel (gemini.md §4.1);
+    without it one JSON array, written an element at a time, the ``]`` last (§4.2)."""
+    if sse:
+        return [f"data: {json.dumps(c)}\n\n".encode() for c in chunks]
+    return [(b"[" if n == 0 else b",\r\n") + json.dumps(c).encode() for n, c in enumerate(chunks)] + [b"]"]
+
+
+def gemini_error(code: int, message: str, status: str | None = None) -> dict[str, Any]:
+    """Google's error body (gemini.md §5.1): ``error`` first, with a numeric code, or the SDK misreads it (§4.4)."""
+    return {"error": {"code": code, "message": message, "status": status or GEMINI_STATUS.get(code, "UNKNOWN")}}
+
+
+def gemini_model(model_id: str) -> dict[str, Any]:
+    """A Model as ``GET /v1beta/models`` lists it (gemini.md §1.1)."""
+    return {"name": f"models/{model_id}", "version": "001", "displayName": model_id,
+            "description": f"{model_id}, served by the mock upstream", "inputTokenLimit": 1048576,
+            "outputTokenLimit": 65536, "supportedGenerationMethods": ["generateContent", "countTokens"],
+            "temperature": 1.0, "maxTemperature": 2.0, "topP": 0.95, "topK": 64, "thinking": True}
+
+
+def gemini_stream_error(reply: Reply) -> dict[str, Any]:
+    """The error a live stream ends with (gemini.md §4.6): 503 UNAVAILABLE, or the status named by error_type."""
+    code = next((c for c, name in GEMINI_STATUS.items() if name == reply.error_type), 503)
+    return reply.error_json or gemini_error(code, reply.error_message, reply.error_type)
+
+
+def gemini_models_page(models: Sequence[str], query: dict[str, list[str]]) -> dict[str, Any]:
+    """One page of the models list: ``pageSize`` (default 50, max 1000) and ``pageToken`` (gemini.md §1.1)."""
+    size = min(int((query.get("pageSize") or ["50"])[0]), 1000)
+    start = int((query.get("pageToken") or ["0"])[0] or 0)
+    page: dict[str, Any] = {"models": [gemini_model(m) for m in models[start:start + size]]}
+    if start + size < len(models):
+        page["nextPageToken"] = str(start + size)
+    return page
+
+
+# --- Gemini: what the real API refuses (gemini.md §5.2) ---------------------------------------------
+
+_BAD_KEY = "API key not valid. Please pass a valid API key."
+_NO_KEY = ("Method doesn't allow unregistered callers (callers without established identity). Please use API Key "
+           "or other form of API consumer identity to call this API.")
+_BAD_NAME = ("Invalid function name. Must start with a letter or an underscore. Must be alphameric (a-z, A-Z, 0-9), "
+             "underscores (_), dots (.) or dashes (-), with a maximum length of 64.")
+_VALID_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]{0,63}")
+_BAD_ROLE = "Please use a valid role: user, model."
+_NO_CALL_TURN = "Please ensure that function response turn comes immediately after a function call turn."
+_COUNT_MISMATCH = ("Please ensure that the number of function response parts is equal to the number of function "
+                   "call parts of the function call turn.")
+_INVALID = "Request contains an invalid argument."
+_MISSING_SIGNATURE = ("Function call is missing a thought_signature in functionCall parts. This is required for "
+                      "tools to work correctly, and missing thought_signature may lead to degraded model "
+                      "performance. Additional data, function call `default_api:{name}` , position {position}. "
+                      "Please refer to https://ai.google.dev/gemini-api/docs/thought-signatures for more details.")
+_PART_DATA = ("text", "inline_data", "file_data", "function_call", "function_response", "executable_code",
+              "code_execution_result", "tool_call", "tool_response")  # Part's oneof `data` (gemini.md §2.4)
+
+# The request messages as the proto parser knows them (snake_case names; gemini.md §2, SDK 3.3.0 types and its
+# Developer-API converters). `stream` is not a field (the method says it, §1.1); `model` is one in the proto
+# (countTokens' generateContentRequest carries it, §1.1), so it is not refused, though clients send it in the
+# path only. Kinds: "scalar", "scalar[]", "any" (free JSON, not walked: args, response,
+# parametersJsonSchema…), "bytes" (base64), "string[]" (Schema.enum), a message name, "Msg[]", "map:Msg".
+_S, _SS, _ANY = "scalar", "scalar[]", "any"
+_GEMINI_MESSAGES: dict[str, dict[str, str]] = {
+    "GenerateContentRequest": {
+        "model": _S, "contents": "Content[]", "system_instruction": "Content", "tools": "Tool[]",
+        "tool_config": "ToolConfig", "safety_settings": "any[]", "generation_config": "GenerationConfig",
+        "cached_content": _S, "labels": _ANY, "service_tier": _S, "store": _S, "continuation_token": _ANY},
+    "CountTokensRequest": {"contents": "Content[]", "generate_content_request": "GenerateContentRequest"},
+    "Content": {"role": _S, "parts": "Part[]"},
+    "Part": {"text": _S, "inline_data": "Blob", "file_data": _ANY, "function_call": "FunctionCall",
+             "function_response": "FunctionResponse", "executable_code": _ANY, "code_execution_result": _ANY,
+             "tool_call": _ANY, "tool_response": _ANY, "thought": _S, "thought_signature": "bytes",
+             "video_metadata": _ANY, "media_resolution": _ANY, "part_metadata": _ANY},
+    "Blob": {"mime_type": _S, "data": "bytes", "display_name": _S},
+    # partialArgs / willContinue are Vertex-only (gemini.md §4.3): unknown here
+    "FunctionCall": {"id": _S, "name": _S, "args": _ANY},
+    "FunctionResponse": {"id": _S, "name": _S, "response": _ANY, "parts": "any[]", "will_continue": _S,
+                         "scheduling": _S},
+    "Tool": {"function_declarations": "FunctionDeclaration[]", "google_search": _ANY, "google_search_retrieval": _ANY,
+             "code_execution": _ANY, "url_context": _ANY, "file_search": _ANY, "google_maps": _ANY,
+             "computer_use": _ANY, "mcp_servers": "any[]"},
+    "FunctionDeclaration": {"name": _S, "description": _S, "parameters": "Schema", "parameters_json_schema": _ANY,
+                            "response": "Schema", "response_json_schema": _ANY, "behavior": _S},
+    "ToolConfig": {"function_calling_config": "FunctionCallingConfig", "retrieval_config": _ANY,
+                   "include_server_side_tool_invocations": _S},
+    "FunctionCallingConfig": {"mode": _S, "allowed_function_names": _SS},
+    "GenerationConfig": {
+        "temperature": _S, "top_p": _S, "top_k": _S, "candidate_count": _S, "max_output_tokens": _S,
+        "stop_sequences": _SS, "response_logprobs": _S, "logprobs": _S, "presence_penalty": _S,
+        "frequency_penalty": _S, "seed": _S, "response_mime_type": _S, "response_schema": "Schema",
+        "response_json_schema": _ANY, "response_modalities": _SS, "media_resolution": _S, "speech_config": _ANY,
+        "thinking_config": "ThinkingConfig", "image_config": _ANY, "enable_enhanced_civic_answers": _S,
+        "audio_transcription_config": _ANY},
+    "ThinkingConfig": {"include_thoughts": _S, "thinking_budget": _S, "thinking_level": _S},
+    # The OpenAPI-subset Schema of `parameters` (gemini.md §6.5); additionalProperties, $schema, const,
+    # exclusiveMinimum… are not fields of it, so the API answers "Unknown name" (§5.2).
+    "Schema": {"type": _S, "format": _S, "title": _S, "description": _S, "nullable": _S, "enum": "string[]",
+               "items": "Schema", "min_items": _S, "max_items": _S, "min_length": _S, "max_length": _S,
+               "pattern": _S, "minimum": _S, "maximum": _S, "min_properties": _S, "max_properties": _S,
+               "properties": "map:Schema", "required": _SS, "property_ordering": _SS, "any_of": "Schema[]",
+               "default": _ANY, "example": _ANY, "ref": _S, "defs": "map:Schema"},
+}
+
+
+def _is_base64(text: str) -> bool:
+    """What a bytes field accepts: standard or URL-safe base64, padded or not (gemini.md §2.2)."""
+    core = text.rstrip("=")
+    return (len(text) - len(core) <= 2 and len(core) % 4 != 1
+            and re.fullmatch(r"[A-Za-z0-9+/_-]*", core) is not None)
+
+
+def _parse_violations(obj: dict[str, Any], message: str, path: str) -> list[tuple[str, str]]:
+    """What the proto JSON parser refuses in ``obj`` (a ``message``), as (field, description) pairs: unknown
+    names under either spelling, a list for a field that is not repeated, a non-string enum value, bytes that
+    are not base64 (gemini.md §5.2, §2.2). Unknown fields are refused at every level, not dropped: the
+    "Unknown name … Cannot find field" of §5.2 and §6.5 is the proto parser's answer to any of them (§2.1)."""
+    fields = _GEMINI_MESSAGES[message]
+    at = f" at '{path}'" if path else ""  # the top level has no path in Google's message
+    found: list[tuple[str, str]] = []
+    for key, value in obj.items():
+        snake = _snake(key)
+        if snake not in fields or key not in (snake, _camel(snake)):
+            found.append((path, f'Invalid JSON payload received. Unknown name "{key}"{at}: Cannot find field.'))
+            continue
+        kind, here = fields[snake], f"{path}.{snake}" if path else snake
+        repeated, base = kind.endswith("[]"), kind.removesuffix("[]")
+        if isinstance(value, list) and not repeated and base != _ANY:
+            found.append((path, f'Invalid JSON payload received. Unknown name "{key}"{at}: Proto field is not '
+                                f"repeating, cannot start list."))
+            continue
+        items = list(enumerate(value)) if repeated and isinstance(value, list) else [(None, value)]
+        for i, item in items:
+            where = here if i is None else f"{here}[{i}]"
+            if base == "bytes" and isinstance(item, str) and not _is_base64(item):
+                found.append((where, f"Invalid value at '{where}' (TYPE_BYTES), Base64 decoding failed for "
+                                     f'"{item}"'))
+            elif base == "string" and not isinstance(item, str):
+                found.append((where, f"Invalid value at '{where}' (TYPE_STRING), {json.dumps(item)}"))
+            elif base in _GEMINI_MESSAGES and isinstance(item, dict):
+                found += _parse_violations(item, base, where)
+            elif base.startswith("map:") and isinstance(item, dict):
+                for j, entry in enumerate(item.values()):
+                    if isinstance(entry, dict):
+                        found += _parse_violations(entry, base[4:], f"{where}[{j}].value")
+    return found
+
+
+def _dicts(value: Any) -> list[dict[str, Any]]:
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
+def _role(content: dict[str, Any]) -> Any:
+    return _field(content, "role") or "user"  # "If not set, the service will default to 'user'" (§2.3)
+
+
+def _proto_problems(body: dict[str, Any]) -> list[str]:
+    """The request validator's findings, each ``<field path>: <reason>`` (gemini.md §5.2, §2.3, §2.4, §6.4)."""
+    problems: list[str] = []
+    contents = _field(body, "contents")
+    if not isinstance(contents, list) or not contents:
+        problems.append("contents: contents is not specified")
+    for i, content in enumerate(contents if isinstance(contents, list) else []):
+        parts = _field(content, "parts")
+        if not isinstance(parts, list) or not parts:
+            problems.append(f"contents[{i}].parts: contents.parts must not be empty.")
+            continue
+        for j, part in enumerate(parts):
+            if not isinstance(part, dict):
+                continue
+            if all(_field(part, name) is None for name in _PART_DATA):  # e.g. a thoughtSignature alone
+                problems.append(f"contents[{i}].parts[{j}].data: required oneof field 'data' must have one "
+                                f"initialized field")
+            response = _field(part, "function_response")
+            if isinstance(response, dict) and not _field(response, "name"):  # required (§6.1, pitfall 14)
+                problems.append(f"contents[{i}].parts[{j}].function_response.name: Name cannot be empty.")
+    for i, tool in enumerate(_dicts(_field(body, "tools"))):
+        for j, declaration in enumerate(_dicts(_field(tool, "function_declarations"))):
+            name = _field(declaration, "name")
+            if not isinstance(name, str) or not _VALID_NAME.fullmatch(name):  # §6.4, the live API's rule
+                problems.append(f"tools[{i}].function_declarations[{j}].name: {_BAD_NAME}")
+    return problems
+
+
+def _json_schema_problem(schema: Any, path: str = "") -> str | None:
+    """``parametersJsonSchema`` is validated as JSON Schema (gemini.md §6.5, §5.2): a draft-04 boolean
+    ``exclusiveMinimum`` is refused, for one."""
+    if isinstance(schema, list):
+        items: list[tuple[str, Any]] = [(str(i), v) for i, v in enumerate(schema)]
+    elif isinstance(schema, dict):
+        items = list(schema.items())
+    else:
+        return None
+    for key, value in items:
+        here = f"{path}.{key}" if path else key
+        numeric = isinstance(value, int | float) and not isinstance(value, bool)
+        if isinstance(schema, dict) and key in ("exclusiveMinimum", "exclusiveMaximum", "minimum", "maximum") \
+                and not numeric:
+            return f"value at {here} must be a number"
+        if problem := _json_schema_problem(value, here):
+            return problem
+    return None
+
+
+def _schema_problem(body: dict[str, Any]) -> str | None:
+    for tool in _dicts(_field(body, "tools")):
+        for declaration in _dicts(_field(tool, "function_declarations")):
+            if problem := _json_schema_problem(_field(declaration, "parameters_json_schema")):
+                return problem
+    return None
+
+
+def _role_problem(contents: list[dict[str, Any]]) -> str | None:
+    # §2.3: no system or tool role inside contents; the API answers this for "assistant", "system", …
+    return _BAD_ROLE if any(_role(c) not in ("user", "model") for c in contents) else None
+
+
+def _calls(content: dict[str, Any]) -> list[dict[str, Any]]:
+    return [c for p in _dicts(_field(content, "parts")) if isinstance(c := _field(p, "function_call"), dict)]
+
+
+def _function_turn_problem(contents: list[dict[str, Any]]) -> str | None:
+    """Function responses must follow the model's call turn, one per call (§5.2, §6.2, §9.5) and answer a call
+    by name (§6.1: the name is how the API pairs them; Vertex answers a bare INVALID_ARGUMENT to a wrong one)."""
+    for i, content in enumerate(contents):
+        responses = [r for p in _dicts(_field(content, "parts"))
+                     if isinstance(r := _field(p, "function_response"), dict)]
+        if not responses or _role(content) == "model":
+            continue
+        calls: list[dict[str, Any]] = []
+        k = i - 1
+        while k >= 0 and _role(contents[k]) == "model":  # one turn may span several model contents (§2.3)
+            calls = _calls(contents[k]) + calls
+            k -= 1
+        if not calls:
+            return _NO_CALL_TURN
+        if len(responses) != len(calls):
+            return _COUNT_MISMATCH
+        if any(_field(r, "name") not in {_field(c, "name") for c in calls} for r in responses):
+            return _INVALID
+    return None
+
+
+def _thinking_on(body: dict[str, Any], model: str) -> bool:
+    """Thinking is on when thinkingConfig turns it on, and always on a Gemini 3 model (gemini.md §7, §2.7:
+    thinkingBudget 0 is off)."""
+    config = _thinking_config(body)
+    budget = _field(config, "thinking_budget")
+    try:
+        if budget is not None and float(budget) == 0:
+            return False
+    except (TypeError, ValueError):  # not a number: the thinking config alone says thinking is on
+        pass
+    if _field(config, "thinking_level") or budget is not None or _field(config, "include_thoughts"):
+        return True
+    return model.startswith("gemini-3")
+
+
+def _signature_problem(body: dict[str, Any], contents: list[dict[str, Any]], model: str) -> str | None:
+    """gemini.md §7: only the current turn is validated, from the last user content that holds more than
+    function responses; in it the first functionCall part of each model step must carry a thoughtSignature
+    (the sentinel passes). The position is the content's, counted from 1 (Inference from the real messages:
+    "position 2" for contents[1])."""
+    if not _thinking_on(body, model):
+        return None
+    start = max((i for i, c in enumerate(contents) if _role(c) == "user"
+                 and any(_field(p, "function_response") is None for p in _dicts(_field(c, "parts")))), default=-1)
+    first_of_step = True
+    for i in range(start + 1, len(contents)):
+        if _role(contents[i]) != "model":
+            first_of_step = True
+            continue
+        for part in _dicts(_field(contents[i], "parts")):
+            call = _field(part, "function_call")
+            if isinstance(call, dict) and first_of_step:
+                first_of_step = False
+                if not _field(part, "thought_signature"):
+                    return _MISSING_SIGNATURE.format(name=_field(call, "name"), position=i + 1)
+    return None
+
+
+def _invalid(message: str, violations: Sequence[tuple[str, str]] = ()) -> dict[str, Any]:
+    body = gemini_error(400, message, "INVALID_ARGUMENT")
+    if violations:  # how Google details parse errors (gemini.md §5.1: BadRequest fieldViolations)
+        body["error"]["details"] = [{"@type": "type.googleapis.com/google.rpc.BadRequest", "fieldViolations": [
+            {"field": f, "description": d} if f else {"description": d} for f, d in violations]}]
+    return body
+
+
+def gemini_refusal(body: Any, model: str, method: str = "generateContent") -> dict[str, Any] | None:
+    """The 400 INVALID_ARGUMENT body the real API answers to this request (gemini.md §5.2), or None when it
+    would take it. Parse errors first (all of them, one per line), then the validator's (``* …`` lines), then
+    the first semantic refusal. ``countTokens`` gets the parse checks only."""
+    if not isinstance(body, dict):
+        return _invalid("Invalid JSON payload received. Unexpected token.")
+    root = "CountTokensRequest" if method == "countTokens" else "GenerateContentRequest"
+    if violations := _parse_violations(body, root, ""):
+        return _invalid("\n".join(d for _, d in violations), violations)
+    if method == "countTokens":
+        return None
+    if problems := _proto_problems(body):
+        return _invalid("".join(f"* GenerateContentRequest.{p}\n" for p in problems))
+    contents = _dicts(_field(body, "contents"))
+    problem = (_schema_problem(body) or _role_problem(contents) or _function_turn_problem(contents)
+               or _signature_problem(body, contents, model))
+    return _invalid(problem) if problem else None
+
+
+def gemini_key_refusal(headers: dict[str, str], query: dict[str, list[str]],
+                       key: str | None) -> tuple[int, dict[str, Any]] | None:
+    """When the mock requires ``key``: the key comes in ``x-goog-api-key``, ``?key=`` or as a bearer token
+    (gemini.md §1.2). None given is 403 PERMISSION_DENIED; a wrong one is 400, not 401 (§1.2, pitfall 13)."""
+    if key is None:
+        return None
+    given = headers.get("x-goog-api-key") or (query.get("key") or [""])[0]
+    if not given and headers.get("authorization", "").lower().startswith("bearer "):
+        given = headers["authorization"][7:].strip()
+    if not given:
+        return 403, gemini_error(403, _NO_KEY, "PERMISSION_DENIED")
+    if given != key:
+        body = gemini_error(400, _BAD_KEY, "INVALID_ARGUMENT")
+        body["error"]["details"] = [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID",
+                                     "domain": "googleapis.com",
+                                     "metadata": {"service": "generativelanguage.googleapis.com"}}]
+        return 400, body
+    return None
+
+
 def error_body(fmt: str, reply: Reply, status: int) -> dict[str, Any]:
     if reply.error_json is not None:
         return reply.error_json
+    if fmt == "gemini":
+        return gemini_error(status, reply.error_message, reply.error_type)
     if fmt == "anthropic":
         kind = reply.error_type or _ANTHROPIC_ERROR_TYPE.get(status, "api_error")
         return {"type": "error", "error": {"type": kind, "message": reply.error_message}, "request_id": "req_mock"}
@@ -406,7 +917,10 @@ def error_body(fmt: str, reply: Reply, status: int) -> dict[str, Any]:
 
 def stream_error_event(fmt: str, reply: Reply, sequence_number: int = 0) -> bytes:
     """The in-stream error after a 200 (Anthropic ``event: error``; Chat ``data: {"error": …}``;
-    Responses ``response.failed`` whose ``response.error`` has the code and message)."""
+    Responses ``response.failed`` whose ``response.error`` has the code and message; Gemini
+    ``data: {"error": …}``, gemini.md §4.6)."""
+    if fmt == "gemini":
+        return f"data: {json.dumps(gemini_stream_error(reply))}\n\n".encode()
     if fmt == "anthropic":
         return f"event: error\ndata: {json.dumps(error_body(fmt, reply, 529))}\n\n".encode()
     if fmt == "responses":
@@ -442,7 +956,16 @@ class _Handler(BaseHTTPRequestHandler):
             return b"".join(parts)
         return self.rfile.read(int(self.headers.get("content-length") or 0))
 
+    def _record(self, body: bytes, parsed: Any) -> None:
+        self.server.mock._record(Recorded(method=self.command, path=self.path, body=body, json=parsed,
+                                          headers={k.lower(): v for k, v in self.headers.items()}))
+
     def do_GET(self) -> None:
+        bare, _, query = self.path.partition("?")
+        if (route := GEMINI_MODELS_PATH.search(bare.rstrip("/"))) is not None:
+            self._record(b"", None)
+            self._answer_gemini_models(route, urllib.parse.parse_qs(query))
+            return
         self._send_json(404, {"error": {"message": f"no route for GET {self.path}", "type": "not_found"}})
 
     def do_POST(self) -> None:
@@ -451,9 +974,12 @@ class _Handler(BaseHTTPRequestHandler):
             parsed = json.loads(body)
         except ValueError:
             parsed = None
-        self.server.mock._record(Recorded(method="POST", path=self.path, body=body, json=parsed,
-                                          headers={k.lower(): v for k, v in self.headers.items()}))
-        bare = self.path.split("?", 1)[0].rstrip("/")
+        self._record(body, parsed)
+        bare, _, query = self.path.partition("?")
+        bare = bare.rstrip("/")
+        if (route := GEMINI_POST_PATH.search(bare)) is not None:
+            self._answer_gemini(route, urllib.parse.parse_qs(query), parsed, body)
+            return
         if bare.endswith(COUNT_TOKENS_PATH):  # takes no scripted reply: the count is the body's size
             self._send_json(200, {"input_tokens": count_tokens_answer(body)})
             return
@@ -470,6 +996,64 @@ class _Handler(BaseHTTPRequestHandler):
         if bare.endswith(CODEX_PATH) and (refusal := codex_refusal(parsed)) is not None:
             self._send_json(400, {"detail": refusal})
             return
+        stream = isinstance(parsed, dict) and parsed.get("stream") is True
+        request = parsed if isinstance(parsed, dict) else {}
+        include_usage = bool((request.get("stream_options") or {}).get("include_usage"))
+
+        def answer() -> Any:
+            if fmt == "responses":
+                return responses_body(reply, request)
+            return anthropic_body(reply) if fmt == "anthropic" else chat_body(reply)
+
+        def events() -> list[bytes]:
+            if fmt == "anthropic":
+                return anthropic_events(reply)
+            return chat_events(reply, include_usage) if fmt == "chat" else responses_events(reply, request)
+
+        self._send_reply(fmt, reply, answer, events if stream else None)
+
+    def _answer_gemini(self, route: re.Match[str], query: dict[str, list[str]], parsed: Any, body: bytes) -> None:
+        """A Gemini POST: the key and the request checked as the real API checks them (a refused request takes
+        no scripted reply), then countTokens' count or the next reply, as SSE with ``alt=sse`` and as a JSON
+        array without it (gemini.md §4.2)."""
+        mock = self.server.mock
+        model, method = route.group(2).rpartition("/")[2], route.group(3)
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        if (key_refusal := gemini_key_refusal(headers, query, mock.gemini_api_key)) is not None:
+            self._send_json(*key_refusal)
+            return
+        if (refusal := gemini_refusal(parsed, model, method)) is not None:
+            self._send_json(400, refusal)
+            return
+        if method == "countTokens":  # like Anthropic's count: the body's size, unlike any local estimate
+            self._send_json(200, {"totalTokens": count_tokens_answer(body)})
+            return
+        reply = mock._take_reply()
+        if method == "generateContent":
+            self._send_reply("gemini", reply, lambda: gemini_body(reply, parsed), None)
+            return
+        sse = query.get("alt") == ["sse"]
+        after = reply.error_after or 0
+        array_error = (b",\r\n" if after else b"[") + json.dumps(gemini_stream_error(reply)).encode() + b"]"
+        self._send_reply("gemini", reply, lambda: gemini_body(reply, parsed),
+                         lambda: gemini_events(gemini_chunks(reply, parsed), sse),
+                         "text/event-stream" if sse else "application/json; charset=UTF-8",
+                         None if sse else array_error)
+
+    def _answer_gemini_models(self, route: re.Match[str], query: dict[str, list[str]]) -> None:
+        mock = self.server.mock
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        if (key_refusal := gemini_key_refusal(headers, query, mock.gemini_api_key)) is not None:
+            self._send_json(*key_refusal)
+        elif route.group(2):  # any model id is served, as any is answered
+            self._send_json(200, gemini_model(route.group(2)))
+        else:
+            self._send_json(200, gemini_models_page(mock.gemini_models, query))
+
+    def _send_reply(self, fmt: str, reply: Reply, answer: Callable[[], Any], events: Callable[[], list[bytes]] | None,
+                    content_type: str = "text/event-stream; charset=utf-8", error_event: bytes | None = None) -> None:
+        """Answer with ``reply``: its raw body or error first, then one JSON body (``answer``) when no stream was
+        asked for (``events`` None) or the reply says ``as_json``, else the stream with the reply's faults."""
         if reply.raw_body is not None:
             self._send_raw(reply.status, reply.raw_body, reply.headers.get("content-type", "text/plain"), reply)
             return
@@ -479,28 +1063,20 @@ class _Handler(BaseHTTPRequestHandler):
         if reply.status >= 400:
             self._send_json(reply.status, error_body(fmt, reply, reply.status), reply)
             return
-        stream = isinstance(parsed, dict) and parsed.get("stream") is True
-        request = parsed if isinstance(parsed, dict) else {}
-        if not stream or reply.as_json:
-            bodies = {"anthropic": anthropic_body, "chat": chat_body, "responses": responses_body}
-            self._send_json(200, responses_body(reply, request) if fmt == "responses" else bodies[fmt](reply), reply)
+        if events is None or reply.as_json:
+            self._send_json(200, answer(), reply)
             return
-        include_usage = bool((request.get("stream_options") or {}).get("include_usage"))
-        if fmt == "anthropic":
-            events = anthropic_events(reply)
-        elif fmt == "chat":
-            events = chat_events(reply, include_usage)
-        else:
-            events = responses_events(reply, request)
+        frames = events()
         if reply.error_after is not None:
-            events = [*events[:reply.error_after], stream_error_event(fmt, reply, reply.error_after)]
+            error = error_event if error_event is not None else stream_error_event(fmt, reply, reply.error_after)
+            frames = [*frames[:reply.error_after], error]
         if reply.inject_after is not None:
-            events = [*events[:reply.inject_after], reply.inject]
+            frames = [*frames[:reply.inject_after], reply.inject]
         if reply.keepalive:
-            events = [b": keep-alive\n\n" + e for e in events]
+            frames = [b": keep-alive\n\n" + e for e in frames]
         if reply.crlf:
-            events = [e.replace(b"\n", b"\r\n") for e in events]
-        self._send_stream(events, reply)
+            frames = [e.replace(b"\n", b"\r\n") for e in frames]
+        self._send_stream(frames, reply, content_type)
 
     def _send_json(self, status: int, obj: Any, reply: Reply | None = None) -> None:
         data = json.dumps(obj).encode()
@@ -529,16 +1105,17 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
         self.wfile.flush()
 
-    def _send_stream(self, events: list[bytes], reply: Reply) -> None:
+    def _send_stream(self, events: list[bytes], reply: Reply,
+                     content_type: str = "text/event-stream; charset=utf-8") -> None:
         try:
-            self._write_events(events, reply)
+            self._write_events(events, reply, content_type)
         except OSError:  # BrokenPipeError, ConnectionResetError: the bridge closed the connection
             reply.aborted.set()
             self.close_connection = True
 
-    def _write_events(self, events: list[bytes], reply: Reply) -> None:
+    def _write_events(self, events: list[bytes], reply: Reply, content_type: str) -> None:
         self.send_response(200)
-        self.send_header("content-type", "text/event-stream; charset=utf-8")
+        self.send_header("content-type", content_type)
         self.send_header("cache-control", "no-cache")
         self.send_header("transfer-encoding", "chunked")
         for name, value in reply.headers.items():
@@ -584,6 +1161,8 @@ class MockUpstream:
         self._lock = threading.Lock()
         self._replies: list[Reply] = []
         self._requests: list[Recorded] = []
+        self.gemini_api_key: str | None = None  # Gemini: the key every request must carry (None: any or none)
+        self.gemini_models: list[str] = list(GEMINI_MODELS)  # Gemini: what GET /v1beta/models lists
 
     @property
     def port(self) -> int:
@@ -624,6 +1203,8 @@ class MockUpstream:
                 reply.release.set()
             self._replies.clear()
             self._requests.clear()
+            self.gemini_api_key = None
+            self.gemini_models = list(GEMINI_MODELS)
 
     @property
     def requests(self) -> list[Recorded]:
