@@ -173,7 +173,9 @@ def _attempt(p: Plan, config: Config, op: Operation, r: Route, data: JSON, body:
     if r.passthrough and (r.flavor is None or upstream.passes_through(body, r.flavor)):
         p.summary["mode"] = "pass-through"
         stream = data.get("stream") is True if op.stream is None else op.stream
-        p.url = _with_query(upstream.upstream_url(r.base, r.upstream_model, stream, op.kind), suffix)
+        # The client's query as it is (its framing: Gemini's alt=sse or not); the format's own is for
+        # requests the bridge translates.
+        p.url = upstream.upstream_url(r.base, r.upstream_model, stream, op.kind).partition("?")[0] + suffix
         if r.upstream_model != model:  # only the model changes: everything else stays as sent
             if op.model is None:  # in the body (else the URL above names the upstream's)
                 p.body = dump_bytes({**data, "model": r.upstream_model})
