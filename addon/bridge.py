@@ -2,7 +2,7 @@
 
 Glue only, split the way mitmproxy splits its own addons, one concern per class, in the order their
 hooks must run: :class:`~addon.settings.Settings` (the config, reloaded; logging; redaction),
-:class:`~addon.guard.Guard` (the access rule, on everything), :class:`~addon.record.Rerun` (a
+:class:`~addon.guard.Guard` (the access rule, on everything), :class:`~addon.record.Retranslate` (a
 recorded flow read with ``-r``), :class:`~addon.forward.Forward` (the request planned, rewritten and
 sent) and :class:`~addon.respond.Respond` (the answer streamed or translated back). What a request is,
 where it goes and how it is translated are decided by ``plan`` (with ``routing``, ``translate`` and
@@ -25,7 +25,7 @@ from addon import bodylimit, errorpage, views  # noqa: E402
 from addon.adapter import StreamAdapter  # noqa: E402
 from addon.forward import Forward  # noqa: E402
 from addon.guard import Guard  # noqa: E402
-from addon.record import Rerun  # noqa: E402
+from addon.record import Retranslate  # noqa: E402
 from addon.respond import Respond  # noqa: E402
 from addon.settings import Settings  # noqa: E402
 
@@ -40,7 +40,7 @@ class Bridge:
         self.forward = Forward(self.settings)
         self.respond = Respond(self.settings, self.forward)
         self.addons = [self.settings, Guard(lambda: self.settings.config, self.forward.claims),
-                       Rerun(lambda: self.settings.config), self.forward, self.respond]
+                       Retranslate(lambda: self.settings.config), self.forward, self.respond]
 
     def load(self, loader: addonmanager.Loader) -> None:
         # The guarded patches of mitmproxy internals (each checks what it patches, and fails loudly).

@@ -30,7 +30,7 @@ class FlowState:
         self.scrub = scrub  # the keys this request involves, in every encoding: never in any byte of the answer
         self.summary: Summary = p.summary
         self.exchange = p.exchange
-        self.renamer = ModelRenamer(*p.rename) if p.rename else None
+        self.renamer = p.renamer()
         self.streamed: StreamTranslator | ModelRenamer | None = None
         self.started = time.monotonic()
         self.job: Job | None = None  # set when the request goes through the failover relay
@@ -43,7 +43,7 @@ class FlowState:
             return
         chosen = self.plans[self.job.winner]
         self.exchange = chosen.exchange
-        self.renamer = ModelRenamer(*chosen.rename) if chosen.rename else None
+        self.renamer = chosen.renamer()
         self.summary.update(chosen.summary)
         if len(self.plans) > 1:
             self.summary["attempts"] = len(self.job.failures) + 1

@@ -24,7 +24,7 @@ from .formats import Format
 from .formats.common import JSON, Budget, Context, dump_bytes, dumps
 from .ir import Document, Image, Reasoning, Request, Text, ToolCall, ToolResult
 from .routing import Operation, Route, candidates, no_endpoint
-from .translate import JSON_TYPE, Exchange, error_response, parse_json_body
+from .translate import JSON_TYPE, Exchange, ModelRenamer, error_response, parse_json_body
 
 __all__ = ["Plan", "Summary", "plan", "estimate_tokens"]
 
@@ -65,6 +65,10 @@ class Plan:
     rename: tuple[str, str] | None = None  # a pass-through answer shows (upstream model → client's) again
     endpoint: Endpoint | None = None
     fallbacks: list[Plan] = field(default_factory=list)  # the next endpoints, if this one fails first
+
+    def renamer(self) -> ModelRenamer | None:
+        """What puts the client's model name back into a pass-through answer, after a model rewrite."""
+        return ModelRenamer(*self.rename, self.client.rename_model) if self.rename else None
 
 
 class TooLarge(BridgeError):

@@ -27,7 +27,8 @@ from .config import Config
 from .redact import redacted_url
 from .translate import answer_format
 
-__all__ = ["Rerun", "client_request", "header_list", "redact_flow", "rerun", "served_as_recorded", "upstream_head"]
+__all__ = ["Retranslate", "client_request", "header_list", "redact_flow", "rerun", "served_as_recorded",
+           "upstream_head"]
 
 logger = logging.getLogger("bridge")
 
@@ -110,7 +111,7 @@ def rerun(config: Config, flow: http.HTTPFlow) -> None:
     flow.metadata[replay.DIFFERENCES] = diffs
 
 
-class Rerun:
+class Retranslate:
     """A mitmproxy addon: a recorded flow read with ``-r`` is translated again by today's code, and the
     differences from the recording logged (:func:`rerun`)."""
 

@@ -20,7 +20,7 @@ from .config import Config
 from .plan import plan
 from .routing import detect
 from .sse import SSEDecoder
-from .translate import SSE_TYPE, ModelRenamer, cut_tail
+from .translate import SSE_TYPE, cut_tail
 
 __all__ = ["CLIENT_REQUEST", "DIFFERENCES", "IDS", "UPSTREAM_RESPONSE", "Rerun", "differences", "id_source", "rerun"]
 
@@ -86,7 +86,7 @@ def rerun(config: Config, metadata: dict[str, Any]) -> Rerun:
     content_type = _header(answer["headers"], "content-type")
     status, body = answer["status_code"], answer["content"]
     if answer.get("cut") is not None:  # the stream broke off: what came, then the client's error event
-        translator = p.exchange.stream() if p.exchange is not None else ModelRenamer(*p.rename) if p.rename else None
+        translator = p.exchange.stream() if p.exchange is not None else p.renamer()
         head = b"".join(translator.feed(body)) if translator is not None else body
         out.client_status, out.client_content_type = status, p.exchange.client_stream_type if p.exchange else SSE_TYPE
         out.client_body = head + cut_tail(translator, p.client)(answer["cut"])
@@ -95,7 +95,8 @@ def rerun(config: Config, metadata: dict[str, Any]) -> Rerun:
         out.client_status, out.client_content_type, out.client_body = p.exchange.translate_body(
             status, content_type, body)
     else:
-        renamed = ModelRenamer(*p.rename).body(body) if p.rename and status < 400 else body
+        renamer = p.renamer()
+        renamed = renamer.body(body) if renamer is not None and status < 400 else body
         out.client_status, out.client_content_type, out.client_body = status, content_type, renamed
     return out
 

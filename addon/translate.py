@@ -357,8 +357,11 @@ class ModelRenamer:
     :class:`StreamTranslator`, so the addon treats both alike.
     """
 
-    def __init__(self, upstream_model: str, client_model: str) -> None:
+    def __init__(self, upstream_model: str, client_model: str,
+                 rename: Callable[[JSON, str], bool] = rename_model) -> None:
+        """``rename``: the client format's ``rename_model`` (where its answers name the model)."""
         self._new = client_model  # upstream_model is what was asked for; answers often say more
+        self._rename = rename
         self._decoder = SSEDecoder()
         self.failed: BridgeError | None = None
 
@@ -369,12 +372,12 @@ class ModelRenamer:
         return _joined([self._event(ev) for ev in self._decoder.close()])
 
     def _event(self, ev: SSEEvent) -> bytes:
-        if '"model"' in ev.data:
+        if '"model' in ev.data:  # "model", "modelVersion"
             try:
                 obj = loads(ev.data)
             except ValueError:
                 obj = None
-            if isinstance(obj, dict) and rename_model(obj, self._new):
+            if isinstance(obj, dict) and self._rename(obj, self._new):
                 return encode_event(dumps(obj), ev.event)
         return encode_event(ev.data, ev.event)
 
@@ -386,4 +389,4 @@ class ModelRenamer:
             if body.lstrip().startswith((b"data:", b"event:")):
                 return b"".join(self.feed(body) + self.close())
             return body
-        return dump_bytes(obj) if isinstance(obj, dict) and rename_model(obj, self._new) else body
+        return dump_bytes(obj) if isinstance(obj, dict) and self._rename(obj, self._new) else body

@@ -962,7 +962,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         bare, _, query = self.path.partition("?")
-        if (route := GEMINI_MODELS_PATH.search(bare.rstrip("/"))) is not None:
+        route = GEMINI_MODELS_PATH.search(bare.rstrip("/"))
+        if route is not None and route.group(1) == "v1" and "x-goog-api-key" not in self.headers \
+                and "key" not in urllib.parse.parse_qs(query):
+            route = None  # /v1/models is OpenAI's too: Gemini's only with a Gemini key
+        if route is not None:
             self._record(b"", None)
             self._answer_gemini_models(route, urllib.parse.parse_qs(query))
             return

@@ -123,6 +123,7 @@ def line_of(text: str, needle: str) -> int:
     ("POST", "/v1/messages/count_tokens?beta=true", True, Operation("anthropic", "count_tokens")),
     ("POST", "/v1/chat/completions", False, Operation("chat", "generate")),
     ("POST", "/openai/v1/chat/completions", False, Operation("chat", "generate")),
+    ("POST", "/v1beta/openai/chat/completions", False, Operation("chat", "generate")),  # Gemini's OpenAI base
     ("POST", "/v1/responses", False, Operation("responses", "generate")),
     ("POST", "/backend-api/codex/responses", False, Operation("responses", "generate")),
     ("GET", "/v1/models", True, Operation("anthropic", "models")),

@@ -9,6 +9,7 @@ extensions: ``reasoning_content`` (the text; DeepSeek, vLLM and others send it) 
 a later turn reaches an Anthropic upstream intact). Upstreams that say ``reasoning`` are read too.
 """
 
+from ..common import rename_model  # the model sits where the shared reader looks
 from .answer import (
     StreamEmitter,
     StreamParser,
@@ -47,6 +48,7 @@ __all__ = [
     "parse_request", "render_request", "response_events", "render_response",
     "StreamParser", "StreamEmitter", "parse_error", "render_error", "render_stream_error",
     "AUTH_HEADERS", "OWN_HEADERS", "REQUIRED_HEADERS", "auth_headers", "passes_through", "render_models",
-    "HEADER_MARKS", "SERVES", "TOKEN_COUNT", "recognise", "claims", "upstream_url", "streams", "probe_model",
+    "HEADER_MARKS", "SERVES", "TOKEN_COUNT", "rename_model", "recognise", "claims", "upstream_url", "streams",
+    "probe_model",
     "wire_tool_name",
 ]

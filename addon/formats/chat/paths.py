@@ -16,10 +16,10 @@ TOKEN_COUNT = None  # Chat Completions has no token-counting operation
 
 
 def recognise(method: str, path: str, query: str, headers: Mapping[str, str]) -> Operation | None:
-    """``POST …/v1/chat/completions``; ``GET …/v1/models`` (the OpenAI-shaped models list)."""
+    """``POST …/chat/completions``; ``GET …/v1/models`` (the OpenAI-shaped models list)."""
     if method == "GET" and path.endswith("/v1/models"):
         return Operation(NAME, "models")
-    if path.endswith("/v1/chat/completions"):
+    if path.endswith("/chat/completions"):  # under any base: /v1, /openai/v1, Gemini's /v1beta/openai
         return Operation(NAME, "generate" if method == "POST" else "unknown")
     return None
 
