@@ -18,9 +18,10 @@ Shape (unknown keys are rejected so a typo never passes silently; README "Config
         url_openai: http://127.0.0.1:11434/v1     # OpenAI base URL (…/chat/completions is appended)
         url_anthropic: http://127.0.0.1:8001      # Anthropic base URL (/v1/messages is appended)
         url_codex: https://chatgpt.com/backend-api/codex  # the ChatGPT Codex backend (/responses appended)
+        url_gemini: https://generativelanguage.googleapis.com  # Gemini (/v1beta/models/{model}:… appended)
         openai_preference: chat_completions       # or responses: which API url_openai is spoken in
         api_key_env: LOCAL_API_KEY                # env var holding the key; never the key itself
-        auth: bearer                              # bearer | x-api-key (default: the format's own)
+        auth: bearer                              # bearer | x-api-key | api-key | x-goog-api-key (default: per format)
         default_max_tokens: 8192                  # when a client sends none and Anthropic needs one
         max_tokens_limit: 16384                   # clamp a client's max_tokens to what the model allows
         drop_params: [reasoning_effort]           # upstream body fields this server rejects
@@ -75,6 +76,9 @@ URL_KEYS: dict[str, UrlKey] = {
     "url_openai": UrlKey("chat", None, "/chat/completions or /responses", ("/chat/completions", "/responses")),
     "url_codex": UrlKey("responses", "codex", "/responses", ("/responses",)),
     "url_anthropic": UrlKey("anthropic", None, "/v1/messages", ("/v1/messages", "/messages", "/v1")),
+    "url_gemini": UrlKey("gemini", None, "/v1beta/models/{model}:generateContent",
+                         ("/v1beta", "/v1", "/v1beta/models", "/v1/models", ":generatecontent",
+                          ":streamgeneratecontent", ":counttokens")),
 }
 _PREFERENCES = {"chat_completions": "chat", "responses": "responses"}  # openai_preference → url_openai's format
 
@@ -151,7 +155,7 @@ _ENDPOINT_KEYS = {"name", *URL_KEYS, "openai_preference", "api_key_env", "auth",
 _NON_SCALAR = {"drop_params", "headers", "query", "models", "model_rewrite"}
 _REWRITE_KEYS = {"enabled", "rules", "show_target_model"}
 _RULE_KEYS = {"source_pattern", "target_model"}
-_SECRET_HEADERS = {"authorization", "x-api-key", "proxy-authorization", "cookie"}
+_SECRET_HEADERS = {"authorization", "x-api-key", "x-goog-api-key", "api-key", "proxy-authorization", "cookie"}
 _HEADER_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")  # fullmatch: "$" would let a trailing "\n" through
 _AUTH = AUTH_SCHEMES
 

@@ -4,7 +4,8 @@
 own small parser (not :mod:`addon.sse`) and assert the rules of formats.md §4.2 / §4.3 and the
 pitfalls in §7 that the official SDK stream helpers depend on. Both return the parsed events so a
 test can go on to assert content; ``fold_anthropic`` and ``fold_chat`` rebuild the final message
-from them the way the SDKs do, again without touching the addon.
+from them the way the SDKs do, again without touching the addon. ``check_gemini_stream(raw, framing)``
+reads a Gemini stream the way both official readers do (gemini.md §4.4, §4.5) and asserts §4.3.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import re
 from typing import Any
 
 __all__ = ["check_anthropic_stream", "check_chat_stream", "check_responses_stream", "fold_anthropic", "fold_chat",
-           "split_sse"]
+           "split_sse", "check_gemini_stream", "fold_gemini"]
 
 _TOOL_ID = re.compile(r"^[A-Za-z0-9_-]+$")
 _ANTHROPIC_STOP = {"end_turn", "max_tokens", "stop_sequence", "tool_use", "pause_turn", "refusal",
@@ -473,3 +474,141 @@ def check_responses_stream(raw: bytes) -> list[dict[str, Any]]:
         else:
             raise AssertionError(f"unexpected event {kind!r}")
     return events
+
+
+# --- Gemini (gemini.md §4.1-§4.5, §5.1) ---------------------------------------------------------------
+
+_GEMINI_FINISH = {"STOP", "MAX_TOKENS", "SAFETY", "RECITATION", "LANGUAGE", "OTHER", "BLOCKLIST", "PROHIBITED_CONTENT",
+                  "SPII", "MALFORMED_FUNCTION_CALL", "IMAGE_SAFETY", "IMAGE_PROHIBITED_CONTENT", "IMAGE_OTHER",
+                  "NO_IMAGE", "IMAGE_RECITATION", "UNEXPECTED_TOOL_CALL", "TOO_MANY_TOOL_CALLS", "MALFORMED_RESPONSE",
+                  "MISSING_THOUGHT_SIGNATURE", "ESCALATION", "PUP_LIMITED_DISABLED", "MODEL_ARMOR"}
+_GEMINI_STATUS = {"INVALID_ARGUMENT", "FAILED_PRECONDITION", "OUT_OF_RANGE", "UNAUTHENTICATED", "PERMISSION_DENIED",
+                  "NOT_FOUND", "ABORTED", "ALREADY_EXISTS", "RESOURCE_EXHAUSTED", "CANCELLED", "INTERNAL", "UNKNOWN",
+                  "UNAVAILABLE", "DEADLINE_EXCEEDED", "UNIMPLEMENTED", "DATA_LOSS"}
+_GEMINI_DATA = {"text", "inlineData", "fileData", "functionCall", "functionResponse", "executableCode",
+                "codeExecutionResult"}
+_GEMINI_TOP = {"candidates", "promptFeedback", "usageMetadata", "modelVersion", "responseId", "modelStatus"}
+_GEMINI_COUNTS = ("promptTokenCount", "candidatesTokenCount", "thoughtsTokenCount", "toolUsePromptTokenCount")
+# Gemini CLI's reader (JS SDK processStreamResponse): "." stops at JS line terminators, hence the class.
+_JS_EVENT = re.compile(r"\s*data: ([^\n\r\u2028\u2029]*)(?:\n\n|\r\r|\r\n\r\n)")
+_B64 = re.compile(r"[A-Za-z0-9+/_-]*={0,2}")
+
+
+def _gemini_events_sse(text: str) -> list[str]:
+    """The events of an SSE body, as both readers take them; asserts they agree and leave nothing over."""
+    assert not re.search("[\x85\u2028\u2029]", text), "a character the Python SDK's line splitter breaks lines at"
+    js: list[str] = []
+    rest = text
+    while (m := _JS_EVENT.match(rest)) is not None:
+        js.append(m.group(1))
+        rest = rest[m.end():]
+    assert not rest.strip(), f"Gemini CLI: Incomplete JSON segment at the end: {rest[:200]!r}"
+    python: list[str] = []  # google-genai HttpResponse._iter_response_stream: "data: " lines, blank line ends
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if line:
+            assert line.startswith("data: "), f"the Python SDK fails on a line that is not 'data: …': {line[:200]!r}"
+            assert i + 1 == len(lines) or not lines[i + 1], "one data: line per event (the bridge writes no other)"
+            python.append(line[len("data: "):])
+    assert js == python, "the two official readers would read different events"
+    assert text.endswith("\r\n\r\n") and text.count("\r\n\r\n") == len(js), "events are data: JSON CRLF CRLF"
+    return js
+
+
+def _check_gemini_part(part: Any) -> None:
+    assert isinstance(part, dict), part
+    data = [k for k in part if k in _GEMINI_DATA]
+    assert len(data) == 1, f"a part needs exactly one data field: {part}"
+    assert set(part) <= {*_GEMINI_DATA, "thought", "thoughtSignature"}, f"unknown part field (camelCase only): {part}"
+    if "thought" in part:
+        assert part["thought"] is True and data == ["text"], part
+    if "thoughtSignature" in part:
+        sig = part["thoughtSignature"]
+        assert isinstance(sig, str) and sig and _B64.fullmatch(sig) and len(sig.rstrip("=")) % 4 != 1, \
+            f"the Python SDK rejects a thoughtSignature that is not base64: {sig[:80]!r}"
+    if "text" in part:
+        assert isinstance(part["text"], str), part
+    if "functionCall" in part:
+        call = part["functionCall"]
+        assert isinstance(call.get("name"), str) and call["name"], call
+        assert isinstance(call.get("args"), dict), f"functionCall.args must be an object: {call}"
+        assert call.get("id") is None or isinstance(call["id"], str), call
+
+
+def check_gemini_stream(raw: bytes, framing: str = "sse") -> list[dict[str, Any]]:
+    """Assert the Gemini stream grammar; returns the chunk objects (an error object last, if any).
+
+    ``framing`` is ``sse`` (``alt=sse``: both official readers, §4.4/§4.5) or ``json-array`` (one JSON array
+    of GenerateContentResponse objects, §4.2). Every chunk has one candidate whose parts are not empty (the
+    Python chat helper drops the turn otherwise); ``finishReason`` is on the last chunk only; ``usageMetadata``
+    adds up; ``modelVersion`` and ``responseId`` do not change.
+    """
+    text = raw.decode("utf-8")
+    if framing == "sse":
+        chunks = [json.loads(e) for e in _gemini_events_sse(text)]
+    else:
+        assert framing == "json-array", framing
+        assert text.lstrip().startswith("[") and text.rstrip().endswith("]"), text[:200]
+        chunks = json.loads(text)
+        assert isinstance(chunks, list), text[:200]
+    assert chunks, "empty stream"
+    assert all(isinstance(c, dict) for c in chunks), chunks
+    error = chunks[-1] if "error" in chunks[-1] else None
+    body = chunks[:-1] if error else chunks
+    if error is not None:
+        assert list(error) == ["error"], f"error must be the only (first) key for the Python SDK: {error}"
+        err = error["error"]
+        assert isinstance(err.get("code"), int) and 400 <= err["code"] < 600, err
+        assert isinstance(err.get("message"), str) and err.get("status") in _GEMINI_STATUS, err
+    identity = set()
+    for i, chunk in enumerate(body):
+        assert "error" not in chunk, f"an error that is not the last chunk: {chunk}"
+        assert set(chunk) <= _GEMINI_TOP, f"unknown top-level field: {set(chunk) - _GEMINI_TOP}"
+        identity.add((chunk.get("modelVersion"), chunk.get("responseId")))
+        assert isinstance(chunk.get("modelVersion"), str) and isinstance(chunk.get("responseId"), str), chunk
+        usage = chunk.get("usageMetadata")
+        if usage is not None:
+            assert all(isinstance(usage.get(k, 0), int) for k in (*_GEMINI_COUNTS, "totalTokenCount")), usage
+            assert usage["totalTokenCount"] == sum(usage.get(k, 0) for k in _GEMINI_COUNTS), usage
+            assert usage.get("cachedContentTokenCount", 0) <= usage.get("promptTokenCount", 0), usage
+        candidates = chunk.get("candidates")
+        assert isinstance(candidates, list) and len(candidates) == 1, chunk
+        candidate = candidates[0]
+        assert candidate.get("index") == 0, candidate
+        content = candidate["content"]
+        assert content.get("role") == "model" and isinstance(content.get("parts"), list), content
+        assert content["parts"], "a chunk without parts (the Python chat helper drops the turn)"
+        for part in content["parts"]:
+            _check_gemini_part(part)
+        last = i == len(body) - 1
+        if last and error is None:
+            assert candidate.get("finishReason") in _GEMINI_FINISH, f"the last chunk needs a finishReason: {chunk}"
+            assert usage is not None, "the last chunk carries the final usage"
+        else:
+            assert "finishReason" not in candidate, f"finishReason before the last chunk: {chunk}"
+    assert len(identity) <= 1, f"modelVersion/responseId change between chunks: {identity}"
+    return chunks
+
+
+def fold_gemini(chunks: list[dict[str, Any]]) -> dict[str, Any]:
+    """Rebuild the answer as a Gemini client sees it: {"text", "thoughts", "parts", "function_calls",
+    "finishReason", "usageMetadata", "modelVersion", "responseId"} (+ "error")."""
+    out: dict[str, Any] = {"text": "", "thoughts": "", "parts": [], "function_calls": [], "finishReason": None,
+                           "usageMetadata": None}
+    for chunk in chunks:
+        if "error" in chunk:
+            out["error"] = chunk["error"]
+            continue
+        out["modelVersion"], out["responseId"] = chunk["modelVersion"], chunk["responseId"]
+        out["usageMetadata"] = chunk.get("usageMetadata") or out["usageMetadata"]
+        candidate = chunk["candidates"][0]
+        for part in candidate["content"]["parts"]:
+            out["parts"].append(part)
+            if "functionCall" in part:
+                out["function_calls"].append({**part["functionCall"], "thoughtSignature": part.get("thoughtSignature")})
+            elif part.get("thought"):
+                out["thoughts"] += part["text"]
+            elif "text" in part:
+                out["text"] += part["text"]
+        out["finishReason"] = candidate.get("finishReason") or out["finishReason"]
+    return out

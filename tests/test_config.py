@@ -105,6 +105,8 @@ def test_extra_headers(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("headers", "message"), [
     ("{Authorization: Bearer x}", "endpoints[0].headers.Authorization: carries a credential"),
+    ("{X-Goog-Api-Key: x}", "endpoints[0].headers.X-Goog-Api-Key: carries a credential"),
+    ("{api-key: x}", "endpoints[0].headers.api-key: carries a credential"),
     ("{bad name: x}", "endpoints[0].headers.bad name: is not a valid header name"),
     ('{"x-trailing\\n": x}', "endpoints[0].headers.x-trailing\n: is not a valid header name"),
     ("[a, b]", "endpoints[0].headers: must be a mapping"),

@@ -967,6 +967,9 @@ def test_an_endpoints_query_goes_on_every_request_and_wins(query_config: Config,
                                                       "/chat/completions or /responses itself; write http://x.test/v1"),
     ("url_anthropic: https://api.anthropic.test/v1", "url_anthropic: is a base URL: the bridge appends /v1/messages "
                                                      "itself; write https://api.anthropic.test"),
+    ("url_gemini: https://g.test/v1beta/models", "url_gemini: is a base URL: the bridge appends "
+                                                 "/v1beta/models/{model}:generateContent itself; write https://g.test"),
+    ("url_gemini: https://g.test/v1beta/models/gemini-3-pro:generateContent", "url_gemini: is a base URL"),
     ("url_openai: http://x.test/v1\n    query: {key: abc}", "query.key: carries a credential"),
     ("url_openai: http://x.test/v1\n    query: [a]", "query: must be a mapping"),
     ("url_openai: http://x.test/v1\n    auth: basic", "auth: must be one of bearer, x-api-key, api-key"),

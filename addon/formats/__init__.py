@@ -5,14 +5,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from . import anthropic, chat, responses
+from . import anthropic, chat, gemini, responses
 from .api import EventEmitter, EventParser, Format, Operation, TokenCount
 
 __all__ = ["FALLBACK", "FORMATS", "EventEmitter", "EventParser", "Format", "Operation", "TokenCount",
            "answering", "get", "marked"]
 
 # In the order requests are recognised, and unknown paths claimed: the more specific prefix first.
-FORMATS: dict[str, Format] = {anthropic.NAME: anthropic, responses.NAME: responses, chat.NAME: chat}
+FORMATS: dict[str, Format] = {anthropic.NAME: anthropic, gemini.NAME: gemini, responses.NAME: responses,
+                              chat.NAME: chat}
 FALLBACK = chat.NAME  # answers what no format claims (a probe, a refusal before the path is known)
 
 
