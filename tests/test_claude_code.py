@@ -1,4 +1,4 @@
-"""Claude Code itself, through a real mitmdump running the bridge, against Chat, Responses and Codex upstreams.
+"""Claude Code itself, through a real mitmdump running the bridge, against Chat, Responses, Codex and Gemini upstreams.
 
 The real client is the strictest oracle we have: it sends what Claude Code 2.1 sends (system blocks
 with cache_control, a system message inside ``messages``, adaptive thinking, a dozen tools with
@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import CLIENT_KEY, ROOT, UPSTREAM_KEY, require_cli
-from tests.mock_upstream import Reply, ToolCallSpec
+from tests.mock_upstream import Reply, ToolCallSpec, gemini_signature
 
 CLAUDE = Path(os.environ.get("CLAUDE_BIN") or ROOT / ".tmp/claude-code/node_modules/.bin/claude")
 
@@ -120,3 +120,52 @@ def test_claude_code_runs_parallel_calls_of_a_chat_upstream(claude: Path, mock, 
     assert (work / "one.txt").read_text() == "one\n" and (work / "two.txt").read_text() == "two\n"
     results = [m for m in mock.requests[-1].json["messages"] if m["role"] == "tool"]
     assert sorted(m["tool_call_id"] for m in results) == ["call_p1", "call_p2"]
+
+
+
+def test_claude_code_runs_a_shell_command_against_gemini(claude: Path, mock, bridge, tmp_path: Path) -> None:
+    """A Gemini upstream with thinking on (the mock, as the API, then refuses a current turn whose function
+    call lacks its thoughtSignature) and its other rules: Claude Code's tool schemas and names must reach it
+    as declarations it takes, and the signature Gemini put on the call must survive a trip through Claude
+    Code's history. Gemini sends no call ids: the pairing is by name and order."""
+    proc = bridge("gemini")
+    command = "echo bridge-ok > proof.txt && cat proof.txt"
+    call = ToolCallSpec("unused-gemini-sends-no-id", "Bash", {"command": command,
+                                                             "description": "Write the proof file"})
+    first_reply = mock.next_reply(Reply(text="I'll run it.", reasoning="The user wants a file.",
+                                        signature="gem-cc-1", tool_calls=[call]))
+    # a text answer: Gemini 3 puts its signature on an empty text part after the text (gemini.md §4.3, §7)
+    mock.next_reply(Reply(text="The command printed bridge-ok.", signature="gem-cc-2"))
+    work = tmp_path / "work"
+    work.mkdir()
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path / "home"), "ANTHROPIC_BASE_URL": proc.url,
+           "ANTHROPIC_API_KEY": CLIENT_KEY, "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+           "DISABLE_AUTOUPDATER": "1"}
+    run = subprocess.run([str(claude), "-p", "Write bridge-ok to proof.txt with a shell command.",
+                          "--output-format", "json", "--allowedTools", "Bash"],
+                         cwd=work, env=env, capture_output=True, text=True, timeout=180, stdin=subprocess.DEVNULL)
+    assert run.returncode == 0, run.stdout + run.stderr
+    result = json.loads(run.stdout)
+    assert result["subtype"] == "success" and result["is_error"] is False
+    assert (work / "proof.txt").read_text() == "bridge-ok\n"  # the tool call really ran
+
+    first, second = mock.requests
+    for rec in (first, second):
+        assert rec.path.startswith("/v1beta/models/") and rec.path.endswith(":streamGenerateContent?alt=sse")
+        assert rec.headers["x-goog-api-key"] == UPSTREAM_KEY and CLIENT_KEY not in rec.all_header_values
+        assert rec.json["generationConfig"]["thinkingConfig"]["includeThoughts"] is True  # adaptive thinking
+        assert rec.json["systemInstruction"]["parts"]  # the system blocks and the system message, hoisted
+        declarations = {d["name"]: d for d in rec.json["tools"][0]["functionDeclarations"]}
+        assert len(declarations) > 5 and all("parametersJsonSchema" in d for d in declarations.values())
+        assert "command" in declarations["Bash"]["parametersJsonSchema"]["required"]
+    model_turn, answer = second.json["contents"][-2:]
+    assert model_turn["role"] == "model" and answer["role"] == "user"
+    assert [p["text"] for p in model_turn["parts"] if p.get("text")] == [first_reply.text]
+    [signed] = [p for p in model_turn["parts"] if "functionCall" in p]
+    assert signed["thoughtSignature"] == gemini_signature(first_reply)  # Gemini's own, back on its call
+    assert (signed["functionCall"]["name"], signed["functionCall"]["args"]) == (call.name, call.arguments)
+    [response] = [p["functionResponse"] for p in answer["parts"] if "functionResponse" in p]
+    assert response["name"] == "Bash" and response.get("id") == signed["functionCall"].get("id")
+    assert response["response"] == {"output": "bridge-ok"}
+    # last, as it fails on its own: the answer's text is Claude Code's result
+    assert result["result"] == "The command printed bridge-ok.", result

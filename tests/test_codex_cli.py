@@ -1,4 +1,4 @@
-"""The Codex CLI itself, through a real mitmdump running the bridge, against Anthropic and Chat upstreams.
+"""The Codex CLI itself, through a real mitmdump running the bridge, against Anthropic, Chat and Gemini upstreams.
 
 Codex speaks only the Responses API. With its default model it sends its tools as ``namespace`` tools
 in an ``additional_tools`` input item and reaches the shell through a freeform JavaScript tool,
@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, UPSTREAM_KEY, require_cli
-from tests.mock_upstream import Reply, ToolCallSpec
+from tests.mock_upstream import Reply, ToolCallSpec, gemini_signature
 
 CODEX = Path(os.environ.get("CODEX_BIN") or ROOT / ".tmp/codex/node_modules/.bin/codex")
 COMMAND = "echo bridge-ok > proof.txt && cat proof.txt"
@@ -164,3 +164,51 @@ def test_codex_builtin_provider_falls_back_to_http_at_once(codex: Path, mock, br
     log = proc.log()
     assert log.count("| websocket |") == 1 and log.count("status 426") == 1, log[-3000:]  # one upgrade, no retry
     assert mock.requests[-1].path.startswith("/v1/chat/completions")
+
+
+
+@pytest.mark.parametrize("model", [None, "gpt-5.5"], ids=["default-model", "gpt-5.5"])
+def test_codex_runs_a_shell_command_against_gemini(codex: Path, mock, bridge, tmp_path: Path,
+                                                   model: str | None) -> None:
+    """A Gemini upstream with thinking on (Codex asks for reasoning), which refuses what the API refuses: tool
+    names and schemas it does not take, a call in the current turn without its thoughtSignature. Codex's
+    freeform tools (``exec``, ``apply_patch``) and its namespace tools must arrive as function declarations,
+    and the signature, which Codex keeps as a reasoning item's encrypted_content, must come back on the call.
+    Gemini sends no call ids: the pairing is by name and order."""
+    proc = bridge("gemini")
+    call = (ToolCallSpec("unused-gemini-sends-no-id", "exec", {"input": EXEC_JS}) if model is None
+            else ToolCallSpec("unused-gemini-sends-no-id", "exec_command", {"cmd": COMMAND}))
+    first_reply = mock.next_reply(Reply(text=None, reasoning="I should run the command.", signature="sig-codex-g1",
+                                        tool_calls=[call]))
+    mock.next_reply(Reply(text="Done: the file says bridge-ok.", signature="sig-codex-g2"))
+    events, last, work = run_codex(codex, proc.url, tmp_path, model)
+
+    assert any(e["type"] == "turn.completed" for e in events), events
+    assert not any(e["type"] == "turn.failed" for e in events), events
+    assert last.strip() == "Done: the file says bridge-ok."
+    assert (work / "proof.txt").read_text() == "bridge-ok\n"  # the tool call really ran
+    items = [e["item"] for e in events if e["type"] == "item.completed"]
+    # Gemini's thought parts, shown as Codex's reasoning
+    assert [i["text"] for i in items if i["type"] == "reasoning"] == [first_reply.reasoning]
+
+    first, second = mock.requests
+    for rec in (first, second):
+        assert rec.path.startswith("/v1beta/models/") and rec.path.endswith(":streamGenerateContent?alt=sse")
+        assert rec.headers["x-goog-api-key"] == UPSTREAM_KEY and "client-key" not in rec.all_header_values
+        assert rec.json["generationConfig"]["thinkingConfig"]["includeThoughts"] is True
+        assert rec.json["systemInstruction"]["parts"]  # Codex's instructions or developer messages
+        tools = {d["name"]: d for d in rec.json["tools"][0]["functionDeclarations"]}
+        assert call.name in tools and all("parametersJsonSchema" in d for d in tools.values())
+        freeform = "exec" if model is None else "apply_patch"  # a custom tool: a function of one string
+        schema = tools[freeform]["parametersJsonSchema"]
+        assert schema["required"] == ["input"] and schema["properties"]["input"]["type"] == "string"
+        if model is None:  # the namespace tools of the additional_tools item, flattened
+            assert any("__" in name for name in tools), sorted(tools)
+    model_turn, answer = second.json["contents"][-2:]
+    assert model_turn["role"] == "model" and answer["role"] == "user"
+    [signed] = [p for p in model_turn["parts"] if "functionCall" in p]
+    assert signed["thoughtSignature"] == gemini_signature(first_reply)  # Gemini's own, back on its call
+    assert (signed["functionCall"]["name"], signed["functionCall"]["args"]) == (call.name, call.arguments)
+    [response] = [p["functionResponse"] for p in answer["parts"] if "functionResponse" in p]
+    assert response["name"] == call.name and response.get("id") == signed["functionCall"].get("id")
+    assert "bridge-ok" in response["response"]["output"]
