@@ -118,7 +118,8 @@ def check(config: Config, headers: Mapping[str, str] | Iterable[tuple[str, str]]
     keys = config.client_keys()
     if tunnel_authorized or any(c in keys for c in offered(headers, url)):
         return None
-    return Unauthorized("this bridge needs a client key it knows (x-api-key or Authorization: Bearer)")
+    return Unauthorized("this bridge needs a client key it knows (x-api-key, Authorization: Bearer, "
+                        "x-goog-api-key, api-key or ?key=)")
 
 
 def without_key_params(query: str) -> str:

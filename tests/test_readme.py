@@ -78,25 +78,33 @@ def test_each_providers_config_works_as_written(bridge_config: Callable[..., Con
     Code's request arrives as the provider documents it."""
     config = yaml.safe_load(block)
     (ep,) = config["endpoints"]
-    url = urlsplit(ep["url_openai"])
-    ep["url_openai"] = mock.url + url.path
+    url_key = "url_gemini" if "url_gemini" in ep else "url_openai"
+    url = urlsplit(ep[url_key])
+    ep[url_key] = mock.url + url.path
     env = {ep["api_key_env"]: "provider-key-0123456789"} if "api_key_env" in ep else {}
     proc = bridge_config(config, env=env)
     mock.next_reply(Reply(text="hello from the provider"))
     client = anthropic.Anthropic(base_url=proc.url, api_key="unused", max_retries=0)
     answer = client.messages.create(model="claude-sonnet-4-5", max_tokens=64,
                                     messages=[{"role": "user", "content": "hi"}])
-    assert answer.content[0].text == "hello from the provider"  # type: ignore[union-attr]
+    # (a Gemini answer's thought signature comes first, as a thinking block: Claude Code sends it back)
+    assert [b.text for b in answer.content if b.type == "text"] == ["hello from the provider"]
     sent = mock.last
     path, _, query = sent.path.partition("?")
-    assert path == url.path + "/chat/completions"
-    assert dict(parse_qsl(query)) == {k: str(v) for k, v in (ep.get("query") or {}).items()}
     rules = ep.get("model_rewrite", {}).get("rules", [])
-    assert sent.json["model"] == next(r["target_model"] for r in rules if fnmatch("claude-sonnet-4-5",
-                                                                                  r["source_pattern"]))
-    key_header = {"api-key": "api-key"}.get(ep.get("auth", ""), "authorization")
+    model = next(r["target_model"] for r in rules if fnmatch("claude-sonnet-4-5", r["source_pattern"]))
+    if url_key == "url_gemini":  # the model is in Gemini's path, not in its body
+        assert path == f"{url.path}/v1beta/models/{model}:generateContent"
+        assert "model" not in sent.json and sent.json["contents"][0]["parts"] == [{"text": "hi"}]
+    else:
+        assert path == url.path + "/chat/completions"
+        assert sent.json["model"] == model
+    assert dict(parse_qsl(query)) == {k: str(v) for k, v in (ep.get("query") or {}).items()}
+    key_header = {"api-key": "api-key"}.get(ep.get("auth", ""),
+                                            "x-goog-api-key" if url_key == "url_gemini" else "authorization")
     if env:
-        expected = "provider-key-0123456789" if key_header == "api-key" else "Bearer provider-key-0123456789"
+        expected = ("Bearer provider-key-0123456789" if key_header == "authorization"
+                    else "provider-key-0123456789")
         assert sent.headers[key_header] == expected
     else:
         assert "authorization" not in sent.headers and "unused" not in sent.all_header_values

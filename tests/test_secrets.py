@@ -7,7 +7,8 @@ Requests carry every kind of key: the upstream key (from the env var named by ``
 keys (``client_keys_env``) in ``x-api-key`` and in ``Authorization: Bearer``, a wrong client key, and
 key-like query parameters (``?key=``, ``?api_key=``); the upstream answers some of them with an error
 (before the stream, and inside it) whose message echoes the upstream key. Streamed and not, translated
-and pass-through, all three client formats.
+and pass-through, all four client formats (a Gemini client's key in ``x-goog-api-key`` or alone in
+``?key=``, as Google's own examples send it).
 
 Then each key is searched for in: the bridge's log file, mitmdump's stdout/stderr, the raw bytes of
 the ``.flow`` file, every string and bytes value of every flow read back with ``FlowReader``
@@ -48,8 +49,8 @@ MARKER = "secrets-test-marker-text"  # in every request body: shows the bodies w
 @dataclass
 class Case:
     name: str
-    client: str  # anthropic | chat | responses
-    model: str  # "to-chat" (Chat upstream) or "to-anthropic" (Anthropic upstream)
+    client: str  # anthropic | chat | responses | gemini
+    model: str  # "to-chat", "to-anthropic" or "to-gemini": the upstream's format
     stream: bool
     auth: dict[str, str]
     query: str = ""
@@ -59,6 +60,7 @@ class Case:
 
 PATHS = {"anthropic": "/v1/messages", "chat": "/v1/chat/completions", "responses": "/v1/responses"}
 X_API_KEY = {"x-api-key": CLIENT_A}
+X_GOOG = {"x-goog-api-key": CLIENT_A}
 BEARER = {"authorization": f"Bearer {CLIENT_B}"}
 
 
@@ -86,11 +88,32 @@ CASES = [
     Case("wrong client key", "anthropic", "to-chat", False, {"x-api-key": WRONG_CLIENT}, f"?key={QUERY_KEY}",
          None, 401),
     Case("wrong client bearer", "chat", "to-chat", True, {"authorization": f"Bearer {WRONG_CLIENT}"}, "", None, 401),
+    Case("gemini→chat", "gemini", "to-chat", False, X_GOOG, f"?key={QUERY_KEY}"),
+    Case("gemini→anthropic streamed, the client key only in ?key=", "gemini", "to-anthropic", True, {},
+         f"?key={CLIENT_B}"),
+    Case("gemini pass-through streamed", "gemini", "to-gemini", True, X_GOOG, f"?key={QUERY_KEY}"),
+    Case("gemini pass-through, the client key only in ?key=", "gemini", "to-gemini", False, {}, f"?key={CLIENT_B}"),
+    Case("chat→gemini", "chat", "to-gemini", False, BEARER, f"?api_key={QUERY_API_KEY}"),
+    Case("gemini 401 passed through echoing the key", "gemini", "to-gemini", False, X_GOOG, f"?key={QUERY_KEY}",
+         _echo(status=401), 401),
+    Case("translated gemini stream error echoing the key", "anthropic", "to-gemini", True, X_API_KEY,
+         f"?key={QUERY_KEY}", _echo(error_after=2)),
+    Case("wrong gemini client key", "gemini", "to-chat", False, {"x-goog-api-key": WRONG_CLIENT}, "", None, 401),
 ]
+
+
+def path_for(case: Case) -> str:
+    """The client's path and query: Gemini's names the model and the method, and a stream's framing."""
+    if case.client != "gemini":
+        return PATHS[case.client] + case.query
+    method, alt = ("streamGenerateContent", "alt=sse&") if case.stream else ("generateContent", "")
+    return f"/v1beta/models/{case.model}:{method}?{alt}{case.query.lstrip('?')}"
 
 
 def body_for(case: Case) -> dict[str, Any]:
     text = f"{MARKER}: {case.name}"
+    if case.client == "gemini":  # the model and the stream flag are in the path
+        return {"contents": [{"role": "user", "parts": [{"text": text}]}]}
     if case.client == "anthropic":
         body: dict[str, Any] = {"model": case.model, "max_tokens": 64, "messages": [{"role": "user", "content": text}]}
     elif case.client == "chat":
@@ -128,6 +151,7 @@ def run(bridge_config: Callable[..., ConfiguredBridge], mock_upstream: MockUpstr
              "api_key_env": UPSTREAM_ENV},
             {"name": "anthropic-upstream", "models": ["to-anthropic"], "url_anthropic": mock.url,
              "api_key_env": UPSTREAM_ENV},
+            {"name": "gemini-upstream", "models": ["to-gemini"], "url_gemini": mock.url, "api_key_env": UPSTREAM_ENV},
         ],
     }
     env = {UPSTREAM_ENV: UPSTREAM_SECRET, CLIENT_A_ENV: CLIENT_A, CLIENT_B_ENV: CLIENT_B}
@@ -135,9 +159,10 @@ def run(bridge_config: Callable[..., ConfiguredBridge], mock_upstream: MockUpstr
                            args=["-w", str(flow_file), "--set", "termlog_verbosity=debug", "--set", "flow_detail=1"])
     answers = []
     for case in CASES:  # one connection each: test_recorded_pass_through_stream_keeps_the_connection_usable
-        mock.next_reply(case.reply or Reply(text=f"answer for {case.name}"))
+        if case.status != 401 or case.reply is not None:  # a refused request leaves no reply unused
+            mock.next_reply(case.reply or Reply(text=f"answer for {case.name}"))
         with httpx.Client(base_url=bridge.url, timeout=20) as client:
-            resp = client.post(PATHS[case.client] + case.query, json=body_for(case),
+            resp = client.post(path_for(case), json=body_for(case),
                                headers={"anthropic-version": "2023-06-01", **case.auth} if case.client == "anthropic"
                                else case.auth)
             answers.append((case, resp.status_code, resp.content))
@@ -152,6 +177,8 @@ def test_every_request_was_answered_as_expected(run: Run) -> None:
         assert status == case.status, f"{case.name}: HTTP {status}: {body[:500]!r}"
         if case.stream and status == 200:
             assert body.startswith((b"event:", b"data:")), f"{case.name}: not a stream: {body[:300]!r}"
+        if status == 200 and not case.stream:  # its own answer, not the one scripted for another case
+            assert case.name.encode() in body.replace(b"\\u2192", "→".encode()) or case.reply, case.name
 
 
 def test_the_keys_reached_the_upstream_and_the_client_keys_did_not(run: Run) -> None:
@@ -160,7 +187,8 @@ def test_the_keys_reached_the_upstream_and_the_client_keys_did_not(run: Run) -> 
     expected = [c for c in CASES if c.status != 401 or c.reply is not None]  # refused ones never left
     assert len(run.upstream_requests) == len(expected)
     for case, rec in zip(expected, run.upstream_requests, strict=True):
-        sent = rec.headers.get("authorization", "") + rec.headers.get("x-api-key", "")
+        sent = rec.headers.get("authorization", "") + rec.headers.get("x-api-key", "") + rec.headers.get(
+            "x-goog-api-key", "")
         assert UPSTREAM_SECRET in sent, f"{case.name}: the upstream got no key: {rec.headers}"
         assert "key=" not in rec.path, f"{case.name}: a client's key parameter went upstream: {rec.path}"
         for key in (CLIENT_A, CLIENT_B, WRONG_CLIENT, QUERY_KEY, QUERY_API_KEY):
