@@ -57,7 +57,7 @@ class FlowState:
             return False
         if self.exchange is not None:
             return bool(self.exchange.client_stream and self.exchange.is_stream(content_type))
-        return content_type.startswith(SSE_TYPE)
+        return content_type.startswith(SSE_TYPE) or self.plans[0].framing == "json-array"
 
     def show_winner(self, flow: http.HTTPFlow) -> None:
         """A relayed flow went to the relay's loopback URL: it shows (and records) what was sent to the

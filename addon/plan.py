@@ -63,12 +63,13 @@ class Plan:
     set_headers: dict[str, str] = field(default_factory=dict)
     exchange: Exchange | None = None  # the answer is translated
     rename: tuple[str, str] | None = None  # a pass-through answer shows (upstream model → client's) again
+    framing: str = "sse"  # a pass-through stream's framing, as the client asked (Gemini's JSON array, or SSE)
     endpoint: Endpoint | None = None
     fallbacks: list[Plan] = field(default_factory=list)  # the next endpoints, if this one fails first
 
     def renamer(self) -> ModelRenamer | None:
         """What puts the client's model name back into a pass-through answer, after a model rewrite."""
-        return ModelRenamer(*self.rename, self.client.rename_model) if self.rename else None
+        return ModelRenamer(*self.rename, self.client.rename_model, self.framing) if self.rename else None
 
 
 class TooLarge(BridgeError):
@@ -177,6 +178,7 @@ def _attempt(p: Plan, config: Config, op: Operation, r: Route, data: JSON, body:
     if r.passthrough and (r.flavor is None or upstream.passes_through(body, r.flavor)):
         p.summary["mode"] = "pass-through"
         stream = data.get("stream") is True if op.stream is None else op.stream
+        p.framing = op.framing
         # The client's query as it is (its framing: Gemini's alt=sse or not); the format's own is for
         # requests the bridge translates.
         p.url = upstream.upstream_url(r.base, r.upstream_model, stream, op.kind).partition("?")[0] + suffix

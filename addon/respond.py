@@ -24,7 +24,7 @@ from .flowstate import FlowState
 from .forward import Forward
 from .logconfig import clean
 from .settings import Settings
-from .translate import SSE_TYPE, ModelRenamer, StreamTranslator, cut_tail, error_response, usage_of
+from .translate import JSON_TYPE, SSE_TYPE, ModelRenamer, StreamTranslator, cut_tail, error_response, usage_of
 
 __all__ = ["Respond"]
 
@@ -75,13 +75,14 @@ class Respond:
                 return
             decode = bytes
         resp.stream = StreamAdapter(translator, decode, state.redact, state.scrub,
-                                    keep if recording or translator is not None else 0)
+                                    keep if recording or translator is not None else 0, state.plans[0].framing)
         errorpage.expect_cut(flow.request, cut_tail(translator, state.plans[0].client))
         if translator is None:
             return  # pass-through: live, byte for byte but for a key (else mitmproxy would buffer it)
         state.streamed = translator
         # the upstream's may be missing or carry a charset
-        resp.headers["content-type"] = state.exchange.client_stream_type if state.exchange else SSE_TYPE
+        resp.headers["content-type"] = (state.exchange.client_stream_type if state.exchange else
+                                        SSE_TYPE if state.plans[0].framing == "sse" else JSON_TYPE)
         resp.headers.pop("content-encoding", None)
         resp.headers.pop("content-length", None)
         if flow.request.http_version == "HTTP/1.1":

@@ -25,6 +25,7 @@ from .errors import BadRequest, BridgeError, ErrorKind, UpstreamError, UpstreamP
 from .formats import FORMATS, EventEmitter, EventParser, Format, Operation
 from .formats.common import JSON, Budget, Context, dump_bytes, dumps, loads, rename_model
 from .ir import Event, Finish, MessageStart, Request, StreamError, ToolCall, ToolResult, Usage, UsageUpdate
+from .jsonarray import ArraySplitter
 from .sequence import BlockOrder
 from .sse import DEFAULT_MAX_EVENT_SIZE, SSEDecoder, SSEEvent, encode_event
 
@@ -353,23 +354,39 @@ def cut_tail(translator: StreamTranslator | ModelRenamer | None, client: Format)
 class ModelRenamer:
     """A pass-through answer after a model rewrite: the client sees the model name it asked for.
 
-    Streams are re-framed event by event; only events that carry a model are parsed. Same shape as
-    :class:`StreamTranslator`, so the addon treats both alike.
+    Streams are re-framed event by event (a JSON-array stream object by object, its separators kept);
+    only what carries a model is parsed. Same shape as :class:`StreamTranslator`, so the addon treats
+    both alike.
     """
 
     def __init__(self, upstream_model: str, client_model: str,
-                 rename: Callable[[JSON, str], bool] = rename_model) -> None:
+                 rename: Callable[[JSON, str], bool] = rename_model, framing: str = "sse") -> None:
         """``rename``: the client format's ``rename_model`` (where its answers name the model)."""
         self._new = client_model  # upstream_model is what was asked for; answers often say more
         self._rename = rename
         self._decoder = SSEDecoder()
+        self._array = ArraySplitter(DEFAULT_MAX_EVENT_SIZE) if framing == "json-array" else None
         self.failed: BridgeError | None = None
 
     def feed(self, data: bytes) -> list[bytes]:
+        if self._array is not None:
+            return _joined([self._object(b) if whole else b for whole, b in self._array.feed(data)])
         return _joined([self._event(ev) for ev in self._decoder.feed(data)])
 
     def close(self) -> list[bytes]:
+        if self._array is not None:
+            return _joined([b for _, b in self._array.close()])
         return _joined([self._event(ev) for ev in self._decoder.close()])
+
+    def _object(self, raw: bytes) -> bytes:
+        if b'"model' in raw:
+            try:
+                obj = loads(raw)
+            except ValueError:
+                obj = None
+            if isinstance(obj, dict) and self._rename(obj, self._new):
+                return dump_bytes(obj)
+        return raw
 
     def _event(self, ev: SSEEvent) -> bytes:
         if '"model' in ev.data:  # "model", "modelVersion"
@@ -382,7 +399,9 @@ class ModelRenamer:
         return encode_event(ev.data, ev.event)
 
     def body(self, body: bytes) -> bytes:
-        """A whole answer: JSON, SSE, or anything else (left as it is)."""
+        """A whole answer: JSON, SSE, a JSON-array stream, or anything else (left as it is)."""
+        if self._array is not None:
+            return b"".join(self.feed(body) + self.close())
         try:
             obj = loads(body)
         except ValueError:
