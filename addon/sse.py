@@ -8,12 +8,18 @@ in a buffer, splits only complete lines (``\\n``, ``\\r\\n`` or ``\\r``, as the 
 official SDK decoders do), decodes each complete line as UTF-8, and dispatches an event at each
 blank line. ``close()`` flushes a final event that lacks its blank line.
 
+Some upstreams end a stream that failed with a raw JSON error instead of an event (the Gemini API's
+pretty-printed ``{"error": {…}}``, gemini.md §4.6). Lines that are no SSE field are kept (a bounded
+few) and, at the end, an ``{"error": …}`` object among them is dispatched as one last ``error`` event,
+so the client learns what the upstream said instead of only that the stream stopped.
+
 An event larger than ``max_event_size`` raises :class:`UpstreamProtocolError` rather than growing
 the buffer without bound (h11's ``max_incomplete_event_size``).
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from .errors import UpstreamProtocolError
@@ -21,6 +27,7 @@ from .errors import UpstreamProtocolError
 __all__ = ["DEFAULT_MAX_EVENT_SIZE", "SSEEvent", "SSEDecoder", "encode_event"]
 
 DEFAULT_MAX_EVENT_SIZE = 16 * 1024 * 1024
+_STRAY_LIMIT = 64 * 1024  # what is kept of lines that are no SSE field: room for an error, not a body
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +46,8 @@ class SSEDecoder:
         self._data: list[str] = []
         self._size = 0
         self._max = max_event_size
+        self._stray: list[str] = []  # lines that are no SSE field since the last data line
+        self._stray_size = 0
         self.error: UpstreamProtocolError | None = None  # a bad line, after events that came before it
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
@@ -80,6 +89,8 @@ class SSEDecoder:
                 raise UpstreamProtocolError(f"upstream SSE event exceeds {self._max} bytes")
             for raw in lines:
                 if raw[:6] == b"data: ":
+                    if self._stray:
+                        self._stray, self._stray_size = [], 0
                     try:
                         self._data.append(raw[6:].decode("utf-8"))
                     except UnicodeDecodeError:
@@ -120,6 +131,10 @@ class SSEDecoder:
             self._line(self._tail.rstrip(b"\r\n"), out)
             self._tail = b""
         self._dispatch(out)
+        if self._stray:
+            error = _error_object("\n".join(self._stray))
+            if error is not None:
+                out.append(SSEEvent("error", error))
         return out
 
     def _line(self, raw: bytes, out: list[SSEEvent]) -> None:
@@ -136,12 +151,16 @@ class SSEDecoder:
         if sep and value.startswith(" "):
             value = value[1:]
         if name == "data":
+            self._stray, self._stray_size = [], 0
             self._data.append(value)
             self._size += len(raw)
             if self._size > self._max:
                 raise UpstreamProtocolError(f"upstream SSE event exceeds {self._max} bytes")
         elif name == "event":
             self._event = value
+        elif name not in ("id", "retry") and self._stray_size + len(line) <= _STRAY_LIMIT:
+            self._stray.append(line)  # not SSE: perhaps a raw JSON error tail
+            self._stray_size += len(line)
         # "id", "retry" and unknown fields carry nothing a translator needs.
 
     def _dispatch(self, out: list[SSEEvent]) -> None:
@@ -150,6 +169,19 @@ class SSEDecoder:
         self._event = None
         self._data = []
         self._size = 0
+
+
+def _error_object(text: str) -> str | None:
+    """``text`` as compact JSON when it is an ``{"error": …}`` object (or a list of one), else None."""
+    try:
+        obj = json.loads(text)
+    except ValueError:
+        return None
+    if isinstance(obj, list) and len(obj) == 1:
+        obj = obj[0]
+    if not isinstance(obj, dict) or not isinstance(obj.get("error"), dict | str):
+        return None
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
 
 
 def encode_event(data: str, event: str | None = None) -> bytes:

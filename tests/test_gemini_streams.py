@@ -93,3 +93,35 @@ def test_a_key_the_upstream_echoes_is_scrubbed_across_network_chunks(bridge, moc
     chunks = passed_on(raw, alt)
     assert texts(chunks) == "your key is [REDACTED], keep it"
     assert json.dumps(chunks)  # still valid JSON throughout
+
+
+# gemini.md §4.6: what the live API was seen to end a failed stream with, instead of an SSE event.
+RAW_TAIL = (b'{\n  "error": {\n    "code": 503,\n    "message": "This model is currently experiencing high demand.",\n'
+            b'    "status": "UNAVAILABLE"\n  }\n}\n')
+
+
+@pytest.mark.parametrize("client", ["anthropic", "chat", "responses"])
+def test_a_raw_json_error_tail_reaches_the_client_as_its_error_event(bridge, mock: MockUpstream, client: str) -> None:
+    """The upstream's words and kind (overloaded), not just "the stream ended without a finish"."""
+    proc = bridge("gemini")
+    mock.next_reply(Reply(text="hello there friend", inject=RAW_TAIL, inject_after=2))
+    hi = [{"role": "user", "content": "hi"}]
+    path, body = {
+        "anthropic": ("/v1/messages", {"model": "m", "max_tokens": 50, "messages": hi}),
+        "chat": ("/v1/chat/completions", {"model": "m", "messages": hi}),
+        "responses": ("/v1/responses", {"model": "m", "input": "hi"}),
+    }[client]
+    resp = httpx.post(proc.url + path, json={**body, "stream": True}, timeout=20,
+                      headers={"anthropic-version": "2023-06-01"})
+    assert resp.status_code == 200
+    getattr(stream_grammar, f"check_{client}_stream")(resp.content)  # the client's grammar, its error last
+    last = [json.loads(line[6:]) for line in resp.text.splitlines() if line.startswith("data: {")][-1]
+    if client == "anthropic":
+        assert last["error"] == {"type": "overloaded_error",
+                                 "message": "This model is currently experiencing high demand."}
+    elif client == "chat":
+        assert last["error"]["message"] == "This model is currently experiencing high demand."
+        assert "[DONE]" not in resp.text
+    else:
+        assert last["type"] == "response.failed"
+        assert last["response"]["error"]["message"] == "This model is currently experiencing high demand."

@@ -39,6 +39,15 @@ CASES = [
     ("final event with one newline", b"event: e\ndata: last\n", [E("e", "last")]),
     ("final event ending in cr", b"data: last\r", [E(None, "last")]),
     ("done sentinel is plain data", b"data: [DONE]\n\n", [E(None, "[DONE]")]),
+    # gemini.md §4.6: a failed stream may end in a raw, pretty-printed JSON error instead of an event
+    ("raw JSON error tail", b'data: {"a":1}\n\n{\n  "error": {\n    "code": 503,\n    "message": "busy: try"\n  }\n}\n',
+     [E(None, '{"a":1}'), E("error", '{"error":{"code":503,"message":"busy: try"}}')]),
+    ("raw JSON error tail, crlf", b'data: x\r\n\r\n{\r\n  "error": {\r\n    "code": 429\r\n  }\r\n}\r\n',
+     [E(None, "x"), E("error", '{"error":{"code":429}}')]),
+    ("raw JSON error tail in a list of one", b'data: x\n\n[{\n  "error": {"code": 500}\n}]\n',
+     [E(None, "x"), E("error", '{"error":{"code":500}}')]),
+    ("a raw JSON tail that is no error is ignored", b'data: x\n\n{\n  "note": 1\n}\n', [E(None, "x")]),
+    ("stray lines before an event are forgotten", b'{"error": {"code": 1}}\ndata: x\n\n', [E(None, "x")]),
 ]
 IDS = [c[0] for c in CASES]
 TERMINATED = [c for c in CASES if c[1].endswith((b"\n\n", b"\r\r", b"\r\n\r\n"))]
@@ -194,3 +203,9 @@ def test_events_before_a_bad_line_come_out_first_and_the_error_follows(crlf: boo
         decoder.feed(b"data: more\n\n")
     with pytest.raises(UpstreamProtocolError, match="UTF-8"):
         decoder.close()
+
+
+def test_a_raw_tail_is_kept_only_up_to_its_bound() -> None:
+    """What is no SSE field is kept for an error at the end, but never more than 64 KiB of it."""
+    tail = b'{\n  "error": {"message": "' + b"x" * (70 * 1024) + b'"}\n}\n'
+    assert run([b"data: x\n\n", tail]) == [E(None, "x")]
