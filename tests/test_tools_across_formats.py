@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 
 import pytest
 
-from addon.formats import anthropic, chat
+from addon import formats
+from addon.formats import anthropic, chat, gemini
 from addon.formats.common import Context, InputUnwrapper, flat_tool_name, tool_lookup
 from addon.ir import (
     BlockDelta,
@@ -142,3 +144,47 @@ def test_chat_client_sees_a_custom_tool_call_from_an_anthropic_upstream() -> Non
     calls = [c for ch in chunks if ch["choices"] for c in ch["choices"][0]["delta"].get("tool_calls", ())]
     assert calls[0]["type"] == "custom" and calls[0]["custom"]["name"] == "apply_patch"
     assert "".join(c["custom"]["input"] for c in calls) == PATCH
+
+
+# A name Gemini takes and Anthropic, Chat and Responses refuse (dots; formats.md §5.3, gemini.md §6.4).
+DOTTED = "files.read_many"
+UPSTREAM_NAME = {"anthropic": re.compile(r"[A-Za-z0-9_-]{1,128}"), "chat": re.compile(r"[A-Za-z0-9_-]{1,64}"),
+                 "responses": re.compile(r"[A-Za-z0-9_-]{1,64}")}
+
+
+def _call_stream(fmt: str, name: str) -> bytes:
+    """One upstream stream in ``fmt`` that calls ``name`` with ``{"path": "a"}``."""
+    if fmt == "anthropic":
+        return _anthropic_stream(name, '{"path": "a"}')
+    if fmt == "chat":
+        return _chat_stream(name, '{"path": "a"}')
+    item = {"type": "function_call", "id": "fc_1", "call_id": "call_1", "name": name, "arguments": '{"path": "a"}',
+            "status": "completed"}
+    resp = {"id": "resp_1", "object": "response", "status": "completed", "model": "m", "output": [item]}
+    events = [{"type": "response.created", "response": {**resp, "status": "in_progress", "output": []}},
+              {"type": "response.output_item.added", "output_index": 0, "item": {**item, "arguments": ""}},
+              {"type": "response.function_call_arguments.delta", "output_index": 0, "item_id": "fc_1",
+               "delta": '{"path": "a"}'},
+              {"type": "response.output_item.done", "output_index": 0, "item": item},
+              {"type": "response.completed", "response": resp}]
+    return b"".join(f"event: {e['type']}\ndata: {json.dumps(e)}\n\n".encode() for e in events)
+
+
+@pytest.mark.parametrize("upstream", ["anthropic", "chat", "responses"])
+def test_a_gemini_clients_dotted_tool_name_is_made_valid_and_mapped_back(upstream: str) -> None:
+    body = {"contents": [{"role": "user", "parts": [{"text": "read a"}]}],
+            "tools": [{"functionDeclarations": [{"name": DOTTED, "parametersJsonSchema": {
+                "type": "object", "properties": {"path": {"type": "string"}}}}]}],
+            "toolConfig": {"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": [DOTTED]}}}
+    op = gemini.recognise("POST", "/v1beta/models/m:streamGenerateContent", "alt=sse", {})
+    ex, wire = Exchange.start(gemini, formats.get(upstream), json.dumps(body).encode(), ctx(), op=op)
+    sent = json.loads(wire)
+    tool = sent["tools"][0]
+    name = tool["name"] if "name" in tool else tool["function"]["name"]
+    assert UPSTREAM_NAME[upstream].fullmatch(name) and name != DOTTED, name
+    assert name in json.dumps(sent.get("tool_choice")), sent.get("tool_choice")  # the forced tool, by its new name
+    t = ex.stream()
+    out = b"".join(t.feed(_call_stream(upstream, name)) + t.close())
+    calls = [p["functionCall"] for line in out.decode().split("\r\n\r\n") if line.startswith("data: ")
+             for c in json.loads(line[6:]).get("candidates", ()) for p in c["content"]["parts"] if "functionCall" in p]
+    assert [(c["name"], c["args"]) for c in calls] == [(DOTTED, {"path": "a"})]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import re
 from collections.abc import Callable
@@ -23,7 +24,7 @@ __all__ = [
     "JSON", "Context", "field_str", "field_list", "opt_str", "opt_int", "opt_float", "opt_bool",
     "opt_list", "parse_data_url", "data_url", "encode_signature", "decode_signature", "safe_tool_id", "unsafe_tool_id",
     "dumps", "dump_bytes", "loads", "json_str", "loads_object", "event_json", "json_or_none", "plain_error",
-    "flat_tool_name", "tool_lookup", "AUTH_SCHEMES", "auth_header", "Budget", "AnswerTooLarge", "warn",
+    "flat_tool_name", "hashed_name", "tool_lookup", "AUTH_SCHEMES", "auth_header", "Budget", "AnswerTooLarge", "warn",
     "DEFAULT_MAX_ANSWER_BYTES",
     "InputUnwrapper", "is_redacted_signature", "reasoning_effort", "rename_model",
 ]
@@ -352,6 +353,16 @@ _DEFAULT_NAMESPACE = "functions"
 
 def flat_tool_name(namespace: str | None, name: str) -> str:
     return name if not namespace or namespace == _DEFAULT_NAMESPACE else f"{namespace}__{name}"
+
+
+def hashed_name(name: str, bad: str, limit: int, lead: str = "") -> str:
+    """A tool name a format refuses, made one it takes: ``bad`` characters (a regex class) become ``_``,
+    ``lead`` (a regex) must match the start or ``_`` is put before, and the end is a hash of the original,
+    within ``limit`` characters. Deterministic, so a call's name maps back (:func:`tool_lookup`)."""
+    safe = re.sub(bad, "_", name)
+    if lead and not re.match(lead, safe):
+        safe = "_" + safe
+    return safe[:limit - 9] + "_" + hashlib.sha256(name.encode()).hexdigest()[:8]
 
 
 def tool_lookup(ctx: Context, wire_name: Callable[[str], str] = lambda n: n) -> dict[str, Tool]:

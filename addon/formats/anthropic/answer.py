@@ -39,7 +39,7 @@ from ..common import (
     tool_lookup,
     warn,
 )
-from .wire import NAME
+from .wire import NAME, wire_tool_name
 
 
 def is_answer(first: JSON, stream: bool) -> bool:
@@ -105,7 +105,7 @@ class StreamParser:
         self._signature: dict[int, Opaque] = {}
         self._argless: set[int] = set()  # tool blocks whose arguments have not begun
         self._unwrap: dict[int, InputUnwrapper] = {}  # calls of freeform tools: {"input": …} → raw input
-        self._tools = tool_lookup(ctx)
+        self._tools = tool_lookup(ctx, wire_tool_name)
         self._stop: tuple[str | None, str | None] | None = None
         self._done = False
 

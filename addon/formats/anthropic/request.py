@@ -45,7 +45,7 @@ from ..common import (
     safe_tool_id,
     unsafe_tool_id,
 )
-from .wire import NAME
+from .wire import NAME, wire_tool_name
 
 API_VERSION = "2023-06-01"  # accepts temperature/top_p/top_k; 2026-10-21 rejects them (formats.md §0)
 
@@ -309,7 +309,7 @@ def _render_part(part: Part, ctx: Context) -> JSON | None:
         case Document():
             return _render_document(part)
         case ToolCall(id=id_, name=name, arguments=args, kind=kind, namespace=namespace):
-            name = flat_tool_name(namespace, name)
+            name = wire_tool_name(flat_tool_name(namespace, name))
             if kind is ToolKind.CUSTOM:
                 tool_input: JSON | None = {"input": args}
             else:
@@ -368,7 +368,7 @@ def _render_tools(req: Request, body: JSON) -> None:
             schema: JSON = {"type": "object", "properties": {"input": {"type": "string"}}, "required": ["input"]}
         else:
             schema = tool.parameters or {"type": "object", "properties": {}}
-        entry: JSON = {"name": flat_tool_name(tool.namespace, tool.name), "input_schema": schema}
+        entry: JSON = {"name": wire_tool_name(flat_tool_name(tool.namespace, tool.name)), "input_schema": schema}
         if tool.description:
             entry["description"] = tool.description
         if tool.strict is not None:
@@ -383,7 +383,7 @@ def _render_tools(req: Request, body: JSON) -> None:
     wire: JSON = {"type": {"auto": "auto", "required": "any", "tool": "tool", "none": "none"}[
         choice.mode if choice else "auto"]}
     if choice and choice.name:
-        wire["name"] = choice.name
+        wire["name"] = wire_tool_name(choice.name)
     if req.parallel_tool_calls is False and wire["type"] != "none":
         wire["disable_parallel_tool_use"] = True
     body["tool_choice"] = wire

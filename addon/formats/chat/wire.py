@@ -3,9 +3,10 @@ text of a thinking part."""
 
 from __future__ import annotations
 
-import hashlib
 import re
 from typing import Any
+
+from ..common import hashed_name
 
 NAME = "chat"
 _NAME_OK = re.compile(r"[A-Za-z0-9_-]{1,64}")  # fullmatch: "$" would let a trailing "\n" through
@@ -13,10 +14,7 @@ _NAME_OK = re.compile(r"[A-Za-z0-9_-]{1,64}")  # fullmatch: "$" would let a trai
 
 def wire_tool_name(name: str) -> str:
     """A tool name Chat accepts (≤64 chars of [A-Za-z0-9_-]); deterministic, so it maps back."""
-    if _NAME_OK.fullmatch(name):
-        return name
-    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
-    return re.sub(r"[^A-Za-z0-9_-]", "_", name)[:55] + "_" + digest
+    return name if _NAME_OK.fullmatch(name) else hashed_name(name, r"[^A-Za-z0-9_-]", 64)
 
 
 def thinking_text(part: dict[str, Any]) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -13,7 +12,7 @@ from typing import Any
 
 from ...errors import BadRequest
 from ...ir import Opaque
-from ..common import JSON, decode_signature, encode_signature, is_redacted_signature
+from ..common import JSON, decode_signature, encode_signature, hashed_name, is_redacted_signature
 
 NAME = "gemini"
 # "the documented sentinel" for a function call the model did not produce (gemini.md §7): the API skips
@@ -27,13 +26,7 @@ _NAME_OK = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]{0,62}")  # fullmatch: "$" would
 
 def wire_tool_name(name: str) -> str:
     """A tool name Gemini accepts; deterministic, so a call's name maps back (``tool_lookup``)."""
-    if _NAME_OK.fullmatch(name):
-        return name
-    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
-    safe = re.sub(r"[^A-Za-z0-9_.\-]", "_", name)
-    if not re.match(r"[A-Za-z_]", safe):
-        safe = "_" + safe
-    return safe[:54] + "_" + digest
+    return name if _NAME_OK.fullmatch(name) else hashed_name(name, r"[^A-Za-z0-9_.\-]", 63, lead=r"[A-Za-z_]")
 
 
 # --- field names: camelCase on the wire, snake_case from the Python SDK (gemini.md §2.2) ----------
