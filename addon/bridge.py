@@ -39,8 +39,8 @@ class Bridge:
         self.settings = Settings()
         self.forward = Forward(self.settings)
         self.respond = Respond(self.settings, self.forward)
-        self.addons = [self.settings, Guard(lambda: self.settings.config, self.forward.claims),
-                       Retranslate(lambda: self.settings.config), self.forward, self.respond]
+        guard = Guard(lambda: self.settings.config, self.forward.claims, self.forward.front.admitted)
+        self.addons = [self.settings, guard, Retranslate(lambda: self.settings.config), self.forward, self.respond]
 
     def load(self, loader: addonmanager.Loader) -> None:
         # The guarded patches of mitmproxy internals (each checks what it patches, and fails loudly).

@@ -44,6 +44,8 @@ def log_flow(flow: http.HTTPFlow, summary: Summary, status: int | None, usage: U
     notes = [outcome] if outcome.startswith(("error", "failed")) else []
     if s.get("mode") == "rejected":
         notes.append(f"rejected: {s.get('error')}")  # what was wrong, in the words the client got
+    if s.get("transport") == "websocket":
+        notes.append("a websocket turn")
     if s.get("attempts", 1) > 1:
         notes.append(f"after {s['attempts']} attempts")
     notes += [f"dropped/approximated: {w}" for w in s.get("warnings", ())]

@@ -25,11 +25,12 @@ from .flowlog import log_flow, model_label
 from .flowstate import FlowState, pairs
 from .guard import answer_refused
 from .plan import Plan, plan
-from .redact import Redactor
+from .redact import Redactor, redacted_url
 from .relay import Attempt, Job, Relay
 from .routing import Operation, detect
 from .settings import Settings
 from .translate import error_response
+from .wsfront import TURN, Ticket, WebSocketFront
 
 __all__ = ["Forward"]
 
@@ -46,6 +47,7 @@ class Forward:
         self.settings = settings
         self.flows: dict[str, FlowState] = {}  # by flow id, until the answer half is done with it
         self.relay = Relay()
+        self.front = WebSocketFront()  # where WebSocket clients of the Responses API are served
         self._seen: dict[str, None] = {}  # credentials clients presented lately: redacted wherever echoed
 
     async def running(self) -> None:
@@ -54,9 +56,11 @@ class Forward:
         config = self.settings.config
         size = config.max_relay_connections if config else 1000
         await self.relay.start(verify=not ctx.options.ssl_insecure, proxy=proxy, max_connections=size)
+        await self.front.start()
 
     async def done(self) -> None:
         await self.relay.stop()
+        await self.front.stop()
 
     def claims(self, flow: http.HTTPFlow) -> bool:
         """Whether the bridge handles this request (the guard answers a refused one in its format)."""
@@ -102,6 +106,8 @@ class Forward:
         op = self._operation(flow)
         if op is None:
             return
+        if op.kind == "websocket" and self._upgrade(flow, config):
+            return
         body = self._body(flow, op, config)
         if body is None:
             return
@@ -115,6 +121,8 @@ class Forward:
         redact = self.settings.redact.also(self._learn(req))
         p = plan(config, op, req.path, req.headers, body, new_id, now, method=req.method, redact=redact)
         flow.metadata["bridge"] = p.summary
+        if flow.metadata.get(TURN):
+            p.summary["transport"] = "websocket"
         if self.settings.recording:  # what a recorded flow needs to be translated again (addon/replay.py)
             flow.metadata[replay.CLIENT_REQUEST] = record.client_request(flow, body)
             flow.metadata[replay.IDS] = {"now": now, "ids": made}
@@ -131,6 +139,30 @@ class Forward:
             log_flow(flow, state.summary, status, None, state.started, redact)
             return
         self._apply(flow, state, p, config)
+
+    def _upgrade(self, flow: http.HTTPFlow, config: Config) -> bool:
+        """A WebSocket client of the Responses API: its upgrade goes to the bridge's own endpoint
+        (``wsfront.py``), whose turns come back here as HTTP requests — to this listener as the reverse
+        proxy, or through it as the proxy. False where that cannot be (another mode, no endpoint)."""
+        mode = flow.client_conn.proxy_mode.type_name
+        listen = flow.client_conn.sockname
+        if not self.front.running or mode not in ("reverse", "regular", "upstream") or not listen:
+            return False
+        host, port = str(listen[0]), int(listen[1])
+        host = f"[{host}]" if ":" in host else host
+        req = flow.request
+        path = req.path.split("?", 1)[0]
+        if mode == "reverse":
+            url, proxy = f"http://{host}:{port}{path}", None
+        else:  # the same host, so the bridge intercepts the turn as it did the upgrade
+            url, proxy = f"http://{req.pretty_host}{path}", f"http://{host}:{port}"
+        ticket = Ticket(url=url, headers=pairs(req.headers), limit=config.max_request_bytes, proxy=proxy)
+        req.scheme, req.host, req.port = "http", "127.0.0.1", self.front.port
+        req.path = self.front.admit(ticket)
+        flow.metadata["bridge"] = {"client_format": "responses", "operation": "websocket", "mode": "websocket"}
+        logger.info("websocket responses | connection opened | turns go to %s%s", redacted_url(url),
+                    f" through {proxy}" if proxy else "")
+        return True
 
     def _body(self, flow: http.HTTPFlow, op: Operation, config: Config) -> bytes | None:
         """The request body as the client meant it (decoded within ``max_request_bytes``); None when the

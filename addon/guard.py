@@ -25,6 +25,7 @@ from .flowstate import pairs
 from .plan import Summary
 from .routing import detect
 from .translate import error_response
+from .wsfront import TICKET_HEADER, TURN
 
 __all__ = ["Guard", "answer_refused"]
 
@@ -36,11 +37,14 @@ def _peer_is_loopback(conn: connection.Client) -> bool:
 
 
 class Guard:
-    def __init__(self, config: Callable[[], Config | None], claims: Callable[[http.HTTPFlow], bool]) -> None:
+    def __init__(self, config: Callable[[], Config | None], claims: Callable[[http.HTTPFlow], bool],
+                 admitted: Callable[[str], bool] = lambda ticket: False) -> None:
         """``claims(flow)``: the bridge handles this request (and drops client keys itself, after it has
-        read the headers it routes by)."""
+        read the headers it routes by). ``admitted(ticket)``: a turn of a WebSocket connection this rule
+        let in (``wsfront.py``), sent back through the bridge from loopback."""
         self._config = config
         self._claims = claims
+        self._admitted = admitted
         self._tunnels: set[str] = set()  # client connections whose CONNECT presented a client key
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
@@ -48,6 +52,10 @@ class Guard:
         if config is None or flow.response or flow.error or not flow.live:
             return
         req = flow.request
+        ticket = req.headers.pop(TICKET_HEADER, None)  # the bridge's own, never forwarded
+        if ticket is not None and _peer_is_loopback(flow.client_conn) and self._admitted(ticket):
+            flow.metadata[TURN] = True
+            return
         err = check(config, pairs(req.headers), req.url, loopback=_peer_is_loopback(flow.client_conn),
                     tunnel_authorized=flow.client_conn.id in self._tunnels)
         if err is not None:

@@ -37,6 +37,7 @@ class Summary(TypedDict, total=False):
 
     client_format: str
     operation: str  # generate | count_tokens | models | probe | websocket | unknown
+    transport: str  # "websocket": a turn of a WebSocket connection (wsfront.py), sent back over HTTP
     mode: str  # pass-through | conversion | local | local estimate | rejected
     endpoint: str
     model: str  # as the client asked

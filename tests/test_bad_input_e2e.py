@@ -184,16 +184,10 @@ def test_bad_input_streamed_request_gets_a_plain_error(proc: ConfiguredBridge, m
     assert not mock.requests
 
 
-def test_a_websocket_upgrade_to_responses_gets_426(proc: ConfiguredBridge, mock: MockUpstream) -> None:
-    """Codex's built-in provider tries a WebSocket first; 426 is what makes it use HTTP at once (issue 16,
-    item 3; tests/test_codex_cli.py runs the real CLI). A plain GET stays a 404."""
-    upgrade = {"connection": "Upgrade", "upgrade": "websocket", "sec-websocket-version": "13",
-               "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ=="}
+def test_a_get_of_responses_without_an_upgrade_is_a_404(proc: ConfiguredBridge, mock: MockUpstream) -> None:
+    """Only a WebSocket upgrade makes a GET of ``…/responses`` something the bridge serves
+    (tests/test_websocket.py); a plain GET is a path the Responses API does not have."""
     with httpx2.Client(base_url=proc.url, timeout=10) as http:
-        r = http.get("/v1/responses", headers={**HEADERS["responses"], **upgrade})
-        assert r.status_code == 426, r.text[:300]
-        assert "not WebSocket" in error_message("responses", r.json())
         plain = http.get("/v1/responses", headers=HEADERS["responses"])
-        assert plain.status_code == 404 and "GET /v1/responses" in error_message("responses", plain.json())
+    assert plain.status_code == 404 and "GET /v1/responses" in error_message("responses", plain.json())
     assert not mock.requests
-    assert "| websocket | " in proc.wait_for_log("status 426")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -142,29 +143,100 @@ def test_codex_runs_parallel_calls_that_overlap(codex: Path, mock, bridge, tmp_p
     assert sorted(m["tool_call_id"] for m in results) == ["call_p1", "call_p2"]
 
 
-def test_codex_builtin_provider_falls_back_to_http_at_once(codex: Path, mock, bridge_config, tmp_path: Path) -> None:
-    """Issue 16, item 3: Codex's built-in provider opens a WebSocket to …/responses first. The bridge answers
-    the upgrade 426, the one status on which Codex uses HTTP at once (404 or 5xx: seven upgrades, ~6 s)."""
-    proc = bridge_config({"endpoints": [{"name": "mock", "url_openai": f"{mock.url}/v1",
-                                         "openai_preference": "chat_completions"}]}, fresh_process=True)
-    mock.next_reply(Reply(text="Hello over HTTP."))
-    home = tmp_path / "codex-home"
+def run_builtin(codex: Path, tmp_path: Path, model: str | None, config: str, env: dict[str, str]
+                ) -> tuple[list[dict], str, Path, float]:
+    """The task with Codex's built-in provider (``config`` points it at the bridge): it opens a WebSocket to
+    ``…/responses`` first. Returns the events, stderr, the work directory and the session's seconds."""
+    home, work = tmp_path / "builtin-home", tmp_path / "builtin-work"
     home.mkdir()
-    (home / "config.toml").write_text(f'openai_base_url = "{proc.url}/v1"\napproval_policy = "never"\n'
+    work.mkdir()
+    (home / "config.toml").write_text(f'{config}\napproval_policy = "never"\nsandbox_mode = "danger-full-access"\n'
                                       '[analytics]\nenabled = false\n')
-    run = subprocess.run([str(codex), "exec", "--skip-git-repo-check", "--json", "Say hello."], cwd=tmp_path,
+    args = [str(codex), "exec", "--skip-git-repo-check", "--json", *(["-m", model] if model else [])]
+    started = time.monotonic()
+    run = subprocess.run([*args, "Write bridge-ok to proof.txt with a shell command."], cwd=work,
                          env={"PATH": os.environ["PATH"], "HOME": str(home), "CODEX_HOME": str(home),
-                              "CODEX_API_KEY": "client-key"},
-                         capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+                              "CODEX_API_KEY": "client-key", **env},
+                         capture_output=True, text=True, timeout=240, stdin=subprocess.DEVNULL)
+    elapsed = time.monotonic() - started
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    events = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
-    texts = [e["item"].get("text") for e in events if e.get("type") == "item.completed"]
-    assert "Hello over HTTP." in texts, events
-    assert "Falling back" not in run.stdout + run.stderr  # what Codex says after exhausting its retries
-    log = proc.log()
-    assert log.count("| websocket |") == 1 and log.count("status 426") == 1, log[-3000:]  # one upgrade, no retry
-    assert mock.requests[-1].path.startswith("/v1/chat/completions")
+    return [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")], run.stderr, work, elapsed
 
+
+def script_shell_task(mock, model: str | None) -> ToolCallSpec:
+    call = (ToolCallSpec("call_ws1", "exec", EXEC_JS, kind="custom") if model is None
+            else ToolCallSpec("call_ws1", "exec_command", {"cmd": COMMAND}))
+    mock.next_reply(Reply(text=None, reasoning="I should run the command.", signature="sig-ws-1", tool_calls=[call]))
+    mock.next_reply(Reply(text="Done: the file says bridge-ok."))
+    return call
+
+
+def assert_over_websocket(events: list[dict], stderr: str, work: Path, log: str, turns: int) -> None:
+    """The task ran, and every turn went over the one WebSocket: no fallback, no retry, no 426."""
+    assert not any(e["type"] == "turn.failed" for e in events), events
+    texts = [e["item"].get("text") for e in events if e.get("type") == "item.completed"]
+    assert "Done: the file says bridge-ok." in texts, events
+    assert (work / "proof.txt").read_text() == "bridge-ok\n"  # the tool call really ran
+    assert "Falling back" not in stderr and "Reconnecting" not in stderr, stderr[-3000:]
+    assert log.count("websocket responses | connection opened") == 1, log[-3000:]
+    assert log.count("| a websocket turn |") == turns and "status 426" not in log, log[-3000:]
+
+
+@pytest.mark.parametrize("model", [None, "gpt-5.5"], ids=["default-model", "gpt-5.5"])
+@pytest.mark.parametrize("upstream", ["anthropic", "chat", "responses", "codex"])
+def test_codex_builtin_provider_runs_over_websocket(codex: Path, mock, bridge_config, tmp_path: Path,
+                                                    upstream: str, model: str | None) -> None:
+    """Issue 16: Codex's built-in provider (``openai_base_url``) keeps its WebSocket; each ``response.create``
+    is routed and translated like an HTTP request. Two turns (the warm-up is answered by the bridge), the
+    second sent by Codex as only what is new, reaching the upstream as the whole history. The session is
+    as quick as the same task over HTTP with a custom provider."""
+    urls = {"anthropic": {"url_anthropic": mock.url}, "chat": {"url_openai": f"{mock.url}/v1"},
+            "responses": {"url_openai": f"{mock.url}/v1", "openai_preference": "responses"},
+            "codex": {"url_codex": f"{mock.url}/backend-api/codex"}}[upstream]
+    proc = bridge_config({"endpoints": [{"name": "mock", **urls, "api_key_env": "UPSTREAM_KEY"}]}, fresh_process=True)
+    call = script_shell_task(mock, model)
+    events, stderr, work, ws_seconds = run_builtin(codex, tmp_path, model, f'openai_base_url = "{proc.url}/v1"', {})
+    assert_over_websocket(events, stderr, work, proc.log(), turns=2)
+
+    first, second = mock.requests[-2:]
+    assert len(mock.requests) == 2  # the warm-up never left the bridge
+    for rec in (first, second):
+        assert UPSTREAM_KEY in rec.all_header_values and "client-key" not in rec.all_header_values
+        assert "previous_response_id" not in rec.body.decode()
+    sent = second.body.decode()
+    assert "call_ws1" in sent and "bridge-ok" in sent  # the call and its output: Codex sent only those
+    assert first.body.decode().count("Write bridge-ok to proof.txt") == 1
+    assert sent.count("Write bridge-ok to proof.txt") == 1  # … the history before them is the bridge's
+    if upstream in ("responses", "codex"):
+        assert call.name in sent and "sig-ws-1" in sent  # its own encrypted reasoning, sent back
+
+    mock.reset()
+    script_shell_task(mock, model)
+    _, _, _, http_seconds = run_builtin_over_http(codex, proc.url, tmp_path, model)
+    assert ws_seconds < http_seconds + 1.0, (ws_seconds, http_seconds)
+
+
+def run_builtin_over_http(codex: Path, base_url: str, tmp_path: Path, model: str | None
+                          ) -> tuple[list[dict], str, Path, float]:
+    """The same task with a custom provider, which speaks HTTP only: the baseline for the session's time."""
+    (tmp_path / "http").mkdir()
+    started = time.monotonic()
+    events, last, work = run_codex(codex, base_url, tmp_path / "http", model)
+    return events, last, work, time.monotonic() - started
+
+
+def test_codex_builtin_provider_runs_over_websocket_in_regular_mode(codex: Path, mock, bridge_config,
+                                                                    tmp_path: Path) -> None:
+    """As a proxy (``HTTPS_PROXY`` and mitmproxy's CA): the WebSocket to wss://api.openai.com is the bridge's,
+    and its turns reach the configured upstream."""
+    proc = bridge_config({"endpoints": [{"name": "mock", "url_anthropic": mock.url, "api_key_env": "UPSTREAM_KEY"}]},
+                         modes=["regular"], fresh_process=True)
+    script_shell_task(mock, None)
+    ca = proc.workdir / "confdir" / "mitmproxy-ca-cert.pem"
+    events, stderr, work, _ = run_builtin(codex, tmp_path, None, "", {
+        "HTTPS_PROXY": proc.url, "CODEX_CA_CERTIFICATE": str(ca), "NO_PROXY": ""})
+    assert_over_websocket(events, stderr, work, proc.log(), turns=2)
+    assert [r.path.split("?")[0] for r in mock.requests] == ["/v1/messages", "/v1/messages"]
 
 
 @pytest.mark.parametrize("model", [None, "gpt-5.5"], ids=["default-model", "gpt-5.5"])
