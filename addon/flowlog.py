@@ -45,7 +45,7 @@ def log_flow(flow: http.HTTPFlow, summary: Summary, status: int | None, usage: U
     if s.get("mode") == "rejected":
         notes.append(f"rejected: {s.get('error')}")  # what was wrong, in the words the client got
     if s.get("transport") == "websocket":
-        notes.append("a websocket turn")
+        notes.append(f"a websocket turn of {s.get('connection', '?')}")
     if s.get("attempts", 1) > 1:
         notes.append(f"after {s['attempts']} attempts")
     notes += [f"dropped/approximated: {w}" for w in s.get("warnings", ())]

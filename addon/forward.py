@@ -30,7 +30,7 @@ from .relay import Attempt, Job, Relay
 from .routing import Operation, detect
 from .settings import Settings
 from .translate import error_response
-from .wsfront import TURN, Ticket, WebSocketFront
+from .wsfront import TURN, WS_URL, Ticket, WebSocketFront
 
 __all__ = ["Forward"]
 
@@ -123,6 +123,7 @@ class Forward:
         flow.metadata["bridge"] = p.summary
         if flow.metadata.get(TURN):
             p.summary["transport"] = "websocket"
+            p.summary["connection"] = flow.metadata[TURN]
         if self.settings.recording:  # what a recorded flow needs to be translated again (addon/replay.py)
             flow.metadata[replay.CLIENT_REQUEST] = record.client_request(flow, body)
             flow.metadata[replay.IDS] = {"now": now, "ids": made}
@@ -156,12 +157,14 @@ class Forward:
             url, proxy = f"http://{host}:{port}{path}", None
         else:  # the same host, so the bridge intercepts the turn as it did the upgrade
             url, proxy = f"http://{req.pretty_host}{path}", f"http://{host}:{port}"
-        ticket = Ticket(url=url, headers=pairs(req.headers), limit=config.max_request_bytes, proxy=proxy)
+        ticket = Ticket(url=url, headers=pairs(req.headers), limit=config.max_request_bytes, proxy=proxy,
+                        connection=flow.id[:8])
+        flow.metadata[WS_URL] = redacted_url(req.url)  # shown again once the connection is up (respond.py)
         req.scheme, req.host, req.port = "http", "127.0.0.1", self.front.port
         req.path = self.front.admit(ticket)
         flow.metadata["bridge"] = {"client_format": "responses", "operation": "websocket", "mode": "websocket"}
-        logger.info("websocket responses | connection opened | turns go to %s%s", redacted_url(url),
-                    f" through {proxy}" if proxy else "")
+        logger.info("websocket responses | connection opened | turns go to %s%s | req %s", redacted_url(url),
+                    f" through {proxy}" if proxy else "", flow.id[:8])
         return True
 
     def _body(self, flow: http.HTTPFlow, op: Operation, config: Config) -> bytes | None:

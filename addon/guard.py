@@ -38,7 +38,7 @@ def _peer_is_loopback(conn: connection.Client) -> bool:
 
 class Guard:
     def __init__(self, config: Callable[[], Config | None], claims: Callable[[http.HTTPFlow], bool],
-                 admitted: Callable[[str], bool] = lambda ticket: False) -> None:
+                 admitted: Callable[[str], str | None] = lambda ticket: None) -> None:
         """``claims(flow)``: the bridge handles this request (and drops client keys itself, after it has
         read the headers it routes by). ``admitted(ticket)``: a turn of a WebSocket connection this rule
         let in (``wsfront.py``), sent back through the bridge from loopback."""
@@ -53,8 +53,9 @@ class Guard:
             return
         req = flow.request
         ticket = req.headers.pop(TICKET_HEADER, None)  # the bridge's own, never forwarded
-        if ticket is not None and _peer_is_loopback(flow.client_conn) and self._admitted(ticket):
-            flow.metadata[TURN] = True
+        connection = self._admitted(ticket) if ticket is not None and _peer_is_loopback(flow.client_conn) else None
+        if connection is not None:
+            flow.metadata[TURN] = connection
             return
         err = check(config, pairs(req.headers), req.url, loopback=_peer_is_loopback(flow.client_conn),
                     tunnel_authorized=flow.client_conn.id in self._tunnels)

@@ -38,6 +38,7 @@ class Summary(TypedDict, total=False):
     client_format: str
     operation: str  # generate | count_tokens | models | probe | websocket | unknown
     transport: str  # "websocket": a turn of a WebSocket connection (wsfront.py), sent back over HTTP
+    connection: str  # that connection's flow id (its first 8 characters)
     mode: str  # pass-through | conversion | local | local estimate | rejected
     endpoint: str
     model: str  # as the client asked

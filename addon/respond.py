@@ -25,6 +25,7 @@ from .forward import Forward
 from .logconfig import clean
 from .settings import Settings
 from .translate import JSON_TYPE, SSE_TYPE, ModelRenamer, StreamTranslator, cut_tail, error_response, usage_of
+from .wsfront import WS_URL
 
 __all__ = ["Respond"]
 
@@ -102,6 +103,8 @@ class Respond:
     def _response(self, flow: http.HTTPFlow) -> None:
         state = self._done_with(flow)
         resp = flow.response
+        if WS_URL in flow.metadata:  # a WebSocket the bridge serves: shown (and kept) as the client asked
+            flow.request.url = flow.metadata.pop(WS_URL)
         if state is None or resp is None:
             return
         state.settle()

@@ -40,12 +40,13 @@ from wsproto.events import (
 from .sse import SSEDecoder
 from .wssession import Forward, Session, error_frame
 
-__all__ = ["TICKET_HEADER", "TURN", "Ticket", "WebSocketFront"]
+__all__ = ["TICKET_HEADER", "TURN", "WS_URL", "Ticket", "WebSocketFront"]
 
 logger = logging.getLogger("bridge")
 
 TICKET_HEADER = "x-bridge-ws-ticket"  # on the turns this endpoint sends back through the bridge
-TURN = "bridge_ws_turn"  # flow.metadata of a turn the access rule admitted by its ticket
+TURN = "bridge_ws_turn"  # flow.metadata of a turn the access rule admitted by its ticket: its connection
+WS_URL = "bridge_ws_url"  # flow.metadata of an upgrade: the URL the client asked for
 _HEAD_LIMIT = 64 * 1024  # the upgrade request's head, as the bridge bounds every head
 _TICKET_TTL = 60.0  # seconds an admitted upgrade has to arrive here
 _ERROR_BODY_LIMIT = 64 * 1024
@@ -63,6 +64,7 @@ class Ticket:
     headers: list[tuple[str, str]]
     limit: int
     proxy: str | None = None
+    connection: str = ""  # the upgrade flow's id: each turn's log line and flow name it
     issued: float = field(default_factory=time.monotonic)
     connected: bool = False
 
@@ -99,10 +101,12 @@ class WebSocketFront:
         self._tickets[name] = ticket
         return f"/ws/{name}"
 
-    def admitted(self, name: str) -> bool:
-        """Whether a turn's ticket belongs to a live connection here (the access rule's exception)."""
+    def admitted(self, name: str) -> str | None:
+        """The connection a turn's ticket belongs to, if it is live here (the access rule's exception)."""
         ticket = self._tickets.get(name)
-        return ticket is not None and ticket.connected
+        if ticket is None or not ticket.connected:
+            return None
+        return ticket.connection
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         ws = WSConnection(ConnectionType.SERVER)

@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
+from mitmproxy import io as mitm_io
 
 from tests import stream_grammar
 from tests.conftest import CLIENT_KEY, UPSTREAM_KEY, UPSTREAM_KEY_ENV, ConfiguredBridge, free_ports
@@ -253,3 +254,42 @@ def test_concurrent_connections_keep_their_own_turns(proc: ConfiguredBridge, moc
     for t in threads:
         t.join(20)
     assert sorted(results.values()) == sorted(r.text for r in replies)
+
+
+def test_a_recorded_session_keeps_the_connection_and_its_turns_without_a_key(
+        bridge_config: Any, mock_upstream: MockUpstream, tmp_path: Any) -> None:
+    """``-w``: the connection as the client asked for it, every message each way, and each turn as an HTTP flow
+    (translated both ways, naming its connection); no key anywhere."""
+    secret = "client-own-key-0123456789abcdef"
+    path = tmp_path / "ws.flow"
+    proc = bridge_config({"endpoints": [{"name": "chat", "url_openai": f"{mock_upstream.url}/v1",
+                                         "api_key_env": UPSTREAM_KEY_ENV}]}, fresh_process=True, args=["-w", str(path)])
+    mock_upstream.reset()
+    mock_upstream.next_reply(Reply(text="one"))
+    mock_upstream.next_reply(Reply(text="two"))
+    ws = WSClient(proc.port, headers={"authorization": f"Bearer {secret}"})
+    ws.send({**CREATE, "input": [], "generate": False})
+    warm = ws.response()[-1]["response"]["id"]
+    ws.send({**CREATE, "previous_response_id": warm, "input": [user("hi")]})
+    first = ws.response()[-1]["response"]["id"]
+    ws.send({**CREATE, "previous_response_id": first, "input": [user("again")]})
+    assert ws.response()[-1]["type"] == "response.completed"
+    ws.close()
+    proc.wait_for_log("connection closed")
+    proc.stop()
+    raw = path.read_bytes()
+    assert secret.encode() not in raw and UPSTREAM_KEY.encode() not in raw
+    with open(path, "rb") as f:
+        flows = list(mitm_io.FlowReader(f).stream())
+    (conn,) = [f for f in flows if f.websocket is not None]
+    turns = [f for f in flows if f.websocket is None]
+    assert conn.request.path == "/v1/responses" and conn.response.status_code == 101
+    sent = [json.loads(m.content) for m in conn.websocket.messages if m.from_client]
+    assert [m.get("previous_response_id") for m in sent] == [None, warm, first]
+    got = [json.loads(m.content)["type"] for m in conn.websocket.messages if not m.from_client]
+    assert got.count("response.completed") == 3
+    assert len(turns) == 2 and all(t.metadata["bridge"]["connection"] == conn.id[:8] for t in turns)
+    assert all(t.metadata["bridge"]["transport"] == "websocket" and t.metadata["bridge"]["mode"] == "conversion"
+               for t in turns)
+    history = json.loads(turns[1].request.content)["messages"]  # as sent upstream: the whole conversation
+    assert [(m["role"], m["content"]) for m in history] == [("user", "hi"), ("assistant", "one"), ("user", "again")]
