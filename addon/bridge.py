@@ -21,7 +21,7 @@ if _ROOT not in sys.path:
 
 from mitmproxy import addonmanager  # noqa: E402
 
-from addon import bodylimit, errorpage, views  # noqa: E402
+from addon import bodylimit, errorpage, views, wsbounds  # noqa: E402
 from addon.adapter import StreamAdapter  # noqa: E402
 from addon.forward import Forward  # noqa: E402
 from addon.guard import Guard  # noqa: E402
@@ -40,12 +40,14 @@ class Bridge:
         self.forward = Forward(self.settings)
         self.respond = Respond(self.settings, self.forward)
         guard = Guard(lambda: self.settings.config, self.forward.claims, self.forward.front.admitted)
-        self.addons = [self.settings, guard, Retranslate(lambda: self.settings.config), self.forward, self.respond]
+        self.addons = [self.settings, guard, Retranslate(lambda: self.settings.config), self.forward, self.respond,
+                       self.forward.ws_bounds]
 
     def load(self, loader: addonmanager.Loader) -> None:
         # The guarded patches of mitmproxy internals (each checks what it patches, and fails loudly).
         errorpage.install()
         bodylimit.install()
+        wsbounds.install()
         views.install()
 
 

@@ -30,6 +30,7 @@ from .relay import Attempt, Job, Relay
 from .routing import Operation, detect
 from .settings import Settings
 from .translate import error_response
+from .wsbounds import WebSocketBounds
 from .wsfront import TURN, WS_URL, Ticket, WebSocketFront
 
 __all__ = ["Forward"]
@@ -48,6 +49,8 @@ class Forward:
         self.flows: dict[str, FlowState] = {}  # by flow id, until the answer half is done with it
         self.relay = Relay()
         self.front = WebSocketFront()  # where WebSocket clients of the Responses API are served
+        self.ws_bounds = WebSocketBounds(lambda: settings.recording, lambda: settings.config.max_answer_bytes
+                                         if settings.config else 32 * 1024 * 1024)
         self._seen: dict[str, None] = {}  # credentials clients presented lately: redacted wherever echoed
 
     async def running(self) -> None:
@@ -162,6 +165,7 @@ class Forward:
         flow.metadata[WS_URL] = redacted_url(req.url)  # shown again once the connection is up (respond.py)
         req.scheme, req.host, req.port = "http", "127.0.0.1", self.front.port
         req.path = self.front.admit(ticket)
+        self.ws_bounds.serve(flow, config.max_request_bytes)
         flow.metadata["bridge"] = {"client_format": "responses", "operation": "websocket", "mode": "websocket"}
         logger.info("websocket responses | connection opened | turns go to %s%s | req %s", redacted_url(url),
                     f" through {proxy}" if proxy else "", flow.id[:8])

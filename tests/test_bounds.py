@@ -187,3 +187,38 @@ def test_the_private_mitmproxy_names_the_head_cap_needs_are_still_there() -> Non
     assert "self.buf = ReceiveBuffer()" in inspect.getsource(_http1.Http1Connection.__init__)
     assert callable(_http1.make_error_response)
     assert _http1.make_error_response(431, "x").startswith(b"HTTP/1.1 431")
+
+
+def test_the_private_mitmproxy_names_the_websocket_bounds_need_are_still_there() -> None:
+    """addon/wsbounds.py wraps WebsocketLayer.relay_messages and closes the way the layer closes."""
+    from mitmproxy.proxy.layers.websocket import WebsocketConnection, WebsocketLayer
+
+    source = inspect.getsource(WebsocketLayer)
+    for name in ("def relay_messages", "self._handle_event = self.relay_messages", "def done", "frame_buf",
+                 "self.client_ws", "self.server_ws", "WebsocketEndHook(self.flow)"):
+        assert name in source, name
+    assert "def send2" in inspect.getsource(WebsocketConnection)
+    assert "self.frame_buf = [b\"\"]" in inspect.getsource(WebsocketConnection.__init__)
+
+
+def test_a_websocket_flow_keeps_its_messages_within_the_answer_budget() -> None:
+    """What mitmweb shows and -w records of a connection stops at max_answer_bytes; with nothing kept, only
+    the newest message stays on the flow (the one the hooks read)."""
+    from mitmproxy import websocket
+    from mitmproxy.test import tflow
+
+    from addon.wsbounds import WebSocketBounds
+
+    def run(recording: bool) -> list[bytes]:
+        flow = tflow.twebsocketflow()
+        flow.websocket.messages.clear()
+        bounds = WebSocketBounds(lambda: recording, lambda: 25)
+        bounds.serve(flow, 1000)
+        for text in (b"0123456789", b"abcdefghij", b"KLMNOPQRST", b"uv"):
+            flow.websocket.messages.append(websocket.WebSocketMessage(1, True, text))
+            bounds.websocket_message(flow)
+        bounds.websocket_end(flow)
+        return [m.content for m in flow.websocket.messages]
+
+    assert run(recording=True) == [b"0123456789", b"abcdefghij"]  # the third would pass 25 bytes: no more
+    assert run(recording=False) == [b"uv"]

@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 from mitmproxy import io as mitm_io
+from wsproto.events import TextMessage
 
 from tests import stream_grammar
 from tests.conftest import CLIENT_KEY, UPSTREAM_KEY, UPSTREAM_KEY_ENV, ConfiguredBridge, free_ports
@@ -293,3 +294,14 @@ def test_a_recorded_session_keeps_the_connection_and_its_turns_without_a_key(
                for t in turns)
     history = json.loads(turns[1].request.content)["messages"]  # as sent upstream: the whole conversation
     assert [(m["role"], m["content"]) for m in history] == [("user", "hi"), ("assistant", "one"), ("user", "again")]
+
+
+def test_a_message_is_cut_inside_mitmproxy_before_it_is_whole(proc: ConfiguredBridge, mock: MockUpstream) -> None:
+    """mitmproxy joins a message's frames before any hook: one that never ends is cut while it arrives (1009),
+    not held until it does."""
+    ws = WSClient(proc.port)
+    for _ in range(5):  # 5 × 60 000 characters of one unfinished message: past max_request_bytes (200 000)
+        ws.sock.sendall(ws.ws.send(TextMessage(data="x" * 60_000, message_finished=False)))
+    assert list(ws.frames()) == [] and ws.closed is not None and ws.closed.code == 1009
+    assert "over 200000 bytes" in proc.wait_for_log("websocket closed by the bridge (1009)")
+    assert mock.requests == []
