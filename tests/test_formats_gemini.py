@@ -1087,7 +1087,7 @@ def test_a_freeform_call_comes_back_as_its_raw_input() -> None:
 
 @pytest.mark.parametrize(("chunks", "message"), [
     ([], "before any answer"),
-    ([chunk([{"text": "cut short"}])], "without a finishReason"),
+    ([chunk([{"text": "cut short"}])], "ended before a finishReason"),
 ])
 def test_a_stream_that_never_finishes_is_the_upstreams_fault(chunks: list[Any], message: str) -> None:
     with pytest.raises(UpstreamProtocolError, match=message):
@@ -1562,6 +1562,9 @@ def test_parse_error(status: int, body: bytes, expected_status: int, kind: Error
     (UpstreamProtocolError("garbled"), 502, "INTERNAL"),
     (UpstreamError("busy", status=529), 503, "UNAVAILABLE"),  # Anthropic's overloaded; Google has no 529
     (UpstreamError("late", status=504), 504, "DEADLINE_EXCEEDED"),
+    # a 5xx kept as it came (an Anthropic 503 with the generic "api_error" type): Google's name for that status
+    (UpstreamError("down", status=503, kind=ErrorKind.API_ERROR), 503, "UNAVAILABLE"),
+    (UpstreamError("late", status=504, kind=ErrorKind.API_ERROR), 504, "DEADLINE_EXCEEDED"),
 ])
 def test_render_error_is_what_the_sdk_raises(err: BridgeError, status: int, name: str) -> None:
     code, body = G.render_error(err)

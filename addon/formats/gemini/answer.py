@@ -180,7 +180,7 @@ class StreamParser:
             return []
         if not self._started:
             raise UpstreamProtocolError("upstream Gemini stream ended before any answer")
-        raise UpstreamProtocolError("upstream Gemini stream ended without a finishReason")
+        raise UpstreamProtocolError("upstream Gemini stream ended before a finishReason")
 
     def chunk_events(self, chunk: JSON) -> list[Event]:
         if self._done:

@@ -34,6 +34,8 @@ _KIND_WIRE = {
     ErrorKind.RATE_LIMIT: (429, "RESOURCE_EXHAUSTED"), ErrorKind.API_ERROR: (500, "INTERNAL"),
     ErrorKind.TIMEOUT: (504, "DEADLINE_EXCEEDED"), ErrorKind.OVERLOADED: (503, "UNAVAILABLE"),
 }
+# A server error whose HTTP status is kept: Google's name for that status (§5.1), INTERNAL for the rest (502).
+_SERVER_STATUS = {503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
 _BAD_REQUEST = "type.googleapis.com/google.rpc.BadRequest"
 
 
@@ -82,6 +84,7 @@ def error_body(err: BridgeError) -> tuple[int, JSON]:
     status, name = _KIND_WIRE[err.kind]
     if err.kind is ErrorKind.API_ERROR and err.status >= 500:
         status = err.status  # 502 (the upstream's fault) stays what it is
+        name = _SERVER_STATUS.get(status, name)  # an Anthropic 503 "api_error" is still UNAVAILABLE, not INTERNAL
     body: JSON = {"code": status, "message": err.message, "status": name}
     if err.param:
         body["details"] = [{"@type": _BAD_REQUEST, "fieldViolations": [{"field": err.param,
