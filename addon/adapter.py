@@ -35,12 +35,12 @@ class StreamAdapter:
     """
 
     def __init__(self, translator: StreamTranslator | ModelRenamer | None, decode: Callable[[bytes], bytes],
-                 redact: Redactor, scrub: Redactor, keep: int = 0, framing: str = "sse") -> None:
+                 redact: Redactor, scrub: Redactor, keep: int = 0) -> None:
         self.translator = translator
         self._decode = decode
         self._redact = redact  # everything known and key shapes: for error events
         self._scrub = scrub  # what the upstream was given, in every encoding: for every byte
-        self._events = EventScrubber(scrub, sse=framing == "sse") if translator is None else None
+        self._events = EventScrubber(scrub) if translator is None else None
         self._broken = False  # the translation failed (a bug): the rest of the stream is dropped
         self.upstream = BodyRecorder(keep) if keep else None
         self.client = BodyRecorder(keep) if keep and translator is not None else self.upstream

@@ -70,8 +70,13 @@ class Plan:
     fallbacks: list[Plan] = field(default_factory=list)  # the next endpoints, if this one fails first
 
     def renamer(self) -> ModelRenamer | None:
-        """What puts the client's model name back into a pass-through answer, after a model rewrite."""
-        return ModelRenamer(*self.rename, self.client.rename_model, self.framing) if self.rename else None
+        """What puts the client's model name back into a pass-through answer, after a model rewrite; and
+        what passes a JSON-array stream on whole object by whole object, which a cut can then close."""
+        if self.rename:
+            return ModelRenamer(*self.rename, self.client.rename_model, self.framing)
+        if self.framing == "json-array":
+            return ModelRenamer("", "", lambda obj, new: False, self.framing)
+        return None
 
 
 class TooLarge(BridgeError):

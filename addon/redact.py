@@ -182,13 +182,12 @@ class EventScrubber:
     is caught); the bytes of an unfinished event wait for its end, which the client needs anyway.
 
     An upstream that never ends an event cannot make this hold more than ``hold`` bytes: beyond that the
-    held bytes go out scrubbed, all but a tail as long as the longest secret form. A stream that is not
-    SSE (Gemini's JSON array) goes out line by line instead: no secret form spans a line end.
+    held bytes go out scrubbed, all but a tail as long as the longest secret form. (Gemini's JSON-array
+    stream goes through a :class:`~addon.translate.ModelRenamer` instead, whole object by whole object.)
     """
 
-    def __init__(self, redact: Redactor, hold: int = 1 << 20, sse: bool = True) -> None:
+    def __init__(self, redact: Redactor, hold: int = 1 << 20) -> None:
         self._redact = redact
-        self._end = _event_end if sse else _line_end
         self._tail = b""
         self._hold = hold
         self._keep = redact.longest_form
@@ -198,7 +197,7 @@ class EventScrubber:
             out, self._tail = self._tail, b""
             return self._redact.scrub(out)
         buf = self._tail + data if self._tail else data
-        cut = self._end(buf)
+        cut = _event_end(buf)
         if cut < 0:
             if len(buf) <= self._hold:
                 self._tail = buf
@@ -214,11 +213,6 @@ def _event_end(buf: bytes) -> int:
         return len(buf)
     ends = [i + len(sep) for sep in (b"\n\n", b"\r\r", b"\r\n\r\n") if (i := buf.rfind(sep)) >= 0]
     return max(ends, default=-1)
-
-
-def _line_end(buf: bytes) -> int:
-    """The index just past the last line end, or -1."""
-    return max(buf.rfind(b"\n"), buf.rfind(b"\r")) + 1 or -1
 
 
 _KEY_PARAM = re.compile(r"([?&](?:" + "|".join(map(re.escape, KEY_PARAMS)) + r")=)([^&#]*)", re.IGNORECASE)

@@ -76,7 +76,7 @@ class Respond:
                 return
             decode = bytes
         resp.stream = StreamAdapter(translator, decode, state.redact, state.scrub,
-                                    keep if recording or translator is not None else 0, state.plans[0].framing)
+                                    keep if recording or translator is not None else 0)
         errorpage.expect_cut(flow.request, cut_tail(translator, state.plans[0].client))
         if translator is None:
             return  # pass-through: live, byte for byte but for a key (else mitmproxy would buffer it)

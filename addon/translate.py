@@ -347,6 +347,8 @@ def cut_tail(translator: StreamTranslator | ModelRenamer | None, client: Format)
         err = UpstreamError(f"the upstream stream broke off: {message}", status=502)
         if isinstance(translator, StreamTranslator):
             return b"".join(translator.abort(err))
+        if isinstance(translator, ModelRenamer):
+            return translator.tail(client.render_stream_error(err))
         return b"\n\n" + client.render_stream_error(err)  # the blank line ends an event the cut left half-written
     return tail
 
@@ -356,7 +358,8 @@ class ModelRenamer:
 
     Streams are re-framed event by event (a JSON-array stream object by object, its separators kept);
     only what carries a model is parsed. Same shape as :class:`StreamTranslator`, so the addon treats
-    both alike.
+    both alike. A JSON-array stream goes through one even without a rename: only whole objects go on,
+    so a stream cut short can still be closed as an array, its error the last element (:meth:`tail`).
     """
 
     def __init__(self, upstream_model: str, client_model: str,
@@ -366,17 +369,29 @@ class ModelRenamer:
         self._rename = rename
         self._decoder = SSEDecoder()
         self._array = ArraySplitter(DEFAULT_MAX_EVENT_SIZE) if framing == "json-array" else None
+        self._last = b""  # the last byte of the array sent that is not white space
         self.failed: BridgeError | None = None
 
     def feed(self, data: bytes) -> list[bytes]:
         if self._array is not None:
-            return _joined([self._object(b) if whole else b for whole, b in self._array.feed(data)])
+            out = [self._object(b) if whole else b for whole, b in self._array.feed(data)]
+            self._last = next((s.rstrip()[-1:] for s in reversed(out) if s.strip()), self._last)
+            return _joined(out)
         return _joined([self._event(ev) for ev in self._decoder.feed(data)])
 
     def close(self) -> list[bytes]:
         if self._array is not None:
             return _joined([b for _, b in self._array.close()])
         return _joined([self._event(ev) for ev in self._decoder.close()])
+
+    def tail(self, error_event: bytes) -> bytes:
+        """What ends the stream after a cut: the client's error event (an SSE event, as formats render
+        it), or, in a JSON array, its data as the last element and the array closed."""
+        if self._array is None:
+            return b"\n\n" + error_event  # the blank line ends an event the cut left half-written
+        element = b"".join(line[5:].strip() for line in error_event.splitlines() if line.startswith(b"data:"))
+        opening = {b"": b"[", b"[": b"", b",": b""}.get(self._last, b",")  # after an object: a comma first
+        return opening + element + b"]"
 
     def _object(self, raw: bytes) -> bytes:
         if b'"model' in raw:

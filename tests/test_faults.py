@@ -678,15 +678,9 @@ def test_a_stream_the_bridge_cannot_decode_ends_with_the_error_event(bridge, moc
 # --- a Gemini stream asked for without alt=sse is one JSON array: a failure is its last element -------
 
 
-_ARRAY_CUT_PASSED_THROUGH = pytest.mark.xfail(strict=True, reason=(
-    "known: a pass-through JSON-array stream cut mid-way ends with an SSE error event (cut_tail renders the "
-    "client format's SSE event when there is no translator), and the element held back by the line scrubber "
-    "is lost: the client gets a body that is not a JSON array"))
-
-
 @pytest.mark.parametrize(("upstream", "fault"), [
     ("anthropic", "cut"), ("anthropic", "error-event"), ("gemini", "error-event"),
-    pytest.param("gemini", "cut", marks=_ARRAY_CUT_PASSED_THROUGH)],
+    ("gemini", "cut")],
     ids=["cut-translated", "error-event-translated", "error-event-pass-through", "cut-pass-through"])
 def test_a_gemini_json_array_stream_ends_with_its_error_element(matrix: Matrix, mock: MockUpstream, upstream: str,
                                                                  fault: str) -> None:

@@ -87,3 +87,16 @@ def test_the_renamer_puts_the_clients_model_in_every_object_and_keeps_the_framin
     assert got == [{**o, "modelVersion": "client-model"} for o in OBJECTS]
     assert out.count(b",\r\n" if pretty else b"},{") == len(OBJECTS) - 1  # the separators as they came
     assert renamer.body(data) == out  # a recorded answer, replayed, renamed the same
+
+
+@pytest.mark.parametrize("cut", [0, 1, 30, 60, 200])
+def test_a_cut_array_is_closed_with_the_error_as_its_last_element(cut: int) -> None:
+    """Only whole objects go on, so wherever the upstream broke off, what the client has plus the tail is
+    one JSON array: the objects that came whole, then the error."""
+    data = array(OBJECTS, pretty=True)[:cut]
+    renamer = ModelRenamer("", "", lambda obj, new: False, "json-array")
+    sent = b"".join(renamer.feed(data))
+    error = gemini.render_stream_error(UpstreamProtocolError("the upstream stream broke off"))
+    whole = json.loads(sent + renamer.tail(error))
+    assert whole[-1]["error"]["message"] == "the upstream stream broke off"
+    assert whole[:-1] == OBJECTS[:len(whole) - 1] and sent.count(b'"modelVersion"') == len(whole) - 1
