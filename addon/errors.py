@@ -79,12 +79,14 @@ class Unsupported(BadRequest):
 
 
 class UpstreamError(BridgeError):
-    """The upstream answered with an error; status and message are the upstream's."""
+    """The upstream answered with an error; status and message are the upstream's. ``retry_after``: the
+    seconds its body said to wait, for an API that says so in the body rather than a header (Google)."""
 
     def __init__(self, message: str, *, status: int, kind: ErrorKind | None = None,
-                 param: str | None = None, code: str | None = None) -> None:
+                 param: str | None = None, code: str | None = None, retry_after: int | None = None) -> None:
         super().__init__(message, status=status, kind=kind or kind_for_status(status),
                          param=param, code=code)
+        self.retry_after = retry_after
 
 
 class UpstreamProtocolError(BridgeError):

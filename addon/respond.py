@@ -195,6 +195,8 @@ class Respond:
             if resp.status_code >= 400:  # the log line says what the upstream said, not only its status
                 said = state.exchange.upstream.parse_error(resp.status_code, upstream_body)
                 state.summary["outcome"] = f"error: {said.message}"
+                if said.retry_after is not None and "retry-after" not in resp.headers:
+                    resp.headers["retry-after"] = str(said.retry_after)  # Google says it in the body
         elif state.renamer is not None and resp.status_code < 400:
             body = state.scrub.scrub(state.renamer.body(upstream_body))
         else:  # passed through whole: the client gets the same, but never a key an upstream echoed

@@ -125,3 +125,17 @@ def test_a_raw_json_error_tail_reaches_the_client_as_its_error_event(bridge, moc
     else:
         assert last["type"] == "response.failed"
         assert last["response"]["error"]["message"] == "This model is currently experiencing high demand."
+
+
+@pytest.mark.parametrize(("delay", "seconds"), [("34.4s", "35"), ("7s", "7")])
+def test_googles_retry_delay_reaches_other_clients_as_retry_after(bridge, mock: MockUpstream, delay: str,
+                                                                   seconds: str) -> None:
+    """Google says how long to wait in the body (RetryInfo), the others' SDKs read Retry-After (gemini.md §5)."""
+    proc = bridge("gemini")
+    mock.next_reply(Reply(status=429, error_json={"error": {
+        "code": 429, "message": "Quota exceeded.", "status": "RESOURCE_EXHAUSTED",
+        "details": [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": delay}]}}))
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+    r = httpx.post(proc.url + "/v1/chat/completions", json=body, timeout=20)
+    assert r.status_code == 429 and r.headers.get("retry-after") == seconds, (r.headers, r.text)
+    assert r.json()["error"]["message"] == "Quota exceeded."

@@ -8,6 +8,7 @@ other clients see it as the authentication failure it is.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from ...errors import BridgeError, ErrorKind, UpstreamError, kind_for_status
@@ -37,6 +38,8 @@ _KIND_WIRE = {
 # A server error whose HTTP status is kept: Google's name for that status (§5.1), INTERNAL for the rest (502).
 _SERVER_STATUS = {503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
 _BAD_REQUEST = "type.googleapis.com/google.rpc.BadRequest"
+_RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
+_DELAY = re.compile(r"(\d{1,9})(?:\.\d+)?s")  # a google.protobuf.Duration in JSON: "34.4s"
 
 
 def _kind(name: Any, status: int) -> ErrorKind:
@@ -67,7 +70,18 @@ def parse_error(status: int, body: bytes) -> UpstreamError:
     message = str(err.get("message") or f"upstream error {status}")
     if _key_invalid(err):
         return UpstreamError(message, status=401, kind=ErrorKind.AUTHENTICATION)
-    return UpstreamError(message, status=status, kind=_kind(err.get("status"), status))
+    return UpstreamError(message, status=status, kind=_kind(err.get("status"), status), retry_after=_retry_after(err))
+
+
+def _retry_after(err: JSON) -> int | None:
+    """Whole seconds (rounded up) of a ``RetryInfo.retryDelay`` detail: Google's Retry-After (§5.1)."""
+    details = err.get("details")
+    for detail in details if isinstance(details, list) else ():
+        if isinstance(detail, dict) and detail.get("@type") == _RETRY_INFO:
+            m = _DELAY.fullmatch(str(detail.get("retryDelay", "")))
+            if m:
+                return int(m.group(1)) + (1 if "." in m.group(0) else 0)
+    return None
 
 
 def stream_error(err: JSON) -> StreamError:
