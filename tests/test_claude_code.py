@@ -28,6 +28,20 @@ def claude() -> Path:
     return require_cli(CLAUDE, "Claude Code", "@anthropic-ai/claude-code")
 
 
+def run_claude(claude: Path, base_url: str, tmp_path: Path, prompt: str = "Write bridge-ok to proof.txt with a "
+               "shell command.") -> tuple[dict, Path]:
+    """One headless task (``-p``, Bash allowed) in a throwaway HOME: its JSON result, and its directory."""
+    work = tmp_path / "work"
+    work.mkdir()
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path / "home"), "ANTHROPIC_BASE_URL": base_url,
+           "ANTHROPIC_API_KEY": CLIENT_KEY, "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+           "DISABLE_AUTOUPDATER": "1"}
+    run = subprocess.run([str(claude), "-p", prompt, "--output-format", "json", "--allowedTools", "Bash"],
+                         cwd=work, env=env, capture_output=True, text=True, timeout=180, stdin=subprocess.DEVNULL)
+    assert run.returncode == 0, run.stdout + run.stderr
+    return json.loads(run.stdout), work
+
+
 @pytest.mark.parametrize("upstream", ["chat", "responses", "codex"])
 def test_claude_code_runs_a_shell_command(claude: Path, mock, bridge, tmp_path: Path, upstream: str) -> None:
     proc = bridge(upstream)
@@ -36,16 +50,7 @@ def test_claude_code_runs_a_shell_command(claude: Path, mock, bridge, tmp_path: 
                           tool_calls=[ToolCallSpec("call_cc1", "Bash", {
                               "command": command, "description": "Write the proof file"})]))
     mock.next_reply(Reply(text="The command printed bridge-ok."))
-    work = tmp_path / "work"
-    work.mkdir()
-    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path / "home"), "ANTHROPIC_BASE_URL": proc.url,
-           "ANTHROPIC_API_KEY": CLIENT_KEY, "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
-           "DISABLE_AUTOUPDATER": "1"}
-    run = subprocess.run([str(claude), "-p", "Write bridge-ok to proof.txt with a shell command.",
-                          "--output-format", "json", "--allowedTools", "Bash"],
-                         cwd=work, env=env, capture_output=True, text=True, timeout=180, stdin=subprocess.DEVNULL)
-    assert run.returncode == 0, run.stdout + run.stderr
-    result = json.loads(run.stdout)
+    result, work = run_claude(claude, proc.url, tmp_path)
     assert result["subtype"] == "success" and result["is_error"] is False
     assert result["result"] == "The command printed bridge-ok."
     assert (work / "proof.txt").read_text() == "bridge-ok\n"  # the tool call really ran
@@ -108,15 +113,8 @@ def test_claude_code_runs_parallel_calls_of_a_chat_upstream(claude: Path, mock, 
         ToolCallSpec("call_p1", "Bash", {"command": "echo one > one.txt", "description": "one"}),
         ToolCallSpec("call_p2", "Bash", {"command": "echo two > two.txt", "description": "two"})]))
     mock.next_reply(Reply(text="Both files written."))
-    work = tmp_path / "work"
-    work.mkdir()
-    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path / "home"), "ANTHROPIC_BASE_URL": proc.url,
-           "ANTHROPIC_API_KEY": CLIENT_KEY, "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1", "DISABLE_AUTOUPDATER": "1"}
-    run = subprocess.run([str(claude), "-p", "Write one.txt and two.txt.", "--output-format", "json",
-                          "--allowedTools", "Bash"], cwd=work, env=env, capture_output=True, text=True, timeout=180,
-                         stdin=subprocess.DEVNULL)
-    assert run.returncode == 0, run.stdout + run.stderr
-    assert json.loads(run.stdout)["result"] == "Both files written."
+    result, work = run_claude(claude, proc.url, tmp_path, "Write one.txt and two.txt.")
+    assert result["result"] == "Both files written."
     assert (work / "one.txt").read_text() == "one\n" and (work / "two.txt").read_text() == "two\n"
     results = [m for m in mock.requests[-1].json["messages"] if m["role"] == "tool"]
     assert sorted(m["tool_call_id"] for m in results) == ["call_p1", "call_p2"]
@@ -136,16 +134,7 @@ def test_claude_code_runs_a_shell_command_against_gemini(claude: Path, mock, bri
                                         signature="gem-cc-1", tool_calls=[call]))
     # a text answer: Gemini 3 puts its signature on an empty text part after the text (gemini.md §4.3, §7)
     mock.next_reply(Reply(text="The command printed bridge-ok.", signature="gem-cc-2"))
-    work = tmp_path / "work"
-    work.mkdir()
-    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path / "home"), "ANTHROPIC_BASE_URL": proc.url,
-           "ANTHROPIC_API_KEY": CLIENT_KEY, "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
-           "DISABLE_AUTOUPDATER": "1"}
-    run = subprocess.run([str(claude), "-p", "Write bridge-ok to proof.txt with a shell command.",
-                          "--output-format", "json", "--allowedTools", "Bash"],
-                         cwd=work, env=env, capture_output=True, text=True, timeout=180, stdin=subprocess.DEVNULL)
-    assert run.returncode == 0, run.stdout + run.stderr
-    result = json.loads(run.stdout)
+    result, work = run_claude(claude, proc.url, tmp_path)
     assert result["subtype"] == "success" and result["is_error"] is False
     assert (work / "proof.txt").read_text() == "bridge-ok\n"  # the tool call really ran
 
