@@ -179,7 +179,7 @@ def assert_over_websocket(events: list[dict], stderr: str, work: Path, log: str,
     assert (work / "proof.txt").read_text() == "bridge-ok\n"  # the tool call really ran
     assert "Falling back" not in stderr and "Reconnecting" not in stderr, stderr[-3000:]
     assert log.count("websocket responses | connection opened") == 1, log[-3000:]
-    assert log.count("| a websocket turn |") == turns and "status 426" not in log, log[-3000:]
+    assert log.count("| a websocket turn of ") == turns and "status 426" not in log, log[-3000:]
 
 
 @pytest.mark.parametrize("model", [None, "gpt-5.5"], ids=["default-model", "gpt-5.5"])
