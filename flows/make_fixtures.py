@@ -2,7 +2,7 @@
 
 Starts the mock upstream (``tests/mock_upstream.py``) on 127.0.0.1:18301 and, for each fixture file,
 a real ``mitmdump -s addon/bridge.py --set bridge_config=flows/config.yaml -w …`` on 127.0.0.1:18300;
-drives the official SDKs (or the Claude Code / Codex CLIs) through it with a scripted mock answer per
+drives the official SDKs (or the Claude Code / Codex / Gemini CLIs) through it with a scripted mock answer per
 request, stops mitmdump (which writes the file) and moves the file into ``flows/``. The flows are the
 bridge's own recordings: nothing here edits them. Without names, every fixture is recorded again;
 ``--list`` prints the names. A fixture whose difference is an intended change is re-blessed with
@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Any, cast
 
 import httpx2
+from google import genai
+from google.genai import types as gtypes
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -35,7 +37,9 @@ if str(ROOT) not in sys.path:
 from tests.conftest import BridgeProcess  # noqa: E402
 from tests.mock_upstream import MockUpstream, Reply, ToolCallSpec  # noqa: E402
 from tests.test_codex_cli import run_codex  # noqa: E402
-from tests.test_e2e_matrix import ask, tool_results, user  # noqa: E402
+from tests.test_e2e import CLOCK, WEATHER  # noqa: E402
+from tests.test_e2e_matrix import MAX_TOKENS, ask, user  # noqa: E402
+from tests.test_gemini_cli import run_gemini  # noqa: E402
 
 FLOWS = ROOT / "flows"
 CONFIG = FLOWS / "config.yaml"
@@ -44,8 +48,13 @@ BRIDGE_PORT = 18300
 MITMDUMP = Path(sys.executable).parent / "mitmdump"
 CLAUDE = Path(os.environ.get("CLAUDE_BIN") or ROOT / ".tmp/claude-code/node_modules/.bin/claude")
 CODEX = Path(os.environ.get("CODEX_BIN") or ROOT / ".tmp/codex/node_modules/.bin/codex")
+GEMINI = Path(os.environ.get("GEMINI_BIN") or ROOT / ".tmp/gemini/node_modules/.bin/gemini")
 CLIENTS = ("anthropic", "chat", "responses")
 UPSTREAMS = ("anthropic", "chat", "responses", "codex")
+CLIENT_KEY = "fixture-client-key"  # what every client here presents; tests/test_replay.py looks for it
+# The Gemini client's fixtures whose key goes as ``?key=`` (as Google's REST examples send it) instead of the
+# SDK's ``x-goog-api-key``: one translated, one passed through (where the client's key goes on upstream).
+KEY_IN_QUERY = ("chat", "gemini")
 
 # Usage in each upstream's own wire shape (70 uncached + 30 cached input tokens, 20 output).
 USAGE: dict[str, dict[str, Any]] = {
@@ -56,11 +65,17 @@ USAGE: dict[str, dict[str, Any]] = {
     "responses": {"input_tokens": 100, "input_tokens_details": {"cached_tokens": 30}, "output_tokens": 20,
                   "output_tokens_details": {"reasoning_tokens": 8}, "total_tokens": 120}}
 USAGE["codex"] = USAGE["responses"]
+USAGE["gemini"] = {"promptTokenCount": 100, "cachedContentTokenCount": 30, "candidatesTokenCount": 12,
+                   "thoughtsTokenCount": 8, "totalTokenCount": 120}  # candidates leave the thoughts out
 # What each client asks for to get reasoning (the upstream then gets its own format's setting).
 REASONING_ASK: dict[str, dict[str, Any]] = {
     "anthropic": {"thinking": {"type": "enabled", "budget_tokens": 1024}, "max_tokens": 2048},
     "chat": {"reasoning_effort": "low"},
     "responses": {"reasoning": {"effort": "low", "summary": "auto"}, "include": ["reasoning.encrypted_content"]}}
+GEMINI_TOOLS = [gtypes.Tool(function_declarations=[gtypes.FunctionDeclaration(
+    name=str(t["name"]), description=str(t["description"]), parameters_json_schema=t["schema"])
+    for t in (WEATHER, CLOCK)])]
+GEMINI_THINKING = gtypes.ThinkingConfig(include_thoughts=True, thinking_level=gtypes.ThinkingLevel.LOW)
 
 
 @dataclass(frozen=True)
@@ -72,6 +87,16 @@ BRIDGE = cast(BridgeProcess, Bridge(f"http://127.0.0.1:{BRIDGE_PORT}"))
 
 
 # --- the sessions -------------------------------------------------------------------------------
+
+
+def tool_results(client: str, results: list[tuple[str | None, str, str]]) -> list[Any]:
+    """The results of the calls (call id, tool name, output) the way each client format sends them."""
+    if client == "anthropic":
+        return [{"role": "user", "content": [{"type": "tool_result", "tool_use_id": call_id, "content": out}
+                                             for call_id, _, out in results]}]
+    if client == "chat":
+        return [{"role": "tool", "tool_call_id": call_id, "content": out} for call_id, _, out in results]
+    return [{"type": "function_call_output", "call_id": call_id, "output": out} for call_id, _, out in results]
 
 
 def pair_session(client: str, upstream: str) -> Callable[[MockUpstream], None]:
@@ -89,8 +114,9 @@ def pair_session(client: str, upstream: str) -> Callable[[MockUpstream], None]:
             ToolCallSpec("call_fx_time", "get_time", {"tz": "Europe/Oslo"})]))
         question = user("Weather and time in Oslo?")
         calls = ask(client, BRIDGE, True, [question], tools=True, model=model)
-        history = [question, *calls.turn, *tool_results(client, [(calls.calls[0][0], "-3°C, snow"),
-                                                                 (calls.calls[1][0], "12:00")])]
+        (weather, name_1, _), (clock, name_2, _) = calls.calls
+        history = [question, *calls.turn, *tool_results(client, [(weather, name_1, "-3°C, snow"),
+                                                                 (clock, name_2, "12:00")])]
         mock.next_reply(Reply(text="It is -3°C with snow, and noon.", usage=usage))
         ask(client, BRIDGE, False, history, tools=True, model=model)
 
@@ -101,6 +127,61 @@ def pair_session(client: str, upstream: str) -> Callable[[MockUpstream], None]:
         mock.next_reply(Reply(text="11", usage=usage))
         ask(client, BRIDGE, False, [question, *thought.turn, user("Another one?")], model=model,
             **REASONING_ASK[client])
+    return run
+
+
+def _key_in_query(request: httpx2.Request) -> None:
+    """The SDK's ``x-goog-api-key`` header moved into the URL as ``?key=`` (before the request is sent)."""
+    key = request.headers.pop("x-goog-api-key")
+    request.url = request.url.copy_add_param("key", key)
+
+
+def _genai(key_in_query: bool) -> genai.Client:
+    """google-genai on the bridge (the SDK's default API version, /v1), no retries; the key in its
+    ``x-goog-api-key`` header or, with ``key_in_query``, as ``?key=``."""
+    http = httpx2.Client(timeout=20, event_hooks={"request": [_key_in_query]} if key_in_query else {})
+    return genai.Client(api_key=CLIENT_KEY, http_options=gtypes.HttpOptions(base_url=BRIDGE.url, httpx_client=http))
+
+
+def gemini_session(upstream: str) -> Callable[[MockUpstream], None]:
+    """:func:`pair_session`'s five turns from google-genai's chat helper (``client.chats``), which keeps the
+    history as Gemini clients do (the model's turn one Content per streamed chunk, thought signatures
+    included): system as ``systemInstruction``, tools as ``functionDeclarations``, results as
+    ``functionResponse`` parts naming their calls, reasoning asked for with ``thinkingConfig``."""
+    model = f"{upstream}-fixture-model"
+    usage = USAGE[upstream]
+
+    def run(mock: MockUpstream) -> None:
+        client = _genai(key_in_query=upstream in KEY_IN_QUERY)
+
+        def chat(**config: Any) -> Any:
+            return client.chats.create(model=model, config=gtypes.GenerateContentConfig(**config))
+
+        mock.next_reply(Reply(text="Hello, wörld! Ünïcode ✓ from the mock.", usage=usage))
+        said = "".join(c.text or "" for c in chat(system_instruction="Be brief.", max_output_tokens=MAX_TOKENS)
+                       .send_message_stream("Say hello."))
+        if said != "Hello, wörld! Ünïcode ✓ from the mock.":
+            raise RuntimeError(f"gemini-to-{upstream}: the text turn said {said!r}")
+
+        mock.next_reply(Reply(text="Let me look both up.", usage=usage, tool_calls=[
+            ToolCallSpec("call_fx_weather", "get_weather", {"city": "Oslo", "units": "metric"}),
+            ToolCallSpec("call_fx_time", "get_time", {"tz": "Europe/Oslo"})]))
+        tools = chat(tools=GEMINI_TOOLS, max_output_tokens=MAX_TOKENS)
+        calls = [call for chunk in tools.send_message_stream("Weather and time in Oslo?")
+                 for call in chunk.function_calls or ()]
+        if [c.name for c in calls] != ["get_weather", "get_time"]:
+            raise RuntimeError(f"gemini-to-{upstream}: the calls were {calls}")
+        mock.next_reply(Reply(text="It is -3°C with snow, and noon.", usage=usage))
+        tools.send_message([gtypes.Part(function_response=gtypes.FunctionResponse(
+            id=call.id, name=call.name, response={"output": out})) for call, out in zip(calls, ("-3°C, snow", "12:00"),
+                                                                                       strict=True)])
+
+        mock.next_reply(Reply(reasoning="The user wants a prime; 7 is prime.", signature=f"opaque-{upstream}-1",
+                              text="7", usage=usage))
+        thinking = chat(thinking_config=GEMINI_THINKING, max_output_tokens=2048)
+        list(thinking.send_message_stream("Name a prime number."))
+        mock.next_reply(Reply(text="11", usage=usage))
+        thinking.send_message("Another one?")
     return run
 
 
@@ -122,7 +203,7 @@ def _try(client: str, model: str, stream: bool, **extra: Any) -> None:
 def _raw(path: str, body: bytes, content_type: str = "application/json") -> None:
     """A request no SDK would send (the bridge must reject it in the client's format)."""
     httpx2.post(BRIDGE.url + path, content=body, timeout=20,
-                headers={"content-type": content_type, "authorization": "Bearer fixture-client-key"})
+                headers={"content-type": content_type, "authorization": f"Bearer {CLIENT_KEY}"})
 
 
 def faults_session(mock: MockUpstream) -> None:
@@ -182,7 +263,7 @@ def claude_code_session(mock: MockUpstream) -> None:
         work, home = Path(tmp, "work"), Path(tmp, "home")
         work.mkdir()
         env = {"PATH": os.environ["PATH"], "HOME": str(home), "ANTHROPIC_BASE_URL": BRIDGE.url,
-               "ANTHROPIC_API_KEY": "fixture-client-key", "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+               "ANTHROPIC_API_KEY": CLIENT_KEY, "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
                "DISABLE_AUTOUPDATER": "1"}
         run = subprocess.run([str(CLAUDE), "-p", "Write bridge-ok to proof.txt with a shell command.",
                               "--output-format", "json", "--allowedTools", "Bash", "--model", "claude-sonnet-4-5"],
@@ -205,10 +286,28 @@ def codex_cli_session(mock: MockUpstream) -> None:
             raise RuntimeError("Codex ran but did not write proof.txt")
 
 
+def gemini_cli_session(mock: MockUpstream) -> None:
+    """Gemini CLI 0.61 runs one shell command (tests/test_gemini_cli.py's scenario) with its Gemini 3 model
+    (``-m gemini-3-flash-preview``: thinkingLevel HIGH, includeThoughts) against the Anthropic upstream; the
+    mock answers thinking with a signature and a ``run_shell_command`` call, then text."""
+    command = "echo bridge-ok > proof.txt && cat proof.txt"
+    mock.next_reply(Reply(text=None, reasoning="The user wants a file.", signature="sig-gemini-cli-1",
+                          usage=USAGE["anthropic"], tool_calls=[ToolCallSpec("call_gc1", "run_shell_command", {
+                              "command": command, "description": "Write the proof file"})]))
+    mock.next_reply(Reply(text="The command printed bridge-ok.", usage=USAGE["anthropic"]))
+    with tempfile.TemporaryDirectory() as tmp:
+        run = run_gemini(GEMINI, BRIDGE.url, Path(tmp), "gemini-3-flash-preview")
+        result = run.result()  # raises unless the run succeeded without error reports
+        if result["response"] != "The command printed bridge-ok." or not (run.work / "proof.txt").exists():
+            raise RuntimeError(f"Gemini CLI did not finish the task: {result.get('response')!r}")
+
+
 SESSIONS: dict[str, Callable[[MockUpstream], None]] = {
     f"{client}-to-{upstream}": pair_session(client, upstream) for client in CLIENTS for upstream in UPSTREAMS}
+SESSIONS |= {f"{client}-to-gemini": pair_session(client, "gemini") for client in CLIENTS}
+SESSIONS |= {f"gemini-to-{upstream}": gemini_session(upstream) for upstream in (*UPSTREAMS, "gemini")}
 SESSIONS |= {"faults": faults_session, "claude-code-to-chat": claude_code_session,
-             "codex-cli-to-anthropic": codex_cli_session}
+             "codex-cli-to-anthropic": codex_cli_session, "gemini-cli-to-anthropic": gemini_cli_session}
 
 
 # --- recording ----------------------------------------------------------------------------------

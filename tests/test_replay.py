@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import anthropic
 import httpx2
@@ -42,6 +43,14 @@ KEY_SHAPES = re.compile(rb"sk-ant-[A-Za-z0-9_-]{8,}|sk-[A-Za-z0-9_-]{16,}|(?i:be
                         rb"|AIza[0-9A-Za-z_-]{20,}|eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}")
 # The keys make_fixtures.py and the tests' clients present: none may survive in a fixture.
 KNOWN_KEYS = (b"fixture-client-key", b"client-key", b"test-upstream-key")
+# Where clients put keys besides a body: headers (Gemini's x-goog-api-key too) and URL query parameters
+# (Gemini's ?key=). Listed here as well as taken from the bridge, so the check does not shrink with it.
+KEY_HEADERS = {*CREDENTIAL_HEADERS, "authorization", "x-api-key", "x-goog-api-key", "api-key", "proxy-authorization"}
+KEY_QUERY = {"key", "api_key", "api-key", "apikey", "access_token", "token"}
+REDACTED = "[REDACTED]"
+# A key-carrying query parameter anywhere in any text of a flow whose value is not the redaction mark.
+QUERY_KEY_SHAPE = re.compile(rb"[?&](?i:key|api_key|api-key|apikey|access_token|token)=(?!\[REDACTED\]|%5BREDACTED%5D)"
+                             rb"[^&#\s\"']+")
 
 
 @cache
@@ -89,9 +98,10 @@ def compare(flow: http.HTTPFlow) -> list[str]:
 def test_the_collection_is_there() -> None:
     """The starter collection (flows/README.md) exists and every fixture is listed in the README."""
     names = {p.name for p in FIXTURES}
-    pairs = {f"{c}-to-{u}.flow" for c in ("anthropic", "chat", "responses")
-             for u in ("anthropic", "chat", "responses", "codex")}
-    assert pairs | {"faults.flow", "claude-code-to-chat.flow", "codex-cli-to-anthropic.flow"} <= names
+    pairs = {f"{c}-to-{u}.flow" for c in ("anthropic", "chat", "responses", "gemini")
+             for u in ("anthropic", "chat", "responses", "codex", "gemini")} - {"gemini-to-gemini.flow"}
+    assert pairs | {"gemini-to-gemini.flow", "faults.flow", "claude-code-to-chat.flow", "codex-cli-to-anthropic.flow",
+                    "gemini-cli-to-anthropic.flow"} <= names
     readme = (FLOWS / "README.md").read_text()
     assert [n for n in sorted(names) if f"`{n}`" not in readme] == [], "fixtures missing from flows/README.md"
     assert sum(p.stat().st_size for p in FIXTURES) < 4_000_000, "keep flows/ small"
@@ -124,22 +134,46 @@ def _strings(value: Any) -> Iterator[bytes]:
 def test_no_fixture_holds_a_key(path: Path) -> None:
     for n, flow in enumerate(read(path)):
         where = f"{path.name} flow {n}"
+        client = flow.metadata.get(replay.CLIENT_REQUEST, {})
         headers = [(k.decode(), v.decode()) for k, v in flow.request.headers.fields]
-        headers += [tuple(pair) for pair in flow.metadata.get(replay.CLIENT_REQUEST, {}).get("headers", [])]
+        headers += [tuple(pair) for pair in client.get("headers", [])]
         for name, value in headers:
-            if name.lower() in CREDENTIAL_HEADERS:
-                assert value == "[REDACTED]", f"{where}: header {name} is not redacted"
+            if name.lower() in KEY_HEADERS:
+                assert value == REDACTED, f"{where}: header {name} is not redacted"
+        for url in (flow.request.url, client.get("url", "")):  # the upstream's URL and the client's
+            for name, value in parse_qsl(urlsplit(url).query, keep_blank_values=True):
+                if name.lower() in KEY_QUERY:
+                    assert value == REDACTED, f"{where}: query parameter {name} of {url.split('?')[0]} is not redacted"
         for text in _strings(flow.get_state()):  # request, response, metadata, comment: everything
-            found = KEY_SHAPES.search(text)
+            found = KEY_SHAPES.search(text) or QUERY_KEY_SHAPE.search(text)
             assert found is None, f"{where}: something shaped like a key: {found.group()[:12]!r}…"
             for key in KNOWN_KEYS:
                 assert key not in text, f"{where}: the key {key!r} is in the flow"
 
 
 def test_key_check_finds_a_key() -> None:
-    """The scan above is not blind: a bearer token in a body is found."""
+    """The scan above is not blind: a bearer token in a body is found, and a Gemini ``?key=`` in a URL."""
     assert KEY_SHAPES.search(b'{"note": "Authorization: Bearer abcdefgh12345678"}')
     assert not KEY_SHAPES.search(b"authorization: [REDACTED]")
+    assert QUERY_KEY_SHAPE.search(b"/v1beta/models/m:streamGenerateContent?alt=sse&key=abc")
+    assert QUERY_KEY_SHAPE.search(b"/v1beta/models/m:generateContent?KEY=abc")
+    assert not QUERY_KEY_SHAPE.search(b"/v1beta/models/m:streamGenerateContent?alt=sse&key=[REDACTED]")
+    assert not QUERY_KEY_SHAPE.search(b"/v1beta/models/m:generateContent?key=%5BREDACTED%5D")
+
+
+def test_gemini_keys_are_recorded_redacted() -> None:
+    """The check has something to bite on: fixtures whose Gemini client sent its key as ``?key=`` (translated,
+    and passed through, where the client's key went upstream too) and as ``x-goog-api-key``, each blanked."""
+    for fixture in ("gemini-to-chat.flow", "gemini-to-gemini.flow"):
+        for flow in read(FLOWS / fixture):
+            client = flow.metadata[replay.CLIENT_REQUEST]
+            assert ("key", REDACTED) in parse_qsl(urlsplit(client["url"]).query), client["url"]
+    passed_on = read(FLOWS / "gemini-to-gemini.flow")[0].request.url  # pass-through: the key went on upstream
+    assert ("key", REDACTED) in parse_qsl(urlsplit(passed_on).query), passed_on
+    translated = read(FLOWS / "gemini-to-chat.flow")[0].request.url  # translated: no client key goes on
+    assert "key=" not in translated, translated
+    headers = read(FLOWS / "gemini-to-anthropic.flow")[0].metadata[replay.CLIENT_REQUEST]["headers"]
+    assert ["x-goog-api-key", REDACTED] in headers, headers
 
 
 def _first(fixture: str) -> tuple[http.HTTPFlow, http.Response]:
