@@ -581,6 +581,26 @@ def test_model_parts(part: dict[str, Any], expected: tuple[Any, ...]) -> None:
     assert req.messages[1:] == ((Message(role=Role.ASSISTANT, content=expected),) if expected else ())
 
 
+
+def test_consecutive_model_contents_are_one_turn() -> None:
+    """google-genai's chat helper keeps one model content per stream chunk (gemini.md §2.3, pitfall 24): the
+    run reads as one turn, so reasoning carried on its call stands first, before the text of earlier chunks
+    (Anthropic refuses a thinking block after text), and the text pieces are one text."""
+    carried = encode_carried([Carried(Opaque(origin="anthropic", data="SIG"), "plan")])
+    req = G.parse_request({"contents": [
+        {"role": "user", "parts": [{"text": "q"}]},
+        {"role": "model", "parts": [{"text": "plan", "thought": True}]},
+        {"role": "model", "parts": [{"text": "hel"}]}, {"role": "model", "parts": [{"text": "lo"}]},
+        {"role": "model", "parts": [{"functionCall": {"name": "f", "args": {}}, "thoughtSignature": carried}]},
+        {"role": "model", "parts": [{"text": ""}]},
+        {"role": "user", "parts": [{"functionResponse": {"name": "f", "response": {"output": "ok"}}}]}]})
+    call_id = "call_4_0"  # made from the place of the call in contents, as for a lone content
+    assert req.messages == (
+        Message(role=Role.USER, content=(Text(text="q"),)),
+        Message(role=Role.ASSISTANT, content=(Reasoning(text="plan", opaque=Opaque(origin="anthropic", data="SIG")),
+                                              Text(text="hello"), ToolCall(id=call_id, name="f", arguments="{}"))),
+        Message(role=Role.USER, content=(ToolResult(call_id=call_id, content=(Text(text="ok"),)),)))
+
 def test_count_tokens_reads_both_forms() -> None:
     """gemini.md §1.1: ``{contents}`` or ``{generateContentRequest}``, the latter winning; the answer is
     ``{"totalTokens": n}``, which the SDK reads."""
@@ -1404,8 +1424,31 @@ def test_a_chat_client_that_drops_reasoning_gets_the_sentinel_and_one_that_keeps
     kept = _next_turn_to_gemini("chat", [{**message, "thinking_blocks": folded["thinking_blocks"]},
                                          *_results(calls, "chat")])
     signatures = [p.get("thoughtSignature") for p in kept["contents"][1]["parts"]]
-    # Chat has no place for where a block was: the signature comes back, the sentinel still guards the call
-    assert mu.gemini_signature(reply) in signatures
+    # Chat has no place for where a block was, and its thinking blocks come before the text; in a turn with
+    # calls Gemini signed the first call (gemini.md §7): the signature goes back there, not on the text.
+    assert [next(iter(p)) for p in kept["contents"][1]["parts"]] == ["text", "functionCall", "functionCall"]
+    assert signatures == [None, mu.gemini_signature(reply), None]
+
+
+def test_the_one_signature_before_a_call_waits_for_it_past_the_text() -> None:
+    """A turn whose reasoning came apart from its text (a Chat client's thinking_blocks): Gemini's signature
+    goes on the first call, as Gemini signs a turn with calls (gemini.md §7). With more than one signature
+    before the call, each keeps the place the IR gives it."""
+    sig = Reasoning(text="", opaque=Opaque(origin="gemini", data=SIGNATURE))
+    other = Reasoning(text="", opaque=Opaque(origin="gemini", data=OTHER_SIGNATURE))
+    call = ToolCall(id="c1", name="get_weather", arguments="{}")
+
+    def signed(*content: Any) -> list[tuple[str, str | None]]:
+        req = Request(model=GEMINI_3, messages=(Message(role=Role.USER, content=(Text(text="hi"),)),
+                                                Message(role=Role.ASSISTANT, content=content)))
+        parts = G.render_request(req, make_ctx())["contents"][1]["parts"]
+        return [(next(iter(p)), p.get("thoughtSignature")) for p in parts]
+
+    assert signed(sig, Text(text="Checking."), call) == [("text", None), ("functionCall", SIGNATURE)]
+    assert signed(Text(text="Checking."), sig, call) == [("text", None), ("functionCall", SIGNATURE)]
+    assert signed(sig, Text(text="Sunny.")) == [("text", SIGNATURE)]  # no call: on the next part, as before
+    assert signed(sig, Text(text="a"), other, call) == [("text", SIGNATURE), ("functionCall", OTHER_SIGNATURE)]
+    assert signed(call, sig, Text(text="after")) == [("functionCall", SKIP_SIGNATURE), ("text", SIGNATURE)]
 
 
 def test_a_signature_goes_back_on_its_part_through_a_responses_client() -> None:

@@ -52,6 +52,9 @@ class _Contents:
 
     def parse(self, contents: list[Any]) -> list[Message]:
         messages: list[Message] = []
+        # Consecutive model contents are one turn: google-genai's chat helper keeps one per stream chunk
+        # (gemini.md §2.3), and a signature or carried reasoning in one belongs with the parts of the others.
+        turn: list[tuple[int, int, JSON]] = []  # (content index, part index, part) of the model turn so far
         for i, raw in enumerate(contents):
             where = f"contents.{i}."
             content = as_object(raw, f"contents.{i}")
@@ -60,19 +63,26 @@ class _Contents:
                 raise BadRequest(f"{where}role: expected user or model", param=f"{where}role")
             parts = [as_object(p, f"{where}parts.{j}") for j, p in enumerate(get_list(content, "parts", where))]
             if role == "model":
-                ir = self._model_parts(parts, i, where)
-            else:
-                ir = tuple(p for j, part in enumerate(parts) if (p := self._user_part(part, f"{where}parts.{j}.")))
+                turn += [(i, j, part) for j, part in enumerate(parts)]
+                continue
+            self._end_turn(turn, messages)
+            ir = tuple(p for j, part in enumerate(parts) if (p := self._user_part(part, f"{where}parts.{j}.")))
             if ir:
-                messages.append(Message(role=Role.ASSISTANT if role == "model" else Role.USER, content=ir))
+                messages.append(Message(role=Role.USER, content=ir))
+        self._end_turn(turn, messages)
         return messages
 
-    def _model_parts(self, parts: list[JSON], index: int, where: str) -> tuple[Part, ...]:
+    def _end_turn(self, turn: list[tuple[int, int, JSON]], messages: list[Message]) -> None:
+        if turn and (ir := self._model_parts(turn)):
+            messages.append(Message(role=Role.ASSISTANT, content=ir))
+        turn.clear()
+
+    def _model_parts(self, parts: list[tuple[int, int, JSON]]) -> tuple[Part, ...]:
         front: list[Part] = []  # carried reasoning of another origin: it came first in its message
         out: list[Part] = []
         thoughts: list[str] = []  # a run of thought summaries, waiting for the signature after them
-        for j, part in enumerate(parts):
-            here = f"{where}parts.{j}."
+        for index, j, part in parts:
+            here = f"contents.{index}.parts.{j}."
             signature = read_signature(get(part, "thoughtSignature"))
             if isinstance(signature, list):
                 front += [Reasoning(text=c.text, opaque=c.opaque, redacted=c.redacted) for c in signature]

@@ -280,6 +280,10 @@ def _function_response(result: ToolResult, names: dict[str, str]) -> JSON:
 def _model_parts(msg: Message, ctx: Context) -> list[JSON]:
     parts: list[JSON] = []
     pending: str | None = None  # Gemini's signature, for the next part that is not a thought
+    # In a turn with calls Gemini signs the first functionCall (gemini.md §7). A client format that keeps
+    # reasoning apart from the text (Chat's thinking_blocks) loses that place: the one signature before the
+    # first call waits for it, past any text.
+    hold = _one_signature_before_first_call(msg)
     for part in msg.content:
         match part:
             case Reasoning(opaque=Opaque(origin=origin, data=data)) if origin == NAME:
@@ -303,13 +307,21 @@ def _model_parts(msg: Message, ctx: Context) -> list[JSON]:
             case _:
                 ctx.warnings.append(f"a {type(part).__name__} in an assistant turn has no Gemini equivalent")
                 continue
-        if pending:
+        if pending and (not hold or isinstance(part, ToolCall)):
             wire["thoughtSignature"] = pending
             pending = None
+        hold = hold and not isinstance(part, ToolCall)
         parts.append(wire)
     if pending:  # a signature after the last part: the API's own shape for a text answer (§4.3)
         parts.append({"text": "", "thoughtSignature": pending})
     return parts
+
+
+def _one_signature_before_first_call(msg: Message) -> bool:
+    first = next((i for i, p in enumerate(msg.content) if isinstance(p, ToolCall)), None)
+    signed = [p for p in msg.content[:first] if isinstance(p, Reasoning) and p.opaque is not None
+              and p.opaque.origin == NAME and p.opaque.data] if first is not None else []
+    return len(signed) == 1
 
 
 def _function_call(call: ToolCall, ctx: Context) -> JSON:
