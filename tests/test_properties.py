@@ -3,13 +3,16 @@
 (a) Requests. One abstract conversation (system text, mid-conversation system text, text, images,
 documents, tools incl. freeform and namespaced ones, tool calls and their results, reasoning with
 signatures, sampling, output limits, structured output, stream flag) is written out the way each kind
-of client writes it (Claude Code → Messages, an OpenAI SDK user → Chat, Codex → Responses; see
-``client-shapes/``), with random client-specific extras. Each is translated by ``Exchange.start``
-toward every format (Responses also with the Codex flavor), and the upstream body must validate
-against the target SDK's request TypedDict: once with pydantic's ``TypeAdapter`` (types, required
-keys, literals), once with :func:`strict_errors` (no key the TypedDict does not declare, at any
-depth). A mutated request (a field of the wrong type) may be rejected, but only with a 4xx
-:class:`BridgeError`: any other exception is a crash.
+of client writes it (Claude Code → Messages, an OpenAI SDK user → Chat, Codex → Responses, Gemini CLI or
+google-genai → Gemini; see ``client-shapes/``), with random client-specific extras. Each is translated by
+``Exchange.start`` toward every format (Responses also with the Codex flavor, Gemini for a Gemini 3 and a
+Gemini 2.5 model), and the upstream body must validate against the target SDK's request TypedDict: once
+with pydantic's ``TypeAdapter`` (types, required keys, literals), once with :func:`strict_errors` (no key
+the TypedDict does not declare, at any depth). google-genai has no type for a whole request: a Gemini body
+is checked piece by piece against its pydantic types (which forbid unknown keys), for camelCase names, and
+against ``mock_upstream.gemini_refusal``, what the real API refuses (:func:`check_gemini_body`). A mutated
+request (a field of the wrong type) may be rejected, but only with a 4xx :class:`BridgeError`: any other
+exception is a crash.
 
 What the SDK types cannot check, and so is not checked here: value ranges (temperature 0–1 for
 Anthropic), string formats (ids, base64, URLs), ``min_length``/``max_length`` constraints, and
@@ -21,29 +24,38 @@ the SDK's unions also admit response BaseModels, which accept any key.
 
 (b) Streams. Valid upstream event sequences (built by ``tests.mock_upstream``'s renderers from a
 random :class:`Reply`) are split at random byte positions, optionally with a fault injected, and
-fed through :class:`StreamTranslator` for every client format; every client stream must obey its
-grammar (``tests.stream_grammar``), and after a fault it must end with the client's error event,
-never with a clean stop. Not checked: a freeform call toward a Chat client (sent as a native
-``custom`` tool call, which ``check_chat_stream`` and the SDK's ``ChoiceDeltaToolCall`` do not know).
+fed through :class:`StreamTranslator` for every client format (a Gemini client in either framing);
+every client stream must obey its grammar (``tests.stream_grammar``), and after a fault it must end with
+the client's error event, never with a clean stop; without one, the client rebuilds the reply's whole text
+and every call. Not checked: a freeform call toward a Chat client (sent as a native ``custom`` tool call,
+which ``check_chat_stream`` and the SDK's ``ChoiceDeltaToolCall`` do not know); reasoning (the mocks
+render it differently per format).
 
 Examples per run are printed with ``-s`` (``--hypothesis-show-statistics`` gives hypothesis' own).
 """
 
 from __future__ import annotations
 
+import base64
 import collections.abc
+import dataclasses
+import functools
 import itertools
 import json
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
+import httpx2
 import pydantic
 import pytest
 import typing_extensions
 from anthropic.types import message_create_params as a_params
+from google import genai
+from google.genai import types as gtypes
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from openai.types.chat import completion_create_params as c_params
@@ -51,15 +63,17 @@ from openai.types.responses import response_create_params as r_params
 
 from addon import translate
 from addon.errors import BridgeError
+from addon.formats import Operation
 from addon.formats import anthropic as A
 from addon.formats import chat as C
+from addon.formats import gemini as G
 from addon.formats import responses as R
 from addon.formats.common import Context
 from tests import mock_upstream as mu
-from tests.stream_grammar import check_anthropic_stream, check_chat_stream, check_responses_stream
-from tests.test_stream_split import split_at
+from tests.stream_grammar import fold_anthropic, fold_chat, fold_gemini
+from tests.test_stream_split import check_client_stream, split_at
 
-FORMATS: dict[str, ModuleType] = {"anthropic": A, "chat": C, "responses": R}
+FORMATS: dict[str, ModuleType] = {"anthropic": A, "chat": C, "responses": R, "gemini": G}
 RUNS: collections.Counter[str] = collections.Counter()  # examples per outcome, printed at the end
 
 
@@ -245,8 +259,48 @@ def documented_deviations(fmt: str, body: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
-def check_upstream_body(fmt: str, body: dict[str, Any]) -> None:
+# google-genai 3.3.0's types for the pieces of a GenerateContentRequest (the SDK has no type for the request
+# itself: its converters build it from GenerateContentConfig). Its BaseModel forbids unknown keys and reads
+# bytes as base64 (``_common.BaseModel``).
+GEMINI_PIECES: dict[str, Any] = {"contents": list[gtypes.Content], "systemInstruction": gtypes.Content,
+                                 "tools": list[gtypes.Tool], "toolConfig": gtypes.ToolConfig,
+                                 "generationConfig": gtypes.GenerationConfig}
+_GEMINI_ADAPTERS = {key: pydantic.TypeAdapter(tp) for key, tp in GEMINI_PIECES.items()}
+_FREE_JSON = {"args", "response", "parametersJsonSchema", "responseJsonSchema"}  # taken verbatim (gemini.md §2.2)
+
+
+def check_gemini_body(body: dict[str, Any], model: str) -> None:
+    """A GenerateContentRequest: only the fields the bridge renders (gemini.md §2.1; no ``model``, no ``stream``:
+    they are in the path), each validating against google-genai's type with unknown keys forbidden, camelCase
+    names (§2.2: emit camelCase), and nothing the real API refuses for ``model`` (``mu.gemini_refusal``: parse
+    errors, empty parts, response/call counts and names, tool names, the signatures of the current turn, §5.2)."""
+    assert set(body) <= set(GEMINI_PIECES) and "contents" in body, f"gemini body fields: {sorted(body)}"
+    for key, value in body.items():
+        try:
+            _GEMINI_ADAPTERS[key].validate_json(json.dumps(value))
+        except pydantic.ValidationError as e:
+            raise AssertionError(f"gemini {key} fails google-genai's type:\n{str(e)[:3000]}\n"
+                                 f"{json.dumps(body)[:3000]}") from None
+    snake = [path for path in _keys(body) if "_" in path[-1]]
+    assert not snake, f"gemini body has snake_case names: {snake[:5]}"
+    refusal = mu.gemini_refusal(json.loads(json.dumps(body)), model)
+    assert refusal is None, f"the Gemini API would refuse this body: {refusal}\n{json.dumps(body)[:3000]}"
+
+
+def _keys(value: Any, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """The key paths of a Gemini body, not entering free JSON (call arguments, results, JSON Schemas)."""
+    if isinstance(value, list):
+        return [p for v in value for p in _keys(v, path)]
+    if not isinstance(value, dict):
+        return []
+    return [p for k, v in value.items() for p in [(*path, k), *([] if k in _FREE_JSON else _keys(v, (*path, k)))]]
+
+
+def check_upstream_body(fmt: str, body: dict[str, Any], model: str | None = None) -> None:
     """The body validates against the SDK type for its format and stream flag, unknown keys forbidden."""
+    if fmt == "gemini":
+        check_gemini_body(body, model or "gemini-3-pro-preview")
+        return
     stream = body.get("stream") is True
     plain = documented_deviations(fmt, body)
     errors = strict_errors(plain, SDK_TYPES[(fmt, stream)])
@@ -276,6 +330,24 @@ def test_strict_checker_can_fail() -> None:
     with pytest.raises(AssertionError):
         check_upstream_body("responses", {"model": "m", "input": [{"type": "function_call", "call_id": "c",
                                                                     "name": "f", "arguments": 1}]})
+    gemini = {"contents": [{"role": "user", "parts": [{"text": "x"}]},
+                           {"role": "model", "parts": [{"functionCall": {"name": "f", "args": {"a_b": 1}},
+                                                        "thoughtSignature": "c2ln"}]},
+                           {"role": "user", "parts": [{"functionResponse": {"name": "f", "response": {}}}]}],
+              "generationConfig": {"maxOutputTokens": 5}}
+    check_upstream_body("gemini", gemini)
+    mutations: list[Callable[[dict[str, Any]], Any]] = [
+        lambda b: b["contents"][0]["parts"][0].update(bogus=1),  # an unknown key
+        lambda b: b.update(generationConfig={"max_output_tokens": 5}),  # valid snake_case, but not what is emitted
+        lambda b: b["contents"][1]["parts"][0].update(thoughtSignature="not base64!"),
+        lambda b: b["contents"][2]["parts"].append(b["contents"][2]["parts"][0]),  # two responses to one call
+        lambda b: b.update(stream=True),  # the stream flag is in the path
+    ]
+    for mutate in mutations:
+        bad = json.loads(json.dumps(gemini))
+        mutate(bad)
+        with pytest.raises(AssertionError):
+            check_upstream_body("gemini", bad)
 
 
 # --- one abstract conversation, written out by each kind of client ----------------------------------
@@ -435,9 +507,9 @@ def anthropic_request(conv: Conversation) -> dict[str, Any]:
             if turn.reasoning:
                 blocks.append({"type": "thinking", "thinking": turn.reasoning[0], "signature": turn.reasoning[1]})
             blocks += [{"type": "text", "text": t} for t in turn.texts]
-            blocks += [{"type": "tool_use", "id": c.id if c.id.replace("_", "").isalnum() else f"toolu_{n}",
+            blocks += [{"type": "tool_use", "id": _a_id(conv, c),
                         "name": c.tool.flat, "input": c.args if isinstance(c.args, dict) else {"input": c.args}}
-                       for n, c in enumerate(turn.calls)]
+                       for c in turn.calls]
             messages.append({"role": "assistant", "content": blocks})
             continue
         for call, text, is_error, image in turn.results:
@@ -483,11 +555,12 @@ def anthropic_request(conv: Conversation) -> dict[str, Any]:
 
 
 def _a_id(conv: Conversation, call: Call) -> str:
-    """Claude Code's ids are Anthropic's; the same id as the tool_use block above."""
-    for turn in conv.turns:
+    """Claude Code's ids are Anthropic's, unique in the conversation (the API refuses a repeated one); the same
+    id for the tool_use block and its result."""
+    for t, turn in enumerate(conv.turns):
         for n, c in enumerate(turn.calls):
             if c is call:
-                return c.id if c.id.replace("_", "").isalnum() else f"toolu_{n}"
+                return c.id if c.id.replace("_", "").isalnum() else f"toolu_{t}_{n}"
     raise AssertionError("a result without its call")
 
 
@@ -658,23 +731,185 @@ def responses_request(conv: Conversation) -> dict[str, Any]:
     return body
 
 
-WRITERS = {"anthropic": anthropic_request, "chat": chat_request, "responses": responses_request}
-TARGETS = [("anthropic", None), ("chat", None), ("responses", None), ("responses", "codex")]
+# -- Gemini, as Gemini CLI writes it, or (with extras) as google-genai 3.3.0 sends it --
 
 
-def translate_everywhere(client: str, body: dict[str, Any], validate: bool = True) -> None:
+def gemini_request(conv: Conversation) -> dict[str, Any]:
+    """Gemini CLI 0.61 (gemini.md §2.8, §8): camelCase, ids it made on its calls and their responses, thought
+    parts dropped from history and the signature kept on the part after them, ``parametersJsonSchema``. With
+    ``conv.extras``, google-genai's own body for the same request (:func:`sdk_body`): snake_case below the top
+    level, URL-safe base64, ``topK`` a float, thought parts resent, no call ids (the API gives none, §6.1),
+    OpenAPI ``parameters``, a built-in tool and safety settings. The model and stream flag are in the path
+    (:func:`client_op`). Gemini has no mid-conversation system text: it is a user content of its own."""
+    sdk = conv.extras
+
+    def media(kind: str) -> dict[str, Any]:
+        return {"image-b64": {"inlineData": {"mimeType": "image/png", "data": PNG}},
+                "image-url": {"fileData": {"mimeType": "image/jpeg", "fileUri": "https://example.com/a.jpg"}},
+                "pdf": {"inlineData": {"mimeType": "application/pdf", "data": PDF}},
+                "doc-text": {"inlineData": {"mimeType": "text/plain",
+                                            "data": base64.b64encode(b"plain document").decode()}}}[kind]
+
+    def call_id(call: Call) -> dict[str, str]:
+        return {} if sdk else {"id": call.id}
+
+    contents: list[dict[str, Any]] = []
+    for turn in conv.turns:
+        if turn.role == "system":
+            contents.append({"role": "user", "parts": [{"text": turn.texts[0]}]})
+        elif turn.role == "assistant":
+            parts: list[dict[str, Any]] = [{"text": t} for t in turn.texts]
+            parts += [{"functionCall": {**call_id(c), "name": c.tool.flat,
+                                        "args": {"input": c.args} if isinstance(c.args, str) else c.args}}
+                      for c in turn.calls]
+            if turn.reasoning:
+                text, signature = turn.reasoning[0], base64.b64encode(turn.reasoning[1].encode()).decode()
+                signed = next((p for p in parts if "functionCall" in p), parts[-1] if parts else None)
+                if sdk:
+                    parts.insert(0, {"text": text, "thought": True})
+                if signed is None:  # nothing after the thoughts: the API's empty last part carries it (§4.3)
+                    signed = {"text": ""}
+                    parts.append(signed)
+                signed["thoughtSignature"] = signature
+            contents.append({"role": "model", "parts": parts})
+        else:
+            parts = []
+            for call, text, is_error, image in turn.results:
+                response: dict[str, Any] = {**call_id(call), "name": call.tool.flat,
+                                            "response": {"error" if is_error else "output": text}}
+                if image:  # media in a result: functionResponse.parts (Gemini 3, §6.3)
+                    response["parts"] = [media("image-b64")]
+                parts.append({"functionResponse": response})
+            parts += [{"text": t} for t in turn.texts] + [media(k) for k, _ in turn.media]
+            contents.append({"role": "user", "parts": parts})
+    body: dict[str, Any] = {"contents": contents}
+    if conv.system:
+        body["systemInstruction"] = {"role": "user", "parts": [{"text": t} for t in conv.system]}
+    if conv.tools:
+        declarations = []
+        for t in conv.tools:
+            schema = t.schema or {"type": "object", "properties": {"input": {"type": "string"}}, "required": ["input"]}
+            declarations.append({"name": t.flat, **({"description": t.description} if t.description else {}),
+                                 **({"parameters": _openapi(schema)} if sdk else {"parametersJsonSchema": schema})})
+        body["tools"] = [{"functionDeclarations": declarations}] + ([{"googleSearch": {}}] if sdk else [])
+    if conv.tool_choice:
+        mode = {"auto": "AUTO", "required": "ANY", "none": "NONE"}.get(conv.tool_choice, "ANY")
+        calling: dict[str, Any] = {"mode": mode}
+        if conv.tool_choice.startswith("tool:"):
+            calling["allowedFunctionNames"] = [conv.tool_choice[5:]]
+        body["toolConfig"] = {"functionCallingConfig": calling}
+    config: dict[str, Any] = {}
+    if conv.max_tokens:
+        config["maxOutputTokens"] = conv.max_tokens
+    if conv.temperature is not None:
+        config["temperature"] = conv.temperature
+    if conv.top_p is not None:
+        config["topP"] = conv.top_p
+    if conv.stop:
+        config["stopSequences"] = conv.stop
+    if conv.effort:
+        config["thinkingConfig"] = {"includeThoughts": True, "thinkingLevel": conv.effort.upper()}
+    elif conv.budget:
+        config["thinkingConfig"] = {"includeThoughts": True, "thinkingBudget": conv.budget}
+    if conv.json_schema:
+        config["responseMimeType"] = "application/json"
+        config["responseSchema" if sdk else "responseJsonSchema"] = {"type": "OBJECT" if sdk else "object"}
+    if sdk:
+        config.update(topK=40, candidateCount=1, seed=7, presencePenalty=0.5)
+        body["safetySettings"] = [{"category": "HARM_CATEGORY_HARASSMENT", "threshold": "BLOCK_NONE"}]
+    if config:
+        body["generationConfig"] = config
+    return sdk_body(body) if sdk else body
+
+
+def _openapi(schema: dict[str, Any]) -> dict[str, Any]:
+    """A JSON Schema as Gemini's OpenAPI-subset ``parameters`` (gemini.md §6.5): upper-case type names."""
+    out = {k: v for k, v in schema.items() if k not in ("type", "properties")}
+    if "type" in schema:
+        out["type"] = schema["type"].upper()
+    if "properties" in schema:
+        out["properties"] = {k: _openapi(v) for k, v in schema["properties"].items()}
+    return out
+
+
+def sdk_body(body: dict[str, Any]) -> dict[str, Any]:
+    """What google-genai 3.3.0 sends for ``body`` (a camelCase GenerateContentRequest), given to its own types and
+    captured at its HTTP transport: the Python SDK's wire shape, whatever its converters do (gemini.md §2.2)."""
+    config = {**body.get("generationConfig", {}), **{k: body[k] for k in ("systemInstruction", "tools", "toolConfig",
+                                                                             "safetySettings") if k in body}}
+    config["automaticFunctionCalling"] = {"disable": True}
+    client, sent = _sdk_client()
+    sent.clear()
+    client.models.generate_content(
+        model="m", contents=[gtypes.Content.model_validate_json(json.dumps(c)) for c in body["contents"]],
+        config=gtypes.GenerateContentConfig.model_validate_json(json.dumps(config)))
+    wire = json.loads(sent[0].content)
+    assert isinstance(wire, dict)
+    return wire
+
+
+@functools.cache
+def _sdk_client() -> tuple[genai.Client, list[httpx2.Request]]:
+    """One google-genai client for every example (making one costs more than a request), and what it sent."""
+    sent: list[httpx2.Request] = []
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        sent.append(request)
+        answer = {"candidates": [{"content": {"role": "model", "parts": [{"text": "ok"}]}, "finishReason": "STOP",
+                                  "index": 0}], "modelVersion": "m", "responseId": "r"}
+        return httpx2.Response(200, headers={"content-type": "application/json"}, content=json.dumps(answer).encode())
+
+    client = genai.Client(api_key="k", http_options=gtypes.HttpOptions(
+        base_url="http://test", httpx_client=httpx2.Client(transport=httpx2.MockTransport(handler))))
+    return client, sent
+
+
+WRITERS = {"anthropic": anthropic_request, "chat": chat_request, "responses": responses_request,
+           "gemini": gemini_request}
+# (format, flavor, the model the upstream is asked for: a Gemini upstream's rules differ by generation, §7, §9.7)
+TARGETS = [("anthropic", None, None), ("chat", None, None), ("responses", None, None), ("responses", "codex", None),
+           ("gemini", None, "gemini-3-pro-preview"), ("gemini", None, "gemini-2.5-flash")]
+
+
+def client_op(client: str, conv: Conversation) -> Operation | None:
+    """What the request's path says, for a format that puts the model and the stream flag there (Gemini)."""
+    return Operation("gemini", "generate", model=conv.model, stream=conv.stream) if client == "gemini" else None
+
+
+def calls_and_results(fmt: str, body: dict[str, Any]) -> tuple[int, int]:
+    """How many tool calls and tool results a request body holds, in the words of its format."""
+    if fmt == "anthropic":
+        blocks = [b for m in body["messages"] if isinstance(m["content"], list) for b in m["content"]]
+        return (sum(b["type"] == "tool_use" for b in blocks), sum(b["type"] == "tool_result" for b in blocks))
+    if fmt == "chat":
+        return (sum(len(m.get("tool_calls") or ()) for m in body["messages"]),
+                sum(m["role"] == "tool" for m in body["messages"]))
+    if fmt == "gemini":
+        parts = [p for c in body["contents"] for p in c["parts"]]
+        return sum("functionCall" in p for p in parts), sum("functionResponse" in p for p in parts)
+    items = body["input"] if isinstance(body["input"], list) else []
+    return (sum(i.get("type") in ("function_call", "custom_tool_call") for i in items),
+            sum(i.get("type") in ("function_call_output", "custom_tool_call_output") for i in items))
+
+
+def translate_everywhere(client: str, body: dict[str, Any], validate: bool = True,
+                         op: Operation | None = None, conv: Conversation | None = None) -> None:
     """Translate toward every target; the input may be refused with a 4xx, any other exception is a
-    crash. With ``validate``, each translation must validate against the target's SDK type."""
-    for upstream, flavor in TARGETS:
+    crash. With ``validate``, each translation must validate against the target's SDK type and, given the
+    ``conv`` it was written from, hold every call and every result."""
+    for upstream, flavor, model in TARGETS:
         try:
             _, wire = translate.Exchange.start(FORMATS[client], FORMATS[upstream], json.dumps(body).encode(),
-                                               make_ctx(flavor))
+                                               make_ctx(flavor), upstream_model=model, op=op)
         except BridgeError as e:
             assert 400 <= e.status < 500, f"{client} → {upstream}: a refusal must be a 4xx, got {e.status}: {e}"
             RUNS[f"{'request' if validate else 'mutated request'} refused with {e.status}"] += 1
             continue
         if validate:
-            check_upstream_body(upstream, json.loads(wire))
+            check_upstream_body(upstream, json.loads(wire), model)
+            if conv is not None:
+                expected = (sum(len(t.calls) for t in conv.turns), sum(len(t.results) for t in conv.turns))
+                assert calls_and_results(upstream, json.loads(wire)) == expected, f"{client} → {upstream}: calls lost"
             RUNS["request translated and valid"] += 1
         else:
             assert isinstance(json.loads(wire), dict)
@@ -688,7 +923,7 @@ REQUEST_SETTINGS = settings(max_examples=300, deadline=None, suppress_health_che
 @REQUEST_SETTINGS
 @given(conv=conversations())
 def test_translated_requests_validate_against_the_sdk_types(client: str, conv: Conversation) -> None:
-    translate_everywhere(client, WRITERS[client](conv))
+    translate_everywhere(client, WRITERS[client](conv), op=client_op(client, conv), conv=conv)
 
 
 def _mutate(body: Any, draw: st.DrawFn) -> Any:
@@ -724,7 +959,7 @@ def test_mutated_requests_are_translated_or_refused_cleanly(client: str, conv: C
         body = _mutate(body, data.draw)
     # A client's invalid value (say an image detail "x") may go on to the upstream, which refuses it
     # in its own words: only a crash is a failure here, not an invalid translation.
-    translate_everywhere(client, body, validate=False)
+    translate_everywhere(client, body, validate=False, op=client_op(client, conv))
 
 
 # --- (b) upstream streams: random splits and faults --------------------------------------------------
@@ -757,15 +992,53 @@ def _cuts(raw: bytes) -> st.SearchStrategy[list[int]]:
     return st.lists(st.one_of(points), max_size=25)
 
 
-def upstream_events(fmt: str, reply: mu.Reply) -> list[bytes]:
+@dataclasses.dataclass(frozen=True)
+class GeminiShape:
+    """How a Gemini upstream streams a reply: thought parts or not (only when asked for, as the API does), the
+    signature on the last thought part rather than the part after it (both occur, gemini.md §7), and which chunks
+    go with the one before (the API puts parts in chunks as it likes; a call and the finishReason may come with
+    text, §4.3)."""
+
+    thoughts: bool = False
+    signed_thought: bool = False
+    joins: tuple[bool, ...] = ()
+
+
+gemini_shapes = st.builds(GeminiShape, st.booleans(), st.booleans(), st.lists(st.booleans(), max_size=12).map(tuple))
+
+
+def upstream_events(fmt: str, reply: mu.Reply, shape: GeminiShape = GeminiShape()) -> list[bytes]:
     if fmt == "anthropic":
         return mu.anthropic_events(reply)
     if fmt == "chat":
         return mu.chat_events(reply, include_usage=True)
+    if fmt == "gemini":
+        chunks = mu.gemini_chunks(reply, {"generationConfig": {"thinkingConfig": {"includeThoughts": shape.thoughts}}})
+        parts = [p for c in chunks for cand in c.get("candidates", ())[:1] for p in cand["content"]["parts"]]
+        thought = [p for p in parts if p.get("thought")]
+        signed = [p for p in parts if "thoughtSignature" in p]
+        if shape.signed_thought and thought and signed:
+            thought[-1]["thoughtSignature"] = signed[0].pop("thoughtSignature")
+        return mu.gemini_events(_regrouped(chunks, shape.joins), sse=True)
     return mu.responses_events(reply, {"stream": True})
 
 
-FAULTS = ["none", "cut", "garbage", "error_event", "early_done", "no_terminal", "bad_utf8"]
+def _regrouped(chunks: list[dict[str, Any]], joins: tuple[bool, ...]) -> list[dict[str, Any]]:
+    """Each chunk k with ``joins[k]`` merged into the one before (its parts after that one's, its usage and finish
+    reason kept); a stream of two chunks or more keeps two, so that a fault has a place before the last."""
+    out = chunks[:1]
+    for k, chunk in enumerate(chunks[1:], 1):
+        last = k == len(chunks) - 1
+        if k < len(joins) and joins[k] and "candidates" in out[-1] and (not last or len(out) > 1):
+            candidate = chunk["candidates"][0]
+            parts = out[-1]["candidates"][0]["content"]["parts"] + candidate["content"]["parts"]
+            out[-1] = {**chunk, "candidates": [{**candidate, "content": {**candidate["content"], "parts": parts}}]}
+        else:
+            out.append(chunk)
+    return out
+
+
+FAULTS = ["none", "cut", "garbage", "error_event", "json_tail", "early_done", "no_terminal", "bad_utf8"]
 _FUNCTIONS = ["get_time", "exec", "Bash"]
 _OBJECT = {"type": "object", "properties": {}}
 _INPUT = {"type": "object", "properties": {"input": {"type": "string"}}, "required": ["input"]}
@@ -780,24 +1053,28 @@ CLIENT_BODY = {  # each client offers the tools the generated replies call (appl
     "responses": {"model": "gpt-client", "stream": True, "input": "hi",
                   "tools": [{"type": "function", "name": n, "parameters": _OBJECT, "strict": False}
                             for n in _FUNCTIONS] + [{"type": "custom", "name": "apply_patch"}]},
+    "gemini": {"contents": [{"role": "user", "parts": [{"text": "hi"}]}],  # model and stream: in the path
+               "tools": [{"functionDeclarations": [{"name": n, "parametersJsonSchema": _OBJECT} for n in _FUNCTIONS]
+                          + [{"name": "apply_patch", "parametersJsonSchema": _INPUT}]}]},
 }
-CHECKERS = {"anthropic": check_anthropic_stream, "chat": check_chat_stream, "responses": check_responses_stream}
 
 
 # How many events at the end of each upstream stream finish it: Anthropic message_delta (the stop
 # reason; the bridge accepts a stream that has it but lacks message_stop: nothing is lost) and
 # message_stop; Chat the finish_reason chunk, the usage chunk and [DONE]; Responses
-# response.completed/incomplete. Faults go before these.
-TERMINAL = {"anthropic": 2, "chat": 3, "responses": 1}
+# response.completed/incomplete; Gemini the chunk with the finishReason. Faults go before these.
+TERMINAL = {"anthropic": 2, "chat": 3, "responses": 1, "gemini": 1}
+# The raw JSON error a failed Gemini stream may end with, after its last event (gemini.md §4.6)
+JSON_TAIL = json.dumps(mu.gemini_error(503, "overloaded right now", "UNAVAILABLE"), indent=2).encode() + b"\n"
 
 
 def faulty(fmt: str, events: list[bytes], fault: str, at: int) -> bytes:
     """The upstream bytes with one fault, always before the stream's terminal events; ``at`` picks where."""
+    if fault == "none":
+        return b"".join(events)
     body = events[:-TERMINAL[fmt]]  # never empty: every stream has a start event first
     at = at % len(body)
     match fault:
-        case "none":
-            return b"".join(events)
         case "cut":  # the body stops anywhere before the terminal event, maybe mid-event
             raw = b"".join(body)
             return raw[:at * len(raw) // len(body) + 1]
@@ -806,9 +1083,11 @@ def faulty(fmt: str, events: list[bytes], fault: str, at: int) -> bytes:
         case "bad_utf8":
             return b"".join(body[:at]) + b"data: \xff\xfe{}\n\n" + b"".join(events[at:])
         case "error_event":
-            reply = mu.Reply(error_message="overloaded right now", error_type="overloaded_error"
-                             if fmt == "anthropic" else "server_is_overloaded")
+            kind = {"anthropic": "overloaded_error", "gemini": "UNAVAILABLE"}.get(fmt, "server_is_overloaded")
+            reply = mu.Reply(error_message="overloaded right now", error_type=kind)
             return b"".join(body[:at]) + mu.stream_error_event(fmt, reply, at)
+        case "json_tail":  # a raw JSON error after an event, and nothing more
+            return b"".join(body[:at]) + JSON_TAIL
         case "early_done":
             return b"".join(body[:at]) + b"data: [DONE]\n\n"
         case "no_terminal":  # a clean end of the body before the format's terminal event
@@ -816,13 +1095,40 @@ def faulty(fmt: str, events: list[bytes], fault: str, at: int) -> bytes:
     raise AssertionError(fault)
 
 
-def _is_clean_stop(client: str, raw: bytes) -> bool:
-    events = CHECKERS[client](raw)
+def _is_clean_stop(client: str, raw: bytes, framing: str = "sse") -> bool:
+    events = check_client_stream(client, raw, framing)
     if client == "anthropic":
         return events[-1][0] == "message_stop"
-    if client == "chat":
+    if client in ("chat", "gemini"):
         return "error" not in events[-1]
     return events[-1]["type"] != "response.failed"
+
+
+def client_answer(client: str, raw: bytes, framing: str = "sse") -> tuple[str, list[tuple[str, Any]]]:
+    """The text and the calls (name, arguments as a value) a client rebuilds from its stream."""
+    events = check_client_stream(client, raw, framing)
+    if client == "anthropic":
+        blocks = fold_anthropic(events)["content"]
+        return ("".join(b["text"] for b in blocks if b["type"] == "text"),
+                [(b["name"], b["input"]) for b in blocks if b["type"] == "tool_use"])
+    if client == "chat":
+        final = fold_chat(events)
+        return final["content"], [(c["name"], json.loads(c["arguments"])) for c in final["tool_calls"]]
+    if client == "gemini":
+        folded = fold_gemini(events)
+        return folded["text"], [(c["name"], c["args"]) for c in folded["function_calls"]]
+    output = events[-1]["response"]["output"]
+    return ("".join(c["text"] for item in output if item["type"] == "message" for c in item["content"]),
+            [(i["name"], json.loads(i["arguments"]) if i["type"] == "function_call" else i["input"])
+             for i in output if i["type"] in ("function_call", "custom_tool_call")])
+
+
+def expected_answer(client: str, reply: mu.Reply) -> tuple[str, list[tuple[str, Any]]]:
+    """What ``reply`` is to ``client``: a freeform call is raw input to a Responses client (which offered a
+    custom tool), ``{"input": …}`` to the others (a function of one string: formats.md §5.3)."""
+    calls = [(c.name, c.arguments if c.kind == "function" or client == "responses" else {"input": c.arguments})
+             for c in reply.tool_calls]
+    return reply.text or "", calls
 
 
 STREAM_SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -833,8 +1139,19 @@ STREAM_SETTINGS = settings(max_examples=300, deadline=None, suppress_health_chec
 @given(reply=replies(), fault=st.sampled_from(FAULTS), at=st.integers(0, 10_000), data=st.data())
 def test_any_split_and_fault_keeps_every_client_grammar(upstream: str, reply: mu.Reply, fault: str, at: int,
                                                         data: st.DataObject) -> None:
-    raw = faulty(upstream, upstream_events(upstream, reply), fault, at)
+    """Every client, after a fault, ends with its error event; without one, it ends cleanly and has the whole
+    text and every call. A Gemini upstream: calls with or without ids, thought parts or not, parts grouped in
+    chunks at random (:class:`GeminiShape`), and (without a fault) maybe a blocked prompt; a Gemini client in
+    either framing."""
+    shape = GeminiShape()
+    if upstream == "gemini":
+        blocked = fault == "none" and data.draw(st.integers(0, 9)) == 0
+        reply = dataclasses.replace(reply, gemini_ids=data.draw(st.booleans()),
+                                    block_reason="PROHIBITED_CONTENT" if blocked else None)
+        shape = data.draw(gemini_shapes)
+    raw = faulty(upstream, upstream_events(upstream, reply, shape), fault, at)
     cuts = data.draw(_cuts(raw))
+    framing = data.draw(st.sampled_from(["sse", "json-array"]))
     freeform = any(c.kind == "custom" for c in reply.tool_calls)
     for client in FORMATS:
         if client == "chat" and freeform:
@@ -842,8 +1159,10 @@ def test_any_split_and_fault_keeps_every_client_grammar(upstream: str, reply: mu
             # custom tool; check_chat_stream (like the SDK's ChoiceDeltaToolCall) knows only
             # "function" deltas, so that case is not checked here.
             continue
+        op = Operation("gemini", "generate", model="gemini-client", stream=True, framing=framing) \
+            if client == "gemini" else None
         exchange, _ = translate.Exchange.start(FORMATS[client], FORMATS[upstream],
-                                               json.dumps(CLIENT_BODY[client]).encode(), make_ctx())
+                                               json.dumps(CLIENT_BODY[client]).encode(), make_ctx(), op=op)
         translator = exchange.stream()
         out: list[bytes] = []
         for chunk in split_at(raw, cuts):
@@ -852,10 +1171,13 @@ def test_any_split_and_fault_keeps_every_client_grammar(upstream: str, reply: mu
             out += got
         out += translator.close()
         client_raw = b"".join(out)
-        clean = _is_clean_stop(client, client_raw)  # also asserts the grammar
+        clean = _is_clean_stop(client, client_raw, framing)  # also asserts the grammar
         if fault == "none":
             assert clean, f"{upstream} → {client}: a valid stream did not end cleanly:\n{client_raw.decode()[-600:]}"
             assert translator.failed is None
+            if reply.block_reason is None:
+                assert client_answer(client, client_raw, framing) == expected_answer(client, reply), \
+                    f"{upstream} → {client}: the answer changed on the way"
         else:
             assert not clean, f"{upstream} → {client}: fault {fault!r} at {at} ended with a clean stop:\n" \
                               f"{client_raw.decode()[-600:]}"

@@ -1,30 +1,42 @@
 """The official SDKs as oracles: what the bridge emits must be what their helpers accept.
 
-No network: each SDK client gets an ``httpx2`` client (the HTTP library both SDKs use here) whose
+No network: each SDK client gets an ``httpx2`` client (the HTTP library the SDKs use here) whose
 ``MockTransport`` answers every request with the bytes under test. Streams go through
 ``client.chat.completions.stream(...).get_final_completion()`` and
 ``client.messages.stream(...).get_final_message()``, the helpers whose checks formats.md §4.2/§4.3
-describe; non-streamed bodies and error bodies go through the plain ``create`` calls.
+describe; non-streamed bodies and error bodies go through the plain ``create`` calls. For a Gemini client
+google-genai 3.3.0 reads what the bridge translates from every upstream format: streams through
+``models.generate_content_stream`` and its chat helper (gemini.md §4.4), whole answers and errors through
+``models.generate_content``.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import itertools
 import json
+from collections.abc import Callable
 from typing import Any
 
 import anthropic
 import httpx2
 import openai
 import pytest
+from google import genai
+from google.genai import errors as genai_errors
+from google.genai import types as gtypes
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from addon import translate
 from addon.errors import BridgeError, ErrorKind, UpstreamError
+from addon.formats import Operation
 from addon.formats import anthropic as A
 from addon.formats import chat as C
-from addon.formats.common import Context, safe_tool_id
+from addon.formats import gemini as G
+from addon.formats import responses as R
+from addon.formats.common import Context, decode_signature, safe_tool_id
 from addon.ir import (
     BlockDelta,
     BlockKind,
@@ -40,6 +52,7 @@ from addon.ir import (
     Usage,
     UsageUpdate,
 )
+from tests import mock_upstream as mu
 from tests.test_stream_split import (
     A_CALLS,
     A_OUTPUT_TOKENS,
@@ -58,6 +71,7 @@ from tests.test_stream_split import (
     C_TEXT,
     C_USAGE,
     CHAT_CLIENT_BODY,
+    MID_STREAM_ERRORS,
 )
 
 SSE = "text/event-stream"
@@ -99,12 +113,14 @@ def make_ctx(request: Request | None = None) -> Context:
                    client_model=request.model if request else None)
 
 
-def exchange(client: Any, upstream: Any, body: dict[str, Any]) -> translate.Exchange:
-    return translate.Exchange.start(client, upstream, json.dumps(body).encode(), make_ctx())[0]
+def exchange(client: Any, upstream: Any, body: dict[str, Any], op: Operation | None = None) -> translate.Exchange:
+    """``op``: what the path says (a Gemini client's model, stream flag and framing)."""
+    return translate.Exchange.start(client, upstream, json.dumps(body).encode(), make_ctx(), op=op)[0]
 
 
-def translate_stream(client: Any, upstream: Any, body: dict[str, Any], raw: bytes) -> bytes:
-    translator = exchange(client, upstream, body).stream()
+def translate_stream(client: Any, upstream: Any, body: dict[str, Any], raw: bytes, op: Operation | None = None
+                     ) -> bytes:
+    translator = exchange(client, upstream, body, op).stream()
     return b"".join(translator.feed(raw) + translator.close())
 
 
@@ -302,6 +318,184 @@ def test_anthropic_sdk_raises_on_emitted_error_event() -> None:
         final_message(b"".join(b for ev in events for b in emitter.feed(ev)))
 
 
+# --- google-genai 3.3.0: every upstream → Gemini client ----------------------------------------------
+# The SDK reads a stream with HttpResponse._iter_response_stream and each chunk, like a whole answer, with
+# GenerateContentResponse._from_response (models.py, gemini.md §4.4): what it refuses raises here. It cannot
+# read the JSON array a stream without ``alt=sse`` is answered with (§4.2): the array's elements are checked
+# one by one through the same reader. One reply, rendered by each upstream's mock, with its usage in that
+# upstream's words; what the Gemini client must see follows from gemini.md §9.8 (usage) and §7 (signatures).
+
+GEMINI_REPLY = mu.Reply(text="héllo 🌍 — “quoted”\u2028next line", reasoning="Plan: weather, then time 🤔",
+                        signature="EqQBCkgIARABGAIiQL+/sig==", piece=5, gemini_ids=True,
+                        tool_calls=(mu.ToolCallSpec("call_w1", "get_weather", {"city": "Zürich", "days": [1, 2]}),
+                                    mu.ToolCallSpec("call_t2", "get_time", {})))
+# prompt 100 (30 cached), output 50 (20 of it thinking), in each API's words
+GEMINI_USAGES: dict[str, dict[str, Any]] = {
+    "anthropic": {"input_tokens": 70, "cache_read_input_tokens": 30, "cache_creation_input_tokens": 0,
+                  "output_tokens": 50},  # no thinking count in Anthropic's usage
+    "chat": {"prompt_tokens": 100, "completion_tokens": 50, "total_tokens": 150,
+             "prompt_tokens_details": {"cached_tokens": 30}, "completion_tokens_details": {"reasoning_tokens": 20}},
+    "responses": {"input_tokens": 100, "input_tokens_details": {"cached_tokens": 30}, "output_tokens": 50,
+                  "output_tokens_details": {"reasoning_tokens": 20}, "total_tokens": 150},
+    "gemini": {"promptTokenCount": 100, "cachedContentTokenCount": 30, "candidatesTokenCount": 30,
+               "thoughtsTokenCount": 20, "totalTokenCount": 150},
+}
+_THOUGHTS = {"generationConfig": {"thinkingConfig": {"includeThoughts": True}}}  # the Gemini mock's thought parts
+GEMINI_UPSTREAMS: dict[str, tuple[Any, Callable[[mu.Reply], list[bytes]], Callable[[mu.Reply], dict[str, Any]]]] = {
+    "anthropic": (A, mu.anthropic_events, mu.anthropic_body),
+    "chat": (C, lambda r: mu.chat_events(r, include_usage=True), mu.chat_body),
+    "responses": (R, lambda r: mu.responses_events(r, {"stream": True}), mu.responses_body),
+    "gemini": (G, lambda r: mu.gemini_events(mu.gemini_chunks(r, _THOUGHTS), sse=True),
+               lambda r: mu.gemini_body(r, _THOUGHTS)),
+}
+GEMINI_CLIENT_BODY = {"contents": [{"role": "user", "parts": [{"text": "Weather and time in Zürich?"}]}],
+                      "tools": [{"functionDeclarations": [{"name": c.name, "parametersJsonSchema": {"type": "object"}}
+                                                          for c in GEMINI_REPLY.tool_calls]}]}
+
+
+def gemini_op(stream: bool = True, framing: str = "sse") -> Operation:
+    return Operation("gemini", "generate", model="gemini-client", stream=stream, framing=framing)
+
+
+def genai_client(body: bytes, content_type: str = SSE, status: int = 200) -> genai.Client:
+    """google-genai answered with ``body`` until the next call; one client for all (making one takes 50 ms)."""
+    client, answer = _genai()
+    answer[:] = [(status, content_type, body)]
+    return client
+
+
+@functools.cache
+def _genai() -> tuple[genai.Client, list[tuple[int, str, bytes]]]:
+    answer: list[tuple[int, str, bytes]] = []
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        status, content_type, body = answer[0]
+        return httpx2.Response(status, headers={"content-type": content_type}, content=body)
+
+    client = genai.Client(api_key="x", http_options=gtypes.HttpOptions(
+        base_url="http://test", api_version="v1beta",
+        httpx_client=httpx2.Client(transport=httpx2.MockTransport(handler))))
+    return client, answer
+
+
+def genai_stream(raw: bytes) -> list[gtypes.GenerateContentResponse]:
+    return list(genai_client(raw).models.generate_content_stream(model="gemini-client", contents="q"))
+
+
+def genai_array(raw: bytes) -> list[gtypes.GenerateContentResponse]:
+    """A JSON-array stream's elements, each read as the SDK reads a chunk (it has no reader for the array)."""
+    elements = json.loads(raw)
+    assert isinstance(elements, list) and raw.startswith(b"[") and raw.endswith(b"]")
+    return genai_stream(b"".join(b"data: " + json.dumps(e).encode() + b"\r\n\r\n" for e in elements))
+
+
+def genai_parts(chunks: list[gtypes.GenerateContentResponse]) -> list[gtypes.Part]:
+    """The parts of every chunk's candidate, in order; each chunk must have one with content."""
+    parts: list[gtypes.Part] = []
+    for chunk in chunks:
+        assert chunk.candidates and chunk.candidates[0].content, chunk
+        parts += chunk.candidates[0].content.parts or ()
+    return parts
+
+
+def gemini_reply_from(upstream: str) -> mu.Reply:
+    return dataclasses.replace(GEMINI_REPLY, usage=GEMINI_USAGES[upstream])
+
+
+def check_gemini_answer(chunks: list[gtypes.GenerateContentResponse], upstream: str) -> None:
+    """What the SDK read is the upstream's reply: text, thoughts, calls, finish reason, usage, signature."""
+    reply = gemini_reply_from(upstream)
+    parts = genai_parts(chunks)
+    assert "".join(p.text for p in parts if p.text and not p.thought) == reply.text
+    assert "".join(p.text for p in parts if p.text and p.thought) == reply.reasoning
+    calls = [p.function_call for p in parts if p.function_call]
+    assert [(c.id, c.name, c.args) for c in calls] == [(c.id, c.name, c.arguments) for c in reply.tool_calls]
+    assert {(c.model_version, c.response_id) for c in chunks} == {("gemini-client", chunks[0].response_id)}
+    finishes = [c.candidates[0].finish_reason for c in chunks if c.candidates]
+    assert finishes == [None] * (len(chunks) - 1) + [gtypes.FinishReason.STOP]  # STOP with calls, on the last
+    last = chunks[-1]
+    usage = last.usage_metadata
+    thoughts = None if upstream == "anthropic" else 20
+    assert usage is not None and (usage.prompt_token_count, usage.cached_content_token_count,
+                                  usage.thoughts_token_count, usage.total_token_count) == (100, 30, thoughts, 150)
+    assert usage.candidates_token_count == 50 - (thoughts or 0)
+    # The signature rides on the first call (gemini.md §7): Gemini's own as sent, another's in the bridge's
+    # carrier with its reasoning text (the SDK decodes base64 to bytes; the carrier is a JSON list).
+    signatures = [p.thought_signature for p in parts if p.thought_signature]
+    first_call = next(p for p in parts if p.function_call)
+    assert signatures == [first_call.thought_signature]
+    signature = first_call.thought_signature or b""
+    if upstream == "gemini":
+        assert signature == reply.signature.encode()
+    else:
+        [(envelope, text)] = json.loads(signature)
+        carried = "" if upstream == "chat" else reply.signature  # Chat's reasoning_content has no payload
+        assert decode_signature(envelope, "gemini") == Opaque(origin=upstream, data=carried)
+        assert text == reply.reasoning
+
+
+@pytest.mark.parametrize("framing", ["sse", "json-array"])
+@pytest.mark.parametrize("upstream", list(GEMINI_UPSTREAMS))
+def test_genai_sdk_reads_translated_streams(upstream: str, framing: str) -> None:
+    module, events, _ = GEMINI_UPSTREAMS[upstream]
+    raw = b"".join(events(gemini_reply_from(upstream)))
+    out = translate_stream(G, module, GEMINI_CLIENT_BODY, raw, gemini_op(framing=framing))
+    check_gemini_answer(genai_stream(out) if framing == "sse" else genai_array(out), upstream)
+
+
+@pytest.mark.parametrize("upstream", list(GEMINI_UPSTREAMS))
+def test_genai_chat_helper_keeps_translated_turns(upstream: str) -> None:
+    """The chat helper keeps a turn only if every chunk has parts and one has a finishReason (gemini.md §4.4);
+    a turn it drops goes missing from the next request. It keeps one model content per chunk (§2.3)."""
+    module, events, _ = GEMINI_UPSTREAMS[upstream]
+    out = translate_stream(G, module, GEMINI_CLIENT_BODY, b"".join(events(gemini_reply_from(upstream))), gemini_op())
+    chat = genai_client(out).chats.create(model="gemini-client")
+    chunks = list(chat.send_message_stream("q"))
+    history = chat.get_history(curated=True)
+    assert [c.role for c in history] == ["user"] + ["model"] * len(chunks)
+    calls = [p.function_call.name for c in history[1:] for p in c.parts or () if p.function_call]
+    assert calls == [c.name for c in GEMINI_REPLY.tool_calls]
+
+
+@pytest.mark.parametrize("upstream", list(GEMINI_UPSTREAMS))
+def test_genai_sdk_parses_non_streamed_translations(upstream: str) -> None:
+    module, _, body = GEMINI_UPSTREAMS[upstream]
+    status, content_type, out = exchange(G, module, GEMINI_CLIENT_BODY, gemini_op(stream=False)).translate_body(
+        200, JSON, json.dumps(body(gemini_reply_from(upstream))).encode())
+    assert status == 200 and content_type == JSON
+    check_gemini_answer([genai_client(out, JSON).models.generate_content(model="gemini-client", contents="q")],
+                        upstream)
+
+
+@pytest.mark.parametrize("upstream", list(MID_STREAM_ERRORS))
+def test_genai_sdk_raises_on_translated_mid_stream_error(upstream: str) -> None:
+    """After the text, the SDK raises its error for the code (gemini.md §4.4): ServerError for a 5xx."""
+    module, raw, text, error = MID_STREAM_ERRORS[upstream]
+    client = genai_client(translate_stream(G, module, GEMINI_CLIENT_BODY, raw, gemini_op()))
+    got: list[str] = []
+    with pytest.raises(genai_errors.ServerError) as info:
+        for chunk in client.models.generate_content_stream(model="gemini-client", contents="q"):
+            got += [p.text for p in genai_parts([chunk]) if p.text and not p.thought]
+    assert "".join(got) == text
+    assert (info.value.code, info.value.status, info.value.message) == (error["code"], error["status"],
+                                                                        error["message"])
+
+
+@pytest.mark.parametrize(("err", "exc", "status", "name"), [
+    (UpstreamError("Overloaded", status=529, kind=ErrorKind.OVERLOADED), genai_errors.ServerError, 503, "UNAVAILABLE"),
+    (UpstreamError("slow down", status=429), genai_errors.ClientError, 429, "RESOURCE_EXHAUSTED"),
+    (UpstreamError("bad key", status=401), genai_errors.ClientError, 401, "UNAUTHENTICATED"),
+    (UpstreamError("boom", status=500), genai_errors.ServerError, 500, "INTERNAL"),
+    (BridgeError("n: only 1", status=400, kind=ErrorKind.INVALID_REQUEST, param="generationConfig.candidateCount"),
+     genai_errors.ClientError, 400, "INVALID_ARGUMENT"),
+])
+def test_genai_sdk_raises_rendered_errors(err: BridgeError, exc: type[genai_errors.APIError], status: int,
+                                          name: str) -> None:
+    got_status, body = G.render_error(err)
+    with pytest.raises(exc) as info:
+        genai_client(json.dumps(body).encode(), JSON, got_status).models.generate_content(model="m", contents="q")
+    assert (info.value.code, info.value.status, info.value.message) == (status, name, err.message)
+
 # --- any text survives emitter → SDK (JSON escapes, U+2028, NEL, CR/LF, astral characters) -----------
 
 _texts = st.lists(st.text(max_size=12), min_size=1, max_size=4)
@@ -340,3 +534,11 @@ def test_sdks_reassemble_any_text(texts: list[str], reasoning: list[str], args: 
         assert by_type["thinking"].thinking == thought
     if text:
         assert by_type["text"].text == text
+
+    for framing, read in (("sse", genai_stream), ("json-array", genai_array)):
+        gemini = G.StreamEmitter(dataclasses.replace(make_ctx(), framing=framing))
+        chunks = read(b"".join(b for ev in events for b in gemini.feed(ev)))
+        parts = genai_parts(chunks)
+        assert "".join(p.text for p in parts if p.text and not p.thought) == text
+        assert "".join(p.text for p in parts if p.text and p.thought) == thought
+        assert [p.function_call.args for p in parts if p.function_call] == [args]
