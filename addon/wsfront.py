@@ -50,6 +50,7 @@ WS_URL = "bridge_ws_url"  # flow.metadata of an upgrade: the URL the client aske
 _HEAD_LIMIT = 64 * 1024  # the upgrade request's head, as the bridge bounds every head
 _TICKET_TTL = 60.0  # seconds an admitted upgrade has to arrive here
 _ERROR_BODY_LIMIT = 64 * 1024
+_QUEUED = 16  # messages waiting for the turn in flight: Codex sends one at a time
 # Upgrade headers that belong to the WebSocket handshake, not to the turns sent over HTTP.
 _HANDSHAKE = {"host", "connection", "upgrade", "content-length", "content-encoding", "transfer-encoding",
               "accept-encoding", "openai-beta", "keep-alive", "proxy-connection", "te", "trailer"}
@@ -117,6 +118,8 @@ class WebSocketFront:
                 await _Connection(ws, reader, writer, ticket, name, self._client(ticket.proxy)).run()
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
             pass
+        except Exception:  # a bug here must not take the event loop's other work with it
+            logger.exception("the bridge's websocket endpoint failed on a connection")
         finally:
             if name is not None:
                 self._tickets.pop(name, None)
@@ -157,7 +160,7 @@ class _Connection:
         self._ws, self._reader, self._writer = ws, reader, writer
         self._ticket, self._name, self._client = ticket, name, client
         self._session = Session(limit=ticket.limit, new_id=_new_id, now=lambda: int(time.time()))
-        self._turns: asyncio.Queue[str] = asyncio.Queue()
+        self._turns: asyncio.Queue[str] = asyncio.Queue(_QUEUED)
         self._count = 0
 
     async def run(self) -> None:
@@ -184,6 +187,9 @@ class _Connection:
                         self._close(1009, f"a message is over {self._ticket.limit} bytes (max_request_bytes)")
                         return
                     if event.message_finished:
+                        if self._turns.full():
+                            self._close(1008, f"more than {_QUEUED} messages wait for the turn in flight")
+                            return
                         self._turns.put_nowait("".join(pieces))
                         pieces, size = [], 0
                 elif isinstance(event, BytesMessage):
@@ -212,11 +218,18 @@ class _Connection:
         while True:
             text = await self._turns.get()
             self._count += 1
-            turn = self._session.turn(text)
-            if isinstance(turn, Forward):
-                await self._forward(turn)
-            else:
-                await self._send(turn.frames)
+            try:
+                turn = self._session.turn(text)
+                if isinstance(turn, Forward):
+                    await self._forward(turn)
+                else:
+                    await self._send(turn.frames)
+            except (ConnectionError, asyncio.CancelledError):
+                raise
+            except Exception as e:  # a bug: this turn fails honestly, the connection goes on
+                logger.exception("the bridge failed on a websocket turn")
+                self._session.failed()
+                await self._send([error_frame(500, f"the bridge failed on this turn ({type(e).__name__})")])
 
     async def _forward(self, turn: Forward) -> None:
         """The turn through the bridge's HTTP side; its events out as they come."""
@@ -249,7 +262,10 @@ class _Connection:
     def _ended(self, frame: str) -> bool:
         """Whether ``frame`` ends the response (and, if it completed, remember it for the next turn)."""
         if '"response.completed"' in frame or '"response.failed"' in frame or '"response.incomplete"' in frame:
-            event = json.loads(frame)
+            try:
+                event = json.loads(frame)
+            except ValueError:
+                return False
             if event.get("type") == "response.completed":
                 self._session.finished(event.get("response"))
                 return True
