@@ -21,6 +21,7 @@ import httpx
 
 from . import formats
 from .accumulate import accumulate
+from .codex_login import LoginError, jwt_exp, read_login
 from .config import ConfigError, Endpoint, load_config
 from .errors import UpstreamError, UpstreamProtocolError
 from .formats import Format
@@ -74,7 +75,8 @@ def build(ep: Endpoint, fmt: str, base: str, flavor: str | None, model: str,
     for key in ep.drop_params:
         body.pop(key, None)
     headers = {"content-type": "application/json", "accept-encoding": "identity",
-               **module.auth_headers(ep.api_key(), ep.auth), **module.REQUIRED_HEADERS, **dict(ep.headers)}
+               **module.auth_headers(ep.api_key(), ep.auth), **module.REQUIRED_HEADERS, **dict(ep.headers),
+               **_login_headers(ep)}
     return module.upstream_url(base, request.model, module.streams(body, request), "generate"), headers, body, ctx
 
 
@@ -164,7 +166,9 @@ def check_endpoint(ep: Endpoint, offline: bool, model: str | None = None, timeou
     offered = ep.offers
     labels = [f"{o.format}/{o.flavor}" if o.flavor else o.format for o in offered]
     rows = [Row(ep.name, "config", True, "offers " + ", ".join(labels))]
-    if ep.api_key_env is None:
+    if ep.codex_home:
+        rows.append(_login_row(ep))
+    elif ep.api_key_env is None:
         rows.append(Row(ep.name, "key", True, "none needed (no api_key_env)"))
     else:
         rows.append(Row(ep.name, "key", bool(ep.api_key()),
@@ -180,6 +184,31 @@ def check_endpoint(ep: Endpoint, offline: bool, model: str | None = None, timeou
             rows += [check_format(client, ep, offer.format, offer.base, offer.flavor, chosen, stream, timeout)
                      for stream in (False, True)]
     return [redact(row, ep.api_key()) for row in rows]
+
+
+def _login_headers(ep: Endpoint) -> dict[str, str]:
+    """A ChatGPT login's headers as they are now (the check never refreshes: the bridge does, and writes back)."""
+    if not ep.codex_home:
+        return {}
+    try:
+        return dict(read_login(ep.codex_home).headers())
+    except LoginError:
+        return {}
+
+
+def _login_row(ep: Endpoint) -> Row:
+    assert ep.codex_home
+    try:
+        login = read_login(ep.codex_home)
+    except LoginError as e:
+        return Row(ep.name, "key", False, e.message)
+    exp = jwt_exp(login.access_token)
+    left = None if exp is None else exp - time.time()
+    if left is not None and left <= 0:
+        return Row(ep.name, "key", False, f"ChatGPT login in {login.path}: the access token expired {-left:.0f} s "
+                   "ago; the bridge refreshes it when it runs (the check does not)")
+    return Row(ep.name, "key", True, f"ChatGPT login in {login.path}" +
+               (f", access token valid for {left:.0f} s" if left is not None else ""))
 
 
 def redact(row: Row, key: str | None) -> Row:

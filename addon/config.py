@@ -22,6 +22,8 @@ Shape (unknown keys are rejected so a typo never passes silently; README "Config
         openai_preference: chat_completions       # or responses: which API url_openai is spoken in
         api_key_env: LOCAL_API_KEY                # env var holding the key; never the key itself
         auth: bearer                              # bearer | x-api-key | api-key | x-goog-api-key (default: per format)
+                                                  # or codex-login (url_codex: the Codex CLI's ChatGPT login)
+        codex_home: ~/.codex                      # auth: codex-login: where its auth.json is ($CODEX_HOME)
         default_max_tokens: 8192                  # when a client sends none and Anthropic needs one
         max_tokens_limit: 16384                   # clamp a client's max_tokens to what the model allows
         drop_params: [reasoning_effort]           # upstream body fields this server rejects
@@ -40,10 +42,12 @@ from urllib.parse import urlsplit
 import yaml
 
 from .access import KEY_PARAMS
+from .codex_login import LoginError, default_home, read_login
 from .formats.common import AUTH_SCHEMES
 from .logconfig import BODY_MODES, LEVELS, LogSettings
 
-__all__ = ["ConfigError", "Endpoint", "Config", "Offer", "URL_KEYS", "load_config", "parse_config", "reverse_target"]
+__all__ = ["CODEX_LOGIN", "ConfigError", "Endpoint", "Config", "Offer", "URL_KEYS", "load_config", "parse_config",
+           "reverse_target"]
 
 
 class ConfigError(ValueError):
@@ -102,6 +106,7 @@ class Endpoint:
     connect_timeout: float | None = None  # seconds; set → requests go through the failover relay
     first_byte_timeout: float | None = None
     idle_timeout: float | None = None  # seconds of silence in a begun stream before it is failed
+    codex_home: str | None = None  # auth: codex-login: the Codex home whose auth.json login is used
 
     def url(self, key: str) -> str | None:
         """The base URL configured under ``key`` (``url_openai``, …), if any."""
@@ -151,13 +156,14 @@ _TOP_INTS = {"max_attempts": 3, "max_request_bytes": 32 * 1024 * 1024, "max_answ
 _LOG_KEYS = {"level", "log_request_body", "log_response_body", "file", "max_bytes", "backups"}
 _ENDPOINT_KEYS = {"name", *URL_KEYS, "openai_preference", "api_key_env", "auth",
                   "default_max_tokens", "max_tokens_limit", "drop_params", "headers", "query", "models", "priority",
-                  "model_rewrite", "connect_timeout", "first_byte_timeout", "idle_timeout"}
+                  "model_rewrite", "connect_timeout", "first_byte_timeout", "idle_timeout", "codex_home"}
 _NON_SCALAR = {"drop_params", "headers", "query", "models", "model_rewrite"}
 _REWRITE_KEYS = {"enabled", "rules", "show_target_model"}
 _RULE_KEYS = {"source_pattern", "target_model"}
 _SECRET_HEADERS = {"authorization", "x-api-key", "x-goog-api-key", "api-key", "proxy-authorization", "cookie"}
 _HEADER_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")  # fullmatch: "$" would let a trailing "\n" through
-_AUTH = AUTH_SCHEMES
+CODEX_LOGIN = "codex-login"  # auth: the ChatGPT login the Codex CLI keeps (codex_login.py)
+_AUTH = (*AUTH_SCHEMES, CODEX_LOGIN)
 
 
 def load_config(path: str, environ: Any = None, require_env: bool = True) -> Config:
@@ -210,9 +216,10 @@ def parse_config(node: yaml.Node, path: str, environ: Any, require_env: bool = T
                     raise v.error(fields["api_key_env"], f"{where}.api_key_env",
                                   f"environment variable {key_env} is not set")
                 unset.append(key_env)
+        auth = v.choice(values, fields, where, "auth", _AUTH, None)
         endpoints.append(Endpoint(
-            name=name, api_key_env=key_env, urls=tuple(urls.items()), offers=offers,
-            auth=v.choice(values, fields, where, "auth", _AUTH, None),
+            name=name, api_key_env=key_env, urls=tuple(urls.items()), offers=offers, auth=auth,
+            codex_home=v.codex_login(auth, values, fields, where, environ, require_env),
             default_max_tokens=v.positive_int(values, fields, where, "default_max_tokens", 8192),
             max_tokens_limit=v.positive_int(values, fields, where, "max_tokens_limit", None),
             drop_params=v.string_list(fields, where, "drop_params"),
@@ -360,6 +367,36 @@ class _Validator:
             file=os.path.join(base_dir, file) if file else None,  # relative to the config file
             max_bytes=self.positive_int(values, fields, "logging", "max_bytes", 10 * 1024 * 1024),
             backups=self.positive_int(values, fields, "logging", "backups", 3))
+
+    def codex_login(self, auth: str | None, values: dict[str, Any], nodes: dict[str, yaml.Node], where: str,
+                    environ: Any, require_env: bool) -> str | None:
+        """``auth: codex-login``: the Codex home whose ``auth.json`` holds a usable ChatGPT login (read now,
+        so a missing or logged-out login stops the bridge at startup, naming the file)."""
+        if auth != CODEX_LOGIN:
+            if values.get("codex_home") is not None:
+                raise self.error(nodes["codex_home"], f"{where}.codex_home", f"only with auth: {CODEX_LOGIN}")
+            return None
+        if {k for k in URL_KEYS if values.get(k) is not None} != {"url_codex"}:
+            raise self.error(nodes["auth"], f"{where}.auth", f"{CODEX_LOGIN} is the ChatGPT login of the Codex "
+                             "backend: the endpoint needs url_codex and no other URL")
+        if values.get("api_key_env") is not None:
+            raise self.error(nodes["api_key_env"], f"{where}.api_key_env",
+                             f"not with auth: {CODEX_LOGIN}: the key comes from the login")
+        headers = nodes.get("headers")
+        for key_node, _ in headers.value if isinstance(headers, yaml.MappingNode) else ():
+            if str(key_node.value).lower() == "chatgpt-account-id":
+                raise self.error(key_node, f"{where}.headers.{key_node.value}",
+                                 f"not with auth: {CODEX_LOGIN}: the account id comes from the login")
+        given = self.string(values, nodes, where, "codex_home") if values.get("codex_home") is not None else None
+        base = os.path.dirname(os.path.abspath(self.path))
+        home = os.path.join(base, os.path.expanduser(given)) if given else default_home(environ)
+        if require_env:
+            try:
+                read_login(home)
+            except LoginError as e:
+                raise self.error(nodes.get("codex_home") or nodes["auth"],
+                                 f"{where}.{'codex_home' if given else 'auth'}", e.message) from None
+        return os.path.abspath(home)
 
     def seconds(self, values: dict[str, Any], nodes: dict[str, yaml.Node], where: str, key: str) -> float | None:
         value = values.get(key)

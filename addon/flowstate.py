@@ -41,6 +41,9 @@ class FlowState:
         """After the relay chose an endpoint: translate with what was planned for that one."""
         if self.job is None or self.job.winner is None:
             return
+        if self.job.secrets:  # what the relay's credentials sent (a ChatGPT login, refreshed in flight too)
+            self.redact = self.redact.also(self.job.secrets)
+            self.scrub = self.scrub.also(self.job.secrets)
         chosen = self.plans[self.job.winner]
         self.exchange = chosen.exchange
         self.renamer = chosen.renamer()

@@ -26,7 +26,7 @@ from .flowstate import FlowState, pairs
 from .guard import answer_refused
 from .plan import Plan, plan
 from .redact import Redactor, redacted_url
-from .relay import Attempt, Job, Relay
+from .relay import Attempt, Credentials, Job, Relay
 from .routing import Operation, detect
 from .settings import Settings
 from .translate import error_response
@@ -199,10 +199,14 @@ class Forward:
     def _apply(self, flow: http.HTTPFlow, state: FlowState, p: Plan, config: Config) -> None:
         """Send the request where the plan says, as it says; its answer is bounded by the config."""
         req = flow.request
+        # A ChatGPT login (auth: codex-login) is sent by the relay, which renews it on a 401 and sends again.
         relayed = bool(p.fallbacks) or any(q.endpoint and (q.endpoint.connect_timeout or q.endpoint.first_byte_timeout
-                                                           or q.endpoint.idle_timeout) for q in state.plans)
+                                                           or q.endpoint.idle_timeout or q.endpoint.codex_home)
+                                           for q in state.plans)
         if relayed:
-            state.job = Job([_attempt(q, req, i, config) for i, q in enumerate(state.plans)])
+            logins = self.settings.logins
+            state.job = Job([_attempt(q, req, i, config, logins.get(q.endpoint.codex_home if q.endpoint else None))
+                             for i, q in enumerate(state.plans)])
         if p.url:
             req.url = p.url
         if p.body is not None:
@@ -250,7 +254,7 @@ def _too_large(limit: int) -> BridgeError:
                        status=413, kind=ErrorKind.REQUEST_TOO_LARGE)
 
 
-def _attempt(p: Plan, req: http.Request, index: int, config: Config) -> Attempt:
+def _attempt(p: Plan, req: http.Request, index: int, config: Config, credentials: Credentials | None) -> Attempt:
     """What the relay sends to one endpoint: the client's headers as the plan changes them."""
     drop = {*p.drop_headers, *p.set_headers, "host", "content-length"}
     if p.body is not None:
@@ -270,4 +274,4 @@ def _attempt(p: Plan, req: http.Request, index: int, config: Config) -> Attempt:
                    body=p.body if p.body is not None else req.raw_content or b"",
                    connect_timeout=(ep and ep.connect_timeout) or 10.0,
                    first_byte_timeout=(ep and ep.first_byte_timeout) or 600.0,
-                   idle_timeout=idle, stall_event=stall, index=index)
+                   idle_timeout=idle, stall_event=stall, index=index, credentials=credentials)

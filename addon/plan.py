@@ -174,7 +174,7 @@ def _attempt(p: Plan, config: Config, op: Operation, r: Route, data: JSON, body:
     """Fill ``p`` with what to send to one endpoint. Raises :class:`BridgeError`."""
     model = data["model"] if op.model is None else op.model
     suffix = _query(r, suffix, keep_credentials=r.passthrough and not r.endpoint.api_key()
-                    and not config.client_keys_env)
+                    and not r.endpoint.codex_home and not config.client_keys_env)
     p.endpoint = r.endpoint
     p.summary.update({"endpoint": r.endpoint.name, "model": model, "upstream_model": r.upstream_model,
                       "upstream_format": r.upstream_format})
@@ -239,7 +239,8 @@ def _headers(p: Plan, config: Config, r: Route, upstream: Format, headers: Mappi
     client's own key goes on: the upstream speaks the client's format, and the client chose to send it.
     """
     api_key = r.endpoint.api_key()
-    if api_key or not r.passthrough or config.client_keys_env:
+    # an endpoint with a ChatGPT login (auth: codex-login) has credentials of its own: the relay adds them
+    if api_key or r.endpoint.codex_home or not r.passthrough or config.client_keys_env:
         # Every credential header, not just the formats' own: a client may send its key in any.
         p.drop_headers |= {h for f in formats.FORMATS.values() for h in f.AUTH_HEADERS} | set(CREDENTIAL_HEADERS)
         p.set_headers.update(upstream.auth_headers(api_key, r.endpoint.auth))

@@ -11,6 +11,11 @@ status line has been relayed it never switches. The winning attempt's index is r
 translates the answer with that endpoint's exchange; if every attempt failed, the relay answers 502
 with an OpenAI-shaped error body naming each failure, which the addon renders in the client's format.
 
+An attempt may carry :class:`Credentials` (the ChatGPT login of ``auth: codex-login``,
+``codex_session.py``): its headers are asked for just before the attempt is sent, and when the upstream
+answers 401 the relay asks for renewed ones and sends the attempt once more — the client never sees
+that 401. Credentials that cannot be had fail the attempt; on the last one, their error is the answer.
+
 mitmproxy still owns the client side (flows, streaming hooks, mitmweb, recording); the extra loopback
 hop is paid only by requests that can fail over.
 """
@@ -24,15 +29,19 @@ import logging
 import sys
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import h11
 import httpx
 
+from .errors import BridgeError
+
 if sys.platform != "win32":
     import resource
 
-__all__ = ["Attempt", "Job", "Relay"]
+__all__ = ["Attempt", "Credentials", "Job", "Relay"]
 
 logger = logging.getLogger("bridge")
 logging.getLogger("httpx").setLevel(logging.WARNING)  # the relay logs each attempt itself
@@ -47,6 +56,19 @@ _FDS_PER_RELAYED = 4
 _FD_RESERVE = 512  # everything else: other flows, logs, config, mitmproxy's own
 
 
+class Credentials(Protocol):
+    """Credential headers fetched when an attempt is sent, renewed after a 401 (None: renewing would not
+    help, the 401 stands). Both raise :class:`~addon.errors.BridgeError` (its status and message go to the
+    client) when none can be had."""
+
+    async def headers(self, client: httpx.AsyncClient) -> list[tuple[str, str]]: ...
+
+    async def renew(self, client: httpx.AsyncClient, sent: Iterable[tuple[str, str]]
+                    ) -> list[tuple[str, str]] | None: ...
+
+    def secrets(self) -> list[str]: ...
+
+
 @dataclass(slots=True)
 class Attempt:
     name: str  # the endpoint's
@@ -58,6 +80,7 @@ class Attempt:
     idle_timeout: float | None = None  # once streaming: the longest silence before the stream is failed
     stall_event: bytes = b""  # an error event in the upstream's format, sent in place of what never came
     index: int = 0  # its place in the caller's own list (attempts may be reordered)
+    credentials: Credentials | None = None  # headers added when it is sent (a login renewed on 401)
 
 
 @dataclass(slots=True)
@@ -65,6 +88,7 @@ class Job:
     attempts: list[Attempt]
     winner: int | None = None  # Attempt.index of the attempt whose answer is relayed
     failures: list[str] = field(default_factory=list)
+    secrets: list[str] = field(default_factory=list)  # what credentials sent: redacted wherever echoed
 
 
 class Relay:
@@ -146,10 +170,21 @@ class Relay:
             last = i == len(job.attempts) - 1
             timeout = httpx.Timeout(connect=attempt.connect_timeout, read=attempt.first_byte_timeout,
                                     write=attempt.connect_timeout, pool=attempt.connect_timeout)
-            request = self._client.build_request("POST", attempt.url, headers=attempt.headers,
-                                                 content=attempt.body, timeout=timeout)
             try:
-                response = await self._client.send(request, stream=True)
+                response = await self._send(job, attempt, timeout)
+            except BridgeError as e:  # no credentials to send it with (a login that needs the user)
+                logger.warning("attempt %d/%d: endpoint %s: %s", i + 1, len(job.attempts), attempt.name, e.message)
+                if not last:
+                    job.failures.append(f"{attempt.name}: {e.message}")
+                    continue
+                job.winner = attempt.index
+                kind = "authentication_error" if e.status == 401 else "server_error"
+                # a 4xx here (a login only the user can renew) is final: clients (Claude Code) would
+                # otherwise retry it for minutes
+                await _send_whole(conn, writer, e.status, json.dumps(
+                    {"error": {"message": e.message, "type": kind, "code": e.code}}).encode(),
+                    [("x-should-retry", "false")] if e.status < 500 else [])
+                return
             except httpx.PoolTimeout:
                 # The pool is shared by every endpoint: the next attempt would wait for the same
                 # connections. The endpoints that are not tried are named, so the addon's "every endpoint
@@ -199,6 +234,30 @@ class Relay:
         body = json.dumps({"error": {"message": message, "type": "server_error", "code": None}}).encode()
         await _send_whole(conn, writer, 502, body)
 
+    async def _send(self, job: Job, attempt: Attempt, timeout: httpx.Timeout) -> httpx.Response:
+        """One attempt sent; with credentials, sent again with renewed ones when the upstream says 401."""
+        assert self._client is not None
+        creds = attempt.credentials
+        headers = attempt.headers
+        if creds is not None:
+            headers = _with(attempt.headers, await creds.headers(self._client))
+            job.secrets = creds.secrets()
+        request = self._client.build_request("POST", attempt.url, headers=headers, content=attempt.body,
+                                             timeout=timeout)
+        response = await self._client.send(request, stream=True)
+        if creds is None or response.status_code != 401:
+            return response
+        fresh = await creds.renew(self._client, headers)
+        job.secrets = creds.secrets()
+        if fresh is None:
+            return response
+        await response.aclose()
+        renewed = _with(attempt.headers, fresh)
+        logger.info("endpoint %s answered 401: sending the request again with renewed credentials", attempt.name)
+        request = self._client.build_request("POST", attempt.url, headers=renewed, content=attempt.body,
+                                             timeout=timeout)
+        return await self._client.send(request, stream=True)
+
     def _rest(self, name: str, retry_after: str | None) -> None:
         try:
             seconds = min(float(retry_after or 0), _RETRY_AFTER_CAP)
@@ -224,6 +283,12 @@ def _raise_open_file_limit(needed: int, max_connections: int) -> None:
     if target < needed:
         logger.warning("the open-file limit (%d) is below the %d that max_relay_connections %d may need: "
                        "raise it (ulimit -n) or lower max_relay_connections", target, needed, max_connections)
+
+
+def _with(headers: list[tuple[str, str]], credentials: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """``headers`` with the credential headers set (any of the same names dropped)."""
+    names = {k.lower() for k, _ in credentials}
+    return [(k, v) for k, v in headers if k.lower() not in names] + credentials
 
 
 async def _read_request(conn: h11.Connection, reader: asyncio.StreamReader) -> str:
@@ -271,8 +336,10 @@ async def _relay_response(conn: h11.Connection, writer: asyncio.StreamWriter, re
     await writer.drain()
 
 
-async def _send_whole(conn: h11.Connection, writer: asyncio.StreamWriter, status: int, body: bytes) -> None:
-    headers = [("content-type", "application/json"), ("content-length", str(len(body))), ("connection", "close")]
+async def _send_whole(conn: h11.Connection, writer: asyncio.StreamWriter, status: int, body: bytes,
+                      extra: list[tuple[str, str]] | None = None) -> None:
+    headers = [("content-type", "application/json"), ("content-length", str(len(body))), ("connection", "close"),
+               *(extra or [])]
     writer.write(conn.send(h11.Response(status_code=status, headers=headers)) or b"")
     writer.write(conn.send(h11.Data(data=body)) or b"")
     writer.write(conn.send(h11.EndOfMessage()) or b"")

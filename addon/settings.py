@@ -2,8 +2,9 @@
 
 The config is loaded at startup (a mistake there is one clean line and mitmdump stops) and reloaded
 when its file changes (a broken edit keeps the last good one). With it come the logging setup, the
-redactor of every key the config names, the warning when the bridge listens beyond loopback without
-client keys, and whether flows are kept (``-w``, mitmweb): then they hold both sides of a translation.
+ChatGPT logins it uses (``codex_session.py``), the redactor of every key the config names and every
+token of those logins, the warning when the bridge listens beyond loopback without client keys, and
+whether flows are kept (``-w``, mitmweb): then they hold both sides of a translation.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from mitmproxy import addonmanager, ctx, exceptions, http
 from mitmproxy.proxy.mode_specs import ProxyMode
 
 from .access import is_loopback
+from .codex_session import Logins
 from .config import Config, ConfigError, load_config
 from .logconfig import apply, body_for_log
 from .redact import Redactor
@@ -32,6 +34,7 @@ class Settings:
     def __init__(self) -> None:
         self.config: Config | None = None
         self.redact = Redactor()  # every key the config names, and key shapes
+        self.logins = Logins(on_change=self._redact_anew)  # auth: codex-login, one session per Codex home
         self.recording = False  # flows are written (-w), kept or shown (mitmweb): they keep both sides whole
         self._mtime: float | None = None
         self._watcher: asyncio.Task[None] | None = None
@@ -116,7 +119,13 @@ class Settings:
         if config.unset_env:
             logger.warning("replaying: %s not set; a request that still reaches an upstream goes without that key",
                            ", ".join(config.unset_env))
-        self.redact = Redactor.from_env(config.secret_envs())
+        self.logins.use(ep.codex_home for ep in config.endpoints if ep.codex_home)
+        self._redact_anew()
+
+    def _redact_anew(self) -> None:
+        """The redactor of every key the config names and every token of its logins (called again when
+        a login's tokens change)."""
+        self.redact = Redactor.from_env(self.config.secret_envs() if self.config else (), self.logins.secrets())
 
     def log_body(self, flow: http.HTTPFlow, what: str, body: bytes, mode: str, redact: Redactor) -> None:
         """A body in the log as the config's logging says (``mode``), redacted and bounded."""

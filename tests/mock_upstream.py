@@ -3,7 +3,9 @@
 ``POST /v1/messages`` answers in the Anthropic format, ``POST …/chat/completions`` in the Chat format,
 ``POST …/responses`` in the Responses format (formats.md §3, §4.4). ``POST …/backend-api/codex/responses``
 plays the ChatGPT Codex backend: it refuses what that backend refuses (formats.md §6.6) with HTTP 400
-and a FastAPI-style ``{"detail": …}`` body, and otherwise answers like Responses.
+and a FastAPI-style ``{"detail": …}`` body, and otherwise answers like Responses; with
+``MockUpstream.codex_tokens`` set it takes only those bearer tokens (and ``codex_account`` in
+``chatgpt-account-id``), answering others 401 as an expired ChatGPT login.
 ``POST /v1/messages/count_tokens`` answers ``{"input_tokens": <the body's length in bytes>}`` (no
 scripted reply is taken).
 ``POST /{v1beta|v1}/models/{model}:generateContent`` answers one Gemini GenerateContentResponse,
@@ -996,6 +998,9 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._send_json(404, {"error": {"message": f"no route for POST {self.path}", "type": "not_found"}})
             return
+        if bare.endswith(CODEX_PATH) and not self.server.mock.codex_authorized(self.headers):
+            self._send_json(401, {"detail": "Your authentication token has expired. Please try signing in again."})
+            return
         reply = self.server.mock._take_reply()
         if bare.endswith(CODEX_PATH) and (refusal := codex_refusal(parsed)) is not None:
             self._send_json(400, {"detail": refusal})
@@ -1167,6 +1172,8 @@ class MockUpstream:
         self._requests: list[Recorded] = []
         self.gemini_api_key: str | None = None  # Gemini: the key every request must carry (None: any or none)
         self.gemini_models: list[str] = list(GEMINI_MODELS)  # Gemini: what GET /v1beta/models lists
+        self.codex_tokens: set[str] | None = None  # the Codex backend: the bearer tokens it takes (None: any)
+        self.codex_account: str | None = None  # … and the chatgpt-account-id it wants with them
 
     @property
     def port(self) -> int:
@@ -1209,6 +1216,8 @@ class MockUpstream:
             self._requests.clear()
             self.gemini_api_key = None
             self.gemini_models = list(GEMINI_MODELS)
+            self.codex_tokens = None
+            self.codex_account = None
 
     @property
     def requests(self) -> list[Recorded]:
@@ -1226,6 +1235,15 @@ class MockUpstream:
         while len(self.requests) < n and time.monotonic() < deadline:
             time.sleep(0.01)
         return self.requests
+
+    def codex_authorized(self, headers: Any) -> bool:
+        """Whether a Codex backend request carries a token (and account) this mock takes."""
+        with self._lock:
+            tokens, account = self.codex_tokens, self.codex_account
+        if tokens is None:
+            return True
+        scheme, _, token = (headers.get("authorization") or "").partition(" ")
+        return scheme.lower() == "bearer" and token in tokens and headers.get("chatgpt-account-id") == account
 
     def _record(self, rec: Recorded) -> None:
         with self._lock:
