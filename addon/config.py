@@ -107,6 +107,7 @@ class Endpoint:
     first_byte_timeout: float | None = None
     idle_timeout: float | None = None  # seconds of silence in a begun stream before it is failed
     codex_home: str | None = None  # auth: codex-login: the Codex home whose auth.json login is used
+    websocket: bool = False  # its Responses URL serves WebSocket: a Codex connection is relayed as one
 
     def url(self, key: str) -> str | None:
         """The base URL configured under ``key`` (``url_openai``, …), if any."""
@@ -156,7 +157,8 @@ _TOP_INTS = {"max_attempts": 3, "max_request_bytes": 32 * 1024 * 1024, "max_answ
 _LOG_KEYS = {"level", "log_request_body", "log_response_body", "file", "max_bytes", "backups"}
 _ENDPOINT_KEYS = {"name", *URL_KEYS, "openai_preference", "api_key_env", "auth",
                   "default_max_tokens", "max_tokens_limit", "drop_params", "headers", "query", "models", "priority",
-                  "model_rewrite", "connect_timeout", "first_byte_timeout", "idle_timeout", "codex_home"}
+                  "model_rewrite", "connect_timeout", "first_byte_timeout", "idle_timeout", "codex_home",
+                  "websocket"}
 _NON_SCALAR = {"drop_params", "headers", "query", "models", "model_rewrite"}
 _REWRITE_KEYS = {"enabled", "rules", "show_target_model"}
 _RULE_KEYS = {"source_pattern", "target_model"}
@@ -231,6 +233,7 @@ def parse_config(node: yaml.Node, path: str, environ: Any, require_env: bool = T
             connect_timeout=v.seconds(values, fields, where, "connect_timeout"),
             first_byte_timeout=v.seconds(values, fields, where, "first_byte_timeout"),
             idle_timeout=v.seconds(values, fields, where, "idle_timeout"),
+            websocket=v.websocket(values, fields, where, offers),
             **v.rewrite(fields.get("model_rewrite"), f"{where}.model_rewrite"),
         ))
     client_keys_env = tuple(p for _, p in v.items(top, "", "client_keys_env"))
@@ -330,6 +333,20 @@ class _Validator:
         if not pattern.strip() or pattern != pattern.strip() or not depth_ok:
             raise self.error(node, where, f"bad pattern {pattern!r}: use *, ? and balanced [...] around a model name")
         return pattern
+
+    def websocket(self, values: dict[str, Any], nodes: dict[str, yaml.Node], where: str,
+                  offers: tuple[Offer, ...]) -> bool:
+        """Whether the endpoint's Responses URL serves WebSocket: by default the Codex backend's does."""
+        responses = [o for o in offers if o.format == "responses"]
+        if "websocket" not in values:
+            return any(o.flavor == "codex" for o in responses)
+        if not isinstance(values["websocket"], bool):
+            raise self.error(nodes["websocket"], f"{where}.websocket", "must be true or false")
+        if values["websocket"] and not responses:
+            raise self.error(nodes["websocket"], f"{where}.websocket",
+                             "is for an endpoint that speaks Responses (url_codex, or url_openai with "
+                             "openai_preference: responses)")
+        return bool(values["websocket"])
 
     def rewrite(self, node: yaml.Node | None, where: str) -> dict[str, Any]:
         if node is None:

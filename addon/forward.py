@@ -9,9 +9,12 @@ in a :class:`~addon.flowstate.FlowState`, by flow id.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import uuid
+from typing import Any
+from urllib.parse import urlsplit
 
 from mitmproxy import ctx, http
 from mitmproxy.proxy.mode_specs import ProxyMode
@@ -32,11 +35,16 @@ from .settings import Settings
 from .translate import error_response
 from .wsbounds import WebSocketBounds
 from .wsfront import TURN, WS_URL, Ticket, WebSocketFront
+from .wsupstream import SocketTarget
 
 __all__ = ["Forward"]
 
 logger = logging.getLogger("bridge")
 
+# Headers of the client's upgrade, or of an HTTP request, that are not the upstream upgrade's to carry.
+_NOT_ON_UPGRADE = {"host", "connection", "upgrade", "content-length", "content-type", "content-encoding",
+                   "transfer-encoding", "accept", "accept-encoding", "keep-alive", "proxy-connection", "te",
+                   "trailer", "proxy-authorization"}
 _SEEN_KEYS = 64  # the newest distinct client credentials kept for redaction
 # Shorter client "keys" (``unused``, ``sk-local``) are placeholders, not secrets; blanking them would
 # change model text that merely contains the word. Real provider keys are far longer.
@@ -49,6 +57,8 @@ class Forward:
         self.flows: dict[str, FlowState] = {}  # by flow id, until the answer half is done with it
         self.relay = Relay()
         self.front = WebSocketFront()  # where WebSocket clients of the Responses API are served
+        self.front.router = self._socket_target
+        self._upstream_proxy: str | None = None  # --mode upstream: the proxy every upstream is reached through
         self.ws_bounds = WebSocketBounds(lambda: settings.recording, lambda: settings.config.max_answer_bytes
                                          if settings.config else 32 * 1024 * 1024)
         self._seen: dict[str, None] = {}  # credentials clients presented lately: redacted wherever echoed
@@ -59,6 +69,7 @@ class Forward:
         config = self.settings.config
         size = config.max_relay_connections if config else 1000
         await self.relay.start(verify=not ctx.options.ssl_insecure, proxy=proxy, max_connections=size)
+        self._upstream_proxy, self.front.verify = proxy, not ctx.options.ssl_insecure
         await self.front.start()
 
     async def done(self) -> None:
@@ -170,6 +181,37 @@ class Forward:
         logger.info("websocket responses | connection opened | turns go to %s%s | req %s", redacted_url(url),
                     f" through {proxy}" if proxy else "", flow.id[:8])
         return True
+
+    def _socket_target(self, message: dict[str, Any], ticket: Ticket) -> SocketTarget | None:
+        """A Codex turn routed, unchanged, to an endpoint that serves Responses over WebSocket
+        (``websocket`` in the config) goes to it as one (``wsupstream.py``): planned as the same turn over
+        HTTP would be — the endpoint's key and headers, the client's keys dropped, the model rewritten.
+        None: the turn goes over HTTP through the bridge (translated, failed over, a login renewed)."""
+        config = self.settings.config
+        if config is None or self._upstream_proxy is not None:
+            return None
+        body = json.dumps({k: v for k, v in message.items() if k != "type"}).encode()
+        headers = {k.lower(): v for k, v in ticket.headers}
+        p = plan(config, Operation("responses", "generate"), urlsplit(ticket.url).path, headers, body,
+                 lambda prefix: prefix + uuid.uuid4().hex[:24], int(time.time()), as_is=True)
+        ep = p.endpoint
+        if p.answer is not None or p.exchange is not None or p.fallbacks or not p.url or ep is None \
+                or not ep.websocket or ep.codex_home:
+            return None
+        sent = [(k, v) for k, v in ticket.headers if k.lower() not in _NOT_ON_UPGRADE | p.drop_headers
+                and not k.lower().startswith("sec-websocket") and k.lower() not in p.set_headers]
+        sent += [(k, v) for k, v in p.set_headers.items() if k not in _NOT_ON_UPGRADE]
+        if config.client_keys_env:
+            names, _ = strip(sent, p.url, config.client_keys())
+            sent = [(k, v) for k, v in sent if k not in names]
+        out = {"type": "response.create", **json.loads(p.body)} if p.body is not None else message
+        rename = None
+        if p.rename:
+            shown = p.rename[1]
+            rename = lambda response: formats.get("responses").rename_model(response, shown)  # noqa: E731
+        return SocketTarget(url="ws" + p.url[4:], headers=tuple(sent), message=json.dumps(out), endpoint=ep.name,
+                            model=model_label(p.summary), rename=rename, connect_timeout=ep.connect_timeout or 10.0,
+                            limit=config.max_answer_bytes)
 
     def _body(self, flow: http.HTTPFlow, op: Operation, config: Config) -> bytes | None:
         """The request body as the client meant it (decoded within ``max_request_bytes``); None when the

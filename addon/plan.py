@@ -112,11 +112,14 @@ class UpgradeRefused(BridgeError):
 
 
 def plan(config: Config, op: Operation, path: str, headers: Mapping[str, str], body: bytes,
-         new_id: Callable[[str], str], now: int, method: str = "POST", redact: Callable[[str], str] = str) -> Plan:
+         new_id: Callable[[str], str], now: int, method: str = "POST", redact: Callable[[str], str] = str,
+         as_is: bool = False) -> Plan:
     """Decide. Never raises: a failure becomes an answer in the client's format.
 
     Who may ask was decided before (``access.py``, at the request's headers); ``body`` is the request
-    body as the client meant it (decoded, within ``max_request_bytes``).
+    body as the client meant it (decoded, within ``max_request_bytes``). ``as_is``: a same-format
+    endpoint takes the body as it is, whatever its flavour's rules (Codex's own WebSocket turns, relayed
+    to the backend Codex itself talks to).
     """
     client = formats.get(op.client_format)
     p = Plan(client=client, summary={"client_format": op.client_format, "operation": op.kind})
@@ -147,12 +150,12 @@ def plan(config: Config, op: Operation, path: str, headers: Mapping[str, str], b
         if any(r.passthrough and r.upstream_model == model for r in routes[:config.max_attempts]):
             _check_unambiguous(body)  # these bytes go on as they are: they must mean what the bridge read
         first, *rest = routes[:config.max_attempts]
-        _attempt(p, config, op, first, data, body, suffix, headers, new_id, now, redact)
+        _attempt(p, config, op, first, data, body, suffix, headers, new_id, now, redact, as_is)
         if p.answer is None:
             for r in rest:  # failover targets; one that cannot take this request is left out
                 fallback = Plan(client=client, summary={**p.summary})
                 try:
-                    _attempt(fallback, config, op, r, data, body, suffix, headers, new_id, now, redact)
+                    _attempt(fallback, config, op, r, data, body, suffix, headers, new_id, now, redact, as_is)
                 except BridgeError as e:
                     p.summary.setdefault("warnings", []).append(f"endpoint {r.endpoint.name} skipped: {e.message}")
                     continue
@@ -170,7 +173,7 @@ def plan(config: Config, op: Operation, path: str, headers: Mapping[str, str], b
 
 def _attempt(p: Plan, config: Config, op: Operation, r: Route, data: JSON, body: bytes, suffix: str,
              headers: Mapping[str, str], new_id: Callable[[str], str], now: int,
-             redact: Callable[[str], str] = str) -> None:
+             redact: Callable[[str], str] = str, as_is: bool = False) -> None:
     """Fill ``p`` with what to send to one endpoint. Raises :class:`BridgeError`."""
     model = data["model"] if op.model is None else op.model
     suffix = _query(r, suffix, keep_credentials=r.passthrough and not r.endpoint.api_key()
@@ -182,7 +185,7 @@ def _attempt(p: Plan, config: Config, op: Operation, r: Route, data: JSON, body:
     if op.kind == "count_tokens":
         _count_tokens(p, config, op, r, data, suffix, headers)
         return
-    if r.passthrough and (r.flavor is None or upstream.passes_through(body, r.flavor)):
+    if r.passthrough and (as_is or r.flavor is None or upstream.passes_through(body, r.flavor)):
         p.summary["mode"] = "pass-through"
         stream = data.get("stream") is True if op.stream is None else op.stream
         p.framing = op.framing

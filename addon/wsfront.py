@@ -22,6 +22,7 @@ import json
 import logging
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +40,7 @@ from wsproto.events import (
 
 from .sse import SSEDecoder
 from .wssession import Forward, Session, error_frame
+from .wsupstream import SocketRefused, SocketTarget, UpstreamSocket
 
 __all__ = ["TICKET_HEADER", "TURN", "WS_URL", "Ticket", "WebSocketFront"]
 
@@ -70,8 +72,14 @@ class Ticket:
     connected: bool = False
 
 
+# A turn whose endpoint serves Responses over WebSocket: where it goes as one (forward.py), else None.
+Router = Callable[[dict[str, Any], Ticket], SocketTarget | None]
+
+
 class WebSocketFront:
     def __init__(self) -> None:
+        self.router: Router = lambda message, ticket: None
+        self.verify = True  # the upstream's TLS certificate (mitmproxy's ssl_insecure turns it off)
         self._server: asyncio.Server | None = None
         self._tickets: dict[str, Ticket] = {}
         self._clients: dict[str | None, httpx.AsyncClient] = {}  # by proxy
@@ -115,7 +123,7 @@ class WebSocketFront:
         try:
             name, ticket = await self._handshake(reader, writer, ws)
             if name is not None and ticket is not None:
-                await _Connection(ws, reader, writer, ticket, name, self._client(ticket.proxy)).run()
+                await _Connection(ws, reader, writer, ticket, name, self._client(ticket.proxy), self).run()
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
             pass
         except Exception:  # a bug here must not take the event loop's other work with it
@@ -156,9 +164,11 @@ class _Connection:
     """One client connection: frames in, turns run one at a time, frames out."""
 
     def __init__(self, ws: WSConnection, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                 ticket: Ticket, name: str, client: httpx.AsyncClient) -> None:
+                 ticket: Ticket, name: str, client: httpx.AsyncClient, front: WebSocketFront) -> None:
         self._ws, self._reader, self._writer = ws, reader, writer
-        self._ticket, self._name, self._client = ticket, name, client
+        self._ticket, self._name, self._client, self._front = ticket, name, client, front
+        self._upstream: UpstreamSocket | None = None  # the upstream's own WebSocket, once a turn needed it
+        self._no_socket: set[str] = set()  # upstream URLs that refused a WebSocket: HTTP for them
         self._session = Session(limit=ticket.limit, new_id=_new_id, now=lambda: int(time.time()))
         self._turns: asyncio.Queue[str] = asyncio.Queue(_QUEUED)
         self._count = 0
@@ -171,6 +181,8 @@ class _Connection:
             worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await worker
+            if self._upstream is not None:
+                self._upstream.close()
             logger.info("websocket responses | connection closed | %d message(s)", self._count)
 
     async def _read(self) -> None:
@@ -219,6 +231,9 @@ class _Connection:
             text = await self._turns.get()
             self._count += 1
             try:
+                target = self._socket_target(text)
+                if target is not None and await self._relay(target, text):
+                    continue
                 turn = self._session.turn(text)
                 if isinstance(turn, Forward):
                     await self._forward(turn)
@@ -231,13 +246,55 @@ class _Connection:
                 self._session.failed()
                 await self._send([error_frame(500, f"the bridge failed on this turn ({type(e).__name__})")])
 
+    def _socket_target(self, text: str) -> SocketTarget | None:
+        try:
+            message = json.loads(text)
+        except ValueError:
+            return None
+        if not isinstance(message, dict) or message.get("type") != "response.create":
+            return None
+        target = self._front.router(message, self._ticket)
+        return target if target is not None and target.url not in self._no_socket else None
+
+    async def _relay(self, target: SocketTarget, text: str) -> bool:
+        """The turn over the upstream's own WebSocket; False if it takes none (then it goes over HTTP)."""
+        upstream = self._upstream
+        if upstream is None or upstream.closed or upstream.key != (target.url, target.headers):
+            if upstream is not None:
+                upstream.close()
+            try:
+                upstream = self._upstream = await UpstreamSocket.open(target, self._front.verify)
+            except (SocketRefused, OSError, TimeoutError) as e:
+                logger.info("websocket relay | endpoint %s | no WebSocket (%s): its turns go over HTTP",
+                            target.endpoint, e)
+                self._no_socket.add(target.url)
+                self._upstream = None
+                return False
+        self._session.track(json.loads(text))
+        started, ended, last = time.monotonic(), False, "-"
+        await upstream.send(target.message)
+        async for frame in upstream.frames():
+            frame = target.shown(frame)
+            await self._send([frame])
+            if self._ended(frame):
+                ended, last = True, frame[:80]
+                break
+        if not ended:
+            upstream.close()
+            self._session.failed()
+            await self._send([error_frame(502, "the upstream's WebSocket closed before the response ended")])
+        logger.info("websocket relay | endpoint %s | model %s | %s | %.0f ms | connection %s", target.endpoint,
+                    target.model, _terminal(last) if ended else "broke off", (time.monotonic() - started) * 1000,
+                    self._ticket.connection)
+        return True
+
     async def _forward(self, turn: Forward) -> None:
         """The turn through the bridge's HTTP side; its events out as they come."""
         headers = [(k, v) for k, v in self._ticket.headers if k.lower() not in turn.headers
                    and k.lower() not in _HANDSHAKE and not k.lower().startswith("sec-websocket")]
         headers += [*turn.headers.items(), ("content-type", "application/json"), ("accept", "text/event-stream"),
                     ("accept-encoding", "identity"), (TICKET_HEADER, self._name)]
-        body = json.dumps(turn.body, separators=(",", ":"), ensure_ascii=False).encode()
+        body = turn.content()
         ended = False
         try:
             async with self._client.stream("POST", self._ticket.url, headers=headers, content=body) as resp:
@@ -261,18 +318,7 @@ class _Connection:
 
     def _ended(self, frame: str) -> bool:
         """Whether ``frame`` ends the response (and, if it completed, remember it for the next turn)."""
-        if '"response.completed"' in frame or '"response.failed"' in frame or '"response.incomplete"' in frame:
-            try:
-                event = json.loads(frame)
-            except ValueError:
-                return False
-            if event.get("type") == "response.completed":
-                self._session.finished(event.get("response"))
-                return True
-            if event.get("type") in ("response.failed", "response.incomplete"):
-                self._session.failed()
-                return True
-        return False
+        return self._session.ended(frame)
 
 
 async def _error_of(resp: httpx.Response) -> str:
@@ -292,6 +338,14 @@ async def _error_of(resp: httpx.Response) -> str:
     headers = {k: v for k, v in resp.headers.items() if k.lower() in ("retry-after", "x-should-retry")}
     return error_frame(status, str(err.get("message")), code=err.get("code") or None, kind=err.get("type") or None,
                        headers=headers)
+
+
+def _terminal(frame: str) -> str:
+    """The type of the event that ended a relayed turn, for the log."""
+    for kind in ("response.completed", "response.incomplete", "response.failed", "error"):
+        if f'"{kind}"' in frame:
+            return kind
+    return "ended"
 
 
 def _new_id(prefix: str) -> str:

@@ -33,6 +33,7 @@ from .sse import SSEDecoder
 __all__ = ["Forward", "Local", "Session", "error_frame", "events_of"]
 
 _NOT_SENT = ("type", "generate", "previous_response_id")  # message keys that are the transport's, not the body's
+_ENDS = ('"response.completed"', '"response.failed"', '"response.incomplete"', '"error"')  # quick test first
 _HEADER_KEY = "ws_request_header_"  # client_metadata keys that stand in for an HTTP header (codex-websocket.md §1.3)
 
 
@@ -42,6 +43,10 @@ class Forward:
 
     body: dict[str, Any]
     headers: dict[str, str]
+
+    def content(self) -> bytes:
+        """The body as the turn's HTTP request carries it."""
+        return json.dumps(self.body, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,10 +94,8 @@ class Session:
             return Local([error_frame(400, f"the bridge answers response.create messages, not {kind!r}",
                                       code="unsupported_message")])
         previous = message.get("previous_response_id")
-        new_input = message.get("input", [])
-        if isinstance(new_input, str):
-            new_input = [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": new_input}]}]
-        if not isinstance(new_input, list):
+        new_input = _input(message)
+        if new_input is None:
             return Local([error_frame(400, "input: expected a string or an array of items")])
         if previous is not None:
             if previous != self._last_id:
@@ -110,6 +113,15 @@ class Session:
                    if k.startswith(_HEADER_KEY)} if isinstance(metadata, dict) else {}
         return Forward(body, headers)
 
+    def track(self, message: dict[str, Any]) -> None:
+        """A turn an upstream answers over its own WebSocket (it keeps the state): only what a later turn
+        over HTTP would build on is kept, from the response it ends with (:meth:`finished`)."""
+        new_input, previous = _input(message), message.get("previous_response_id")
+        if new_input is None or (previous is not None and previous != self._last_id):
+            self._pending = None
+            return
+        self._pending = (self._context if previous is not None else []) + new_input
+
     def finished(self, response: Any) -> None:
         """The turn in flight ended with ``response`` (a ``response.completed`` event's): it becomes the
         context the next message builds on. Any other end forgets it."""
@@ -123,6 +135,25 @@ class Session:
     def failed(self) -> None:
         self._pending = None
         self._forget()
+
+    def ended(self, frame: str) -> bool:
+        """Whether ``frame``, an event of the turn in flight, ends its response: a completed one becomes the
+        context (:meth:`finished`), a failed or incomplete one, or an error frame (an upstream that serves
+        WebSocket sends its own), is forgotten (:meth:`failed`)."""
+        if not any(kind in frame for kind in _ENDS):
+            return False
+        try:
+            event = json.loads(frame)
+        except ValueError:
+            return False
+        kind = event.get("type") if isinstance(event, dict) else None
+        if kind == "response.completed":
+            self.finished(event.get("response"))
+            return True
+        if kind in ("response.failed", "response.incomplete", "error"):
+            self.failed()
+            return True
+        return False
 
     def _warm_up(self, model: str, context: list[Any]) -> list[str]:
         """An empty completed response (created, in_progress, completed; no output), as Codex expects."""
@@ -142,3 +173,11 @@ class Session:
 
     def _forget(self) -> None:
         self._last_id, self._context = None, []
+
+
+def _input(message: dict[str, Any]) -> list[Any] | None:
+    """A message's ``input`` as items (a string is one user message); None if it is neither."""
+    value = message.get("input", [])
+    if isinstance(value, str):
+        return [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": value}]}]
+    return value if isinstance(value, list) else None

@@ -37,10 +37,14 @@ import socket
 import threading
 import time
 import urllib.parse
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from wsproto import ConnectionType, WSConnection
+from wsproto import events as wsevents
 
 __all__ = ["ToolCallSpec", "Reply", "Recorded", "MockUpstream", "ANTHROPIC_TO_CHAT_STOP",
            "RESPONSES_INCOMPLETE_REASON", "CODEX_PATH", "COUNT_TOKENS_PATH", "count_tokens_answer",
@@ -964,6 +968,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         bare, _, query = self.path.partition("?")
+        if self.headers.get("upgrade", "").lower() == "websocket" and bare.rstrip("/").endswith("/responses"):
+            self._serve_websocket()
+            return
         route = GEMINI_MODELS_PATH.search(bare.rstrip("/"))
         if route is not None and route.group(1) == "v1" and "x-goog-api-key" not in self.headers \
                 and "key" not in urllib.parse.parse_qs(query):
@@ -973,6 +980,72 @@ class _Handler(BaseHTTPRequestHandler):
             self._answer_gemini_models(route, urllib.parse.parse_qs(query))
             return
         self._send_json(404, {"error": {"message": f"no route for GET {self.path}", "type": "not_found"}})
+
+    def _serve_websocket(self) -> None:
+        """Responses over WebSocket, as the Codex backend and OpenAI serve it (codex-websocket.md §1): each
+        ``response.create`` message is recorded (method ``WS``) and answered with the scripted reply's
+        Responses events, one text frame each; a warm-up (``generate: false``) with an empty completed
+        response, taking no reply. The connection keeps state: ``previous_response_id`` must name its
+        last response, else ``previous_response_not_found``."""
+        self.close_connection = True
+        if not self.server.mock.websocket:
+            self._send_json(404, {"error": {"message": "no WebSocket here", "type": "not_found"}})
+            return
+        if self.path.split("?")[0].rstrip("/").endswith(CODEX_PATH) and not self.server.mock.codex_authorized(
+                self.headers):
+            self._send_json(401, {"detail": "Your authentication token has expired."})
+            return
+        ws = WSConnection(ConnectionType.SERVER)
+        head = f"GET {self.path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in self.headers.items())
+        ws.receive_data((head + "\r\n").encode())
+        if not any(isinstance(e, wsevents.Request) for e in ws.events()):
+            return
+        self.wfile.write(ws.send(wsevents.AcceptConnection()))
+        self.wfile.flush()
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        last: str | None = None
+        text: list[str] = []
+        while True:
+            data = self.connection.recv(65536)
+            ws.receive_data(data or None)
+            for event in ws.events():
+                if isinstance(event, wsevents.TextMessage):
+                    text.append(event.data)
+                    if event.message_finished:
+                        last = self._ws_turn(ws, "".join(text), headers, last)
+                        text = []
+                elif isinstance(event, wsevents.Ping):
+                    self.connection.sendall(ws.send(event.response()))
+                elif isinstance(event, wsevents.CloseConnection):
+                    self.connection.sendall(ws.send(event.response()))
+                    return
+            if not data:
+                return
+
+    def _ws_turn(self, ws: WSConnection, text: str, headers: dict[str, str], last: str | None) -> str | None:
+        message = json.loads(text)
+        self.server.mock._record(Recorded(method="WS", path=self.path, headers=headers, body=text.encode(),
+                                          json=message))
+        previous = message.get("previous_response_id")
+        if previous is not None and previous != last:
+            frames = [{"type": "error", "status": 400, "error": {
+                "type": "invalid_request_error", "code": "previous_response_not_found",
+                "message": f"Previous response with id '{previous}' not found."}}]
+        elif message.get("generate") is False:
+            frames = [json.loads(e.split(b"data: ", 1)[1]) for e in responses_events(Reply(text=None), message)]
+            frames = [f for f in frames if f["type"] in ("response.created", "response.in_progress",
+                                                            "response.completed")]
+        else:
+            frames = [json.loads(e.split(b"data: ", 1)[1]) for e in responses_events(
+                self.server.mock._take_reply(), message)]
+        fresh = f"resp_ws{uuid.uuid4().hex[:20]}"  # each response its own id: the state check means something
+        for frame in frames:
+            if isinstance(frame.get("response"), dict):
+                frame["response"]["id"] = fresh
+            self.connection.sendall(ws.send(wsevents.TextMessage(data=json.dumps(frame))))
+            if frame["type"] == "response.completed":
+                last = fresh
+        return last
 
     def do_POST(self) -> None:
         body = self._read_body()
@@ -1173,6 +1246,7 @@ class MockUpstream:
         self.gemini_api_key: str | None = None  # Gemini: the key every request must carry (None: any or none)
         self.gemini_models: list[str] = list(GEMINI_MODELS)  # Gemini: what GET /v1beta/models lists
         self.codex_tokens: set[str] | None = None  # the Codex backend: the bearer tokens it takes (None: any)
+        self.websocket = True  # …/responses takes a WebSocket upgrade (False: 404, as most Responses servers)
         self.codex_account: str | None = None  # … and the chatgpt-account-id it wants with them
 
     @property
@@ -1218,6 +1292,7 @@ class MockUpstream:
             self.gemini_models = list(GEMINI_MODELS)
             self.codex_tokens = None
             self.codex_account = None
+            self.websocket = True
 
     @property
     def requests(self) -> list[Recorded]:

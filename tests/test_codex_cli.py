@@ -171,15 +171,19 @@ def script_shell_task(mock, model: str | None) -> ToolCallSpec:
     return call
 
 
-def assert_over_websocket(events: list[dict], stderr: str, work: Path, log: str, turns: int) -> None:
-    """The task ran, and every turn went over the one WebSocket: no fallback, no retry, no 426."""
+def assert_over_websocket(events: list[dict], stderr: str, work: Path, log: str, turns: int,
+                          relayed: bool = False) -> None:
+    """The task ran, and every turn went over the one WebSocket: no fallback, no retry, no 426. Relayed:
+    the upstream's own WebSocket took every message, the warm-up too; else each turn came back as HTTP."""
     assert not any(e["type"] == "turn.failed" for e in events), events
     texts = [e["item"].get("text") for e in events if e.get("type") == "item.completed"]
     assert "Done: the file says bridge-ok." in texts, events
     assert (work / "proof.txt").read_text() == "bridge-ok\n"  # the tool call really ran
     assert "Falling back" not in stderr and "Reconnecting" not in stderr, stderr[-3000:]
     assert log.count("websocket responses | connection opened") == 1, log[-3000:]
-    assert log.count("| a websocket turn of ") == turns and "status 426" not in log, log[-3000:]
+    assert "status 426" not in log, log[-3000:]
+    assert log.count("| a websocket turn of ") == (0 if relayed else turns), log[-3000:]
+    assert log.count("websocket relay | endpoint") == (turns + 1 if relayed else 0), log[-3000:]
 
 
 @pytest.mark.parametrize("model", [None, "gpt-5.5"], ids=["default-model", "gpt-5.5"])
@@ -188,26 +192,30 @@ def test_codex_builtin_provider_runs_over_websocket(codex: Path, mock, bridge_co
                                                     upstream: str, model: str | None) -> None:
     """Issue 16: Codex's built-in provider (``openai_base_url``) keeps its WebSocket; each ``response.create``
     is routed and translated like an HTTP request. Two turns (the warm-up is answered by the bridge), the
-    second sent by Codex as only what is new, reaching the upstream as the whole history. The session is
-    as quick as the same task over HTTP with a custom provider."""
+    second sent by Codex as only what is new, reaching the upstream as the whole history — except on the
+    Codex backend, which serves WebSocket itself: there the connection is relayed, the warm-up and the
+    incremental turns as Codex sent them. The session is as quick as the same task over HTTP with a
+    custom provider."""
     urls = {"anthropic": {"url_anthropic": mock.url}, "chat": {"url_openai": f"{mock.url}/v1"},
             "responses": {"url_openai": f"{mock.url}/v1", "openai_preference": "responses"},
             "codex": {"url_codex": f"{mock.url}/backend-api/codex"}}[upstream]
     proc = bridge_config({"endpoints": [{"name": "mock", **urls, "api_key_env": "UPSTREAM_KEY"}]}, fresh_process=True)
     call = script_shell_task(mock, model)
     events, stderr, work, ws_seconds = run_builtin(codex, tmp_path, model, f'openai_base_url = "{proc.url}/v1"', {})
-    assert_over_websocket(events, stderr, work, proc.log(), turns=2)
+    relayed = upstream == "codex"
+    assert_over_websocket(events, stderr, work, proc.log(), turns=2, relayed=relayed)
 
     first, second = mock.requests[-2:]
-    assert len(mock.requests) == 2  # the warm-up never left the bridge
+    assert len(mock.requests) == (3 if relayed else 2)  # the warm-up goes only to an upstream that keeps state
     for rec in (first, second):
         assert UPSTREAM_KEY in rec.all_header_values and "client-key" not in rec.all_header_values
-        assert "previous_response_id" not in rec.body.decode()
+        assert ("previous_response_id" in rec.body.decode()) is relayed
     sent = second.body.decode()
-    assert "call_ws1" in sent and "bridge-ok" in sent  # the call and its output: Codex sent only those
+    assert "bridge-ok" in sent  # the call's output: Codex sent only that (and, over HTTP, the call)
     assert first.body.decode().count("Write bridge-ok to proof.txt") == 1
-    assert sent.count("Write bridge-ok to proof.txt") == 1  # … the history before them is the bridge's
-    if upstream in ("responses", "codex"):
+    # the history before them: the bridge's over HTTP; relayed, the upstream has it already
+    assert sent.count("Write bridge-ok to proof.txt") == (0 if relayed else 1)
+    if upstream == "responses":
         assert call.name in sent and "sig-ws-1" in sent  # its own encrypted reasoning, sent back
 
     mock.reset()

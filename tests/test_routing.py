@@ -970,6 +970,8 @@ def test_an_endpoints_query_goes_on_every_request_and_wins(query_config: Config,
     ("url_gemini: https://g.test/v1beta/models", "url_gemini: is a base URL: the bridge appends "
                                                  "/v1beta/models/{model}:generateContent itself; write https://g.test"),
     ("url_gemini: https://g.test/v1beta/models/gemini-3-pro:generateContent", "url_gemini: is a base URL"),
+    ("url_openai: http://x.test/v1\n    websocket: true", "websocket: is for an endpoint that speaks Responses"),
+    ("url_codex: http://x.test/codex\n    websocket: 3", "websocket: must be true or false"),
     ("url_openai: http://x.test/v1\n    query: {key: abc}", "query.key: carries a credential"),
     ("url_openai: http://x.test/v1\n    query: [a]", "query: must be a mapping"),
     ("url_openai: http://x.test/v1\n    auth: basic", "auth: must be one of bearer, x-api-key, api-key"),

@@ -48,7 +48,10 @@ def proc(bridge_config: Any, mock_upstream: MockUpstream) -> ConfiguredBridge:
     return bridge_config({"max_request_bytes": 200_000, "endpoints": [
         {"name": "chat", "models": [MODEL], "url_openai": f"{mock_upstream.url}/v1", "api_key_env": UPSTREAM_KEY_ENV},
         {"name": "codex", "models": ["codex-*"], "url_codex": f"{mock_upstream.url}/backend-api/codex",
-         "api_key_env": UPSTREAM_KEY_ENV}]})
+         "api_key_env": UPSTREAM_KEY_ENV,
+         "model_rewrite": {"enabled": True, "rules": [{"source_pattern": "*", "target_model": "gpt-backend-model"}]}},
+        {"name": "resp-ws", "models": ["resp-*"], "url_openai": f"{mock_upstream.url}/v1",
+         "openai_preference": "responses", "websocket": True, "api_key_env": UPSTREAM_KEY_ENV}]})
 
 
 def test_the_warm_up_is_answered_by_the_bridge(proc: ConfiguredBridge, mock: MockUpstream) -> None:
@@ -149,18 +152,57 @@ def test_a_stream_that_breaks_ends_in_response_failed(proc: ConfiguredBridge, mo
     ws.close()
 
 
-def test_a_codex_backend_route_gets_the_backends_rules(proc: ConfiguredBridge, mock: MockUpstream) -> None:
-    mock.next_reply(Reply(text="from the backend"))
-    ws = WSClient(proc.port, headers={"originator": "codex_exec", "openai-beta": "responses_websockets=2026-02-06"})
-    ws.send({**CREATE, "model": "codex-mini", "input": [user("hi")]})
-    assert ws.response()[-1]["type"] == "response.completed"
-    (sent,) = mock.requests
-    assert sent.path == "/backend-api/codex/responses" and sent.json["stream"] is True and sent.json["store"] is False
-    assert "type" not in sent.json and "previous_response_id" not in sent.json
-    assert sent.headers["originator"] == "codex_exec"  # the client's headers ride on each turn
-    assert sent.headers["x-openai-internal-codex-responses-lite"] == "true"  # from client_metadata, as Codex does
-    assert "openai-beta" not in sent.headers and "sec-websocket-key" not in sent.headers
+def test_a_route_that_serves_websocket_gets_the_connection_relayed(proc: ConfiguredBridge, mock: MockUpstream) -> None:
+    """Issue 16, item 2: the Codex backend (``url_codex``) serves this transport itself. The connection is
+    relayed as a WebSocket — the upstream keeps its state, so the warm-up, ``previous_response_id`` and
+    the incremental input go as Codex sent them — with the endpoint's key and model rewrite applied."""
+    own = "client-own-key-0123456789abcdef"
+    ws = WSClient(proc.port, headers={"authorization": f"Bearer {own}", "originator": "codex_exec",
+                                      "openai-beta": "responses_websockets=2026-02-06"})
+    ws.send({**CREATE, "model": "codex-mini", "input": [], "generate": False})
+    warm = ws.response()[-1]["response"]
+    assert warm["id"].startswith("resp_ws") and warm["model"] == "codex-mini"  # the upstream's id, our name
+    mock.next_reply(Reply(text=None, tool_calls=[ToolCallSpec("call_r1", "get_time", {"tz": "UTC"})]))
+    ws.send({**CREATE, "model": "codex-mini", "previous_response_id": warm["id"], "input": [user("What time?")]})
+    first = ws.response()[-1]["response"]
+    assert first["model"] == "codex-mini" and first["output"][-1]["call_id"] == "call_r1"
+    mock.next_reply(Reply(text="It is noon."))
+    result = {"type": "function_call_output", "call_id": "call_r1", "output": "12:00"}
+    ws.send({**CREATE, "model": "codex-mini", "previous_response_id": first["id"], "input": [result]})
+    assert ws.response()[-1]["response"]["output"][-1]["content"][0]["text"] == "It is noon."
     ws.close()
+    sent = mock.requests
+    assert [r.method for r in sent] == ["WS", "WS", "WS"]  # one upstream connection: its state check passed
+    messages = [r.json for r in sent]
+    assert all(m["type"] == "response.create" and m["model"] == "gpt-backend-model" for m in messages)
+    assert [m.get("previous_response_id") for m in messages] == [None, warm["id"], first["id"]]
+    assert messages[2]["input"] == [result]  # only what is new: the upstream has the rest
+    upgrade = sent[0].headers
+    assert upgrade["authorization"] == f"Bearer {UPSTREAM_KEY}" and own not in sent[0].all_header_values
+    assert upgrade["openai-beta"] == "responses_websockets=2026-02-06" and upgrade["originator"] == "codex_exec"
+    assert "x-bridge-ws-ticket" not in upgrade and sent[0].path == "/backend-api/codex/responses"
+    assert proc.wait_for_log("websocket relay").count("websocket relay | endpoint codex") >= 1
+
+
+@pytest.mark.parametrize("serves", [True, False], ids=["relayed", "over-http"])
+def test_a_responses_endpoint_relays_only_when_configured_and_served(proc: ConfiguredBridge, mock: MockUpstream,
+                                                                    serves: bool) -> None:
+    """``websocket: true`` on a Responses endpoint: relayed when its server takes the upgrade; when it does
+    not (most Responses servers), every turn of the connection goes over HTTP, whole."""
+    mock.websocket = serves
+    mock.next_reply(Reply(text="hello"))
+    mock.next_reply(Reply(text="again"))
+    ws = WSClient(proc.port)
+    ws.send({**CREATE, "model": "resp-ws-model", "input": [user("hi")]})
+    first = ws.response()[-1]["response"]
+    ws.send({**CREATE, "model": "resp-ws-model", "previous_response_id": first["id"], "input": [user("more")]})
+    assert ws.response()[-1]["type"] == "response.completed"
+    ws.close()
+    sent = mock.requests
+    assert [r.method for r in sent] == (["WS", "WS"] if serves else ["POST", "POST"])
+    if not serves:  # the bridge sent the whole history instead
+        assert [i["content"][0]["text"] for i in sent[1].json["input"] if i.get("role") == "user"] == ["hi", "more"]
+        assert "no WebSocket" in proc.log()
 
 
 def test_messages_are_bounded_and_text(proc: ConfiguredBridge, mock: MockUpstream) -> None:
