@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections import defaultdict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from .config import Config
@@ -21,8 +21,10 @@ from .plan import plan
 from .routing import detect
 from .sse import SSEDecoder
 from .translate import SSE_TYPE, cut_tail
+from .wssession import Forward, Local, Session
 
-__all__ = ["CLIENT_REQUEST", "DIFFERENCES", "IDS", "UPSTREAM_RESPONSE", "Rerun", "differences", "id_source", "rerun"]
+__all__ = ["CLIENT_REQUEST", "DIFFERENCES", "IDS", "UPSTREAM_RESPONSE", "Rerun", "WebSocketRerun", "differences",
+           "id_source", "rerun", "rerun_websocket"]
 
 # flow.metadata keys the addon writes
 CLIENT_REQUEST = "bridge_client_request"  # {method, url, http_version, headers, content}: as the client sent it
@@ -99,6 +101,62 @@ def rerun(config: Config, metadata: dict[str, Any]) -> Rerun:
         renamed = renamer.body(body) if renamer is not None and status < 400 else body
         out.client_status, out.client_content_type, out.client_body = status, content_type, renamed
     return out
+
+
+@dataclasses.dataclass(slots=True)
+class WebSocketRerun:
+    turns: list[Forward] = dataclasses.field(default_factory=list)  # each turn sent over HTTP, in order
+    # each message the connection answered itself (a warm-up, an error): the frames recorded, and today's
+    answered: list[tuple[list[str], list[str]]] = dataclasses.field(default_factory=list)
+
+
+_ENDS = ("response.completed", "response.failed", "response.incomplete", "error")  # frames that end an answer
+
+
+def rerun_websocket(messages: Iterable[tuple[bool, str]], limit: int) -> WebSocketRerun:
+    """Today's :class:`~addon.wssession.Session` fed a recorded connection's text messages (``(from_client,
+    text)``, in order; ``limit``: ``max_request_bytes``): what each turn would be sent as over HTTP, to compare
+    with the client requests of that connection's turn flows, and the frames it would answer by itself.
+
+    Each client message is answered by the server frames that follow, up to the first that ends an answer
+    (``response.completed`` / ``failed`` / ``incomplete``, or an error frame), as turns run one at a time. A
+    forwarded turn's frames tell the session how it ended, as they told it live (``Session.ended``); a message
+    the session answers itself makes its ids and clock again from that answer's, so a warm-up comes out as
+    recorded and the next message's ``previous_response_id`` names it. A connection whose messages were
+    not all kept (``max_answer_bytes``) cannot be run again whole."""
+    messages = list(messages)
+    frames = [text for from_client, text in messages if not from_client]
+    source, clock = id_source([]), 0  # the ids and clock of the answer in hand
+    session = Session(limit=limit, new_id=lambda prefix: source(prefix), now=lambda: clock)
+    out = WebSocketRerun()
+    at = 0
+    for text in (text for from_client, text in messages if from_client):
+        end = next((i + 1 for i in range(at, len(frames)) if _event_type(frames[i]) in _ENDS), len(frames))
+        answer, at = frames[at:end], end
+        events = [e for e in map(_json, answer) if isinstance(e, dict)]
+        responses = [e["response"] for e in events if isinstance(e.get("response"), dict)]
+        source = id_source([r["id"] for r in responses if isinstance(r.get("id"), str)])
+        clock = next((r["created_at"] for r in responses if isinstance(r.get("created_at"), int)), 0)
+        turn = session.turn(text)
+        if isinstance(turn, Local):
+            out.answered.append((answer, turn.frames))
+        else:
+            out.turns.append(turn)
+            if not any(session.ended(frame) for frame in answer):  # an error frame, or the recording stops
+                session.failed()
+    return out
+
+
+def _json(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+def _event_type(frame: str) -> Any:
+    event = _json(frame)
+    return event.get("type") if isinstance(event, dict) else None
 
 
 def differences(what: str, recorded: bytes | None, now: bytes | None, content_type: str = "") -> list[str]:

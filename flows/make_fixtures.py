@@ -36,7 +36,7 @@ if str(ROOT) not in sys.path:
 
 from tests.conftest import BridgeProcess  # noqa: E402
 from tests.mock_upstream import MockUpstream, Reply, ToolCallSpec  # noqa: E402
-from tests.test_codex_cli import run_codex  # noqa: E402
+from tests.test_codex_cli import EXEC_JS, run_builtin, run_codex  # noqa: E402
 from tests.test_e2e import CLOCK, WEATHER  # noqa: E402
 from tests.test_e2e_matrix import MAX_TOKENS, ask, user  # noqa: E402
 from tests.test_gemini_cli import run_gemini  # noqa: E402
@@ -302,12 +302,60 @@ def gemini_cli_session(mock: MockUpstream) -> None:
             raise RuntimeError(f"Gemini CLI did not finish the task: {result.get('response')!r}")
 
 
+def codex_catalog(path: Path, model: str) -> None:
+    """A model catalog for Codex (``model_catalog_json``) whose one model is its default model of the bundled
+    catalog (the listed one of lowest ``priority``) named ``model``: with ``-m model`` Codex then asks as it does
+    with its default model (code mode's freeform ``exec``, Responses-lite, its developer messages), under a name
+    flows/config.yaml routes. Its base instructions are cut to their first paragraph: the rest, 20 KB of prose,
+    would be in each file five times (both turns' requests as sent and as translated, and the message)."""
+    home = path.parent / "catalog-home"
+    home.mkdir()
+    run = subprocess.run([str(CODEX), "debug", "models", "--bundled"], capture_output=True, text=True, timeout=60,
+                         env={"PATH": os.environ["PATH"], "HOME": str(home), "CODEX_HOME": str(home)},
+                         stdin=subprocess.DEVNULL, check=True)
+    listed = [m for m in json.loads(run.stdout)["models"] if m.get("visibility") == "list"]
+    default = min(listed, key=lambda m: m["priority"])
+    instructions = default["base_instructions"].split("\n\n", 1)[0]
+    messages = {**default["model_messages"], "instructions_template": instructions}  # the same text, used first
+    path.write_text(json.dumps({"models": [{**default, "slug": model, "display_name": model,
+                                            "base_instructions": instructions, "model_messages": messages}]}))
+
+
+def codex_ws_session(upstream: str) -> Callable[[MockUpstream], None]:
+    """The Codex CLI's built-in provider (``openai_base_url``, ``CODEX_API_KEY``) over its WebSocket, routed
+    to ``upstream`` by ``-m UPSTREAM-ws-model`` (Codex's default model under that name, :func:`codex_catalog`):
+    the warm-up, then two turns (tests/test_codex_cli.py's scenario): thinking + a call of the freeform
+    ``exec`` tool, then text; Codex sends the second turn as only what is new (``previous_response_id``)."""
+    model = f"{upstream}-ws-model"
+    usage = USAGE[upstream]
+
+    def run(mock: MockUpstream) -> None:
+        mock.next_reply(Reply(text=None, reasoning="I should run the command.", signature=f"sig-ws-{upstream}",
+                              usage=usage, tool_calls=[ToolCallSpec("call_ws1", "exec", EXEC_JS, kind="custom")]))
+        mock.next_reply(Reply(text="Done: the file says bridge-ok.", usage=usage))
+        with tempfile.TemporaryDirectory() as tmp:
+            catalog = Path(tmp, "catalog.json")
+            codex_catalog(catalog, model)
+            config = f'openai_base_url = "{BRIDGE.url}/v1"\nmodel_catalog_json = "{catalog}"'
+            events, stderr, work, _ = run_builtin(CODEX, Path(tmp), model, config,
+                                                  {"CODEX_API_KEY": CLIENT_KEY})  # raises if Codex fails
+            wrote = (work / "proof.txt").exists()
+        items = [e["item"] for e in events if e.get("type") == "item.completed"]
+        said = [i.get("text") for i in items if i["type"] in ("agent_message", "error")]  # an error: e.g. no metadata
+        if said != ["Done: the file says bridge-ok."] or not wrote:
+            raise RuntimeError(f"codex-ws-to-{upstream}: Codex did not finish the task: {events}")
+        if "Falling back" in stderr or "Reconnecting" in stderr:  # every turn on the one WebSocket
+            raise RuntimeError(f"codex-ws-to-{upstream}: Codex left the WebSocket:\n{stderr[-3000:]}")
+    return run
+
+
 SESSIONS: dict[str, Callable[[MockUpstream], None]] = {
     f"{client}-to-{upstream}": pair_session(client, upstream) for client in CLIENTS for upstream in UPSTREAMS}
 SESSIONS |= {f"{client}-to-gemini": pair_session(client, "gemini") for client in CLIENTS}
 SESSIONS |= {f"gemini-to-{upstream}": gemini_session(upstream) for upstream in (*UPSTREAMS, "gemini")}
 SESSIONS |= {"faults": faults_session, "claude-code-to-chat": claude_code_session,
              "codex-cli-to-anthropic": codex_cli_session, "gemini-cli-to-anthropic": gemini_cli_session}
+SESSIONS |= {f"codex-ws-to-{upstream}": codex_ws_session(upstream) for upstream in (*UPSTREAMS, "gemini")}
 
 
 # --- recording ----------------------------------------------------------------------------------

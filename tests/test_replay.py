@@ -7,7 +7,13 @@ equal ``flow.request``, the client response (status and body bytes) ``flow.respo
 prints ``replay.differences``: JSON path by path, SSE event by event, so it names the field. An
 intended change is re-blessed with ``./bridge.sh bless`` (README "Recorded flows and replay").
 
-Also: no fixture holds a key, and the comparison does report a changed field (so the replay test can fail).
+A WebSocket connection (Codex's built-in provider) is a flow of its own, holding every message; its turns are
+HTTP flows like the rest. Its check feeds the recorded client messages to today's ``addon.wssession.Session``
+(``replay.rerun_websocket``): the body it would send each turn over HTTP must equal the client request recorded
+in that connection's turn flows, and what it answers itself (the warm-up) the frames recorded.
+
+Also: no fixture holds a key (WebSocket messages included), and each comparison does report a change (so
+the replay tests can fail).
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from mitmproxy import http, io
 from addon import replay
 from addon.access import CREDENTIAL_HEADERS
 from addon.config import Config, load_config
+from addon.wssession import Session
 from tests.conftest import MITMDUMP, ROOT, free_ports
 
 FLOWS = ROOT / "flows"
@@ -65,10 +72,55 @@ def read(path: Path) -> list[http.HTTPFlow]:
 
 
 def bridge_flows() -> Iterator[Any]:
+    """Every flow with a client request the bridge recorded. Not a WebSocket connection's own flow: its client
+    request is the upgrade, which is never translated (its turns are flows of their own, which are here; the
+    connection is checked by ``test_websocket_replay_makes_the_recorded_turns``)."""
     for path in FIXTURES:
         for n, flow in enumerate(read(path)):
             if replay.CLIENT_REQUEST in flow.metadata:
                 yield pytest.param(path, n, id=f"{path.stem}[{n}]")
+
+
+def websocket_flows() -> Iterator[Any]:
+    for path in FIXTURES:
+        for n, flow in enumerate(read(path)):
+            if flow.websocket is not None:
+                yield pytest.param(path, n, id=f"{path.stem}[{n}]")
+
+
+def turns_of(path: Path, connection: http.HTTPFlow) -> list[http.HTTPFlow]:
+    """The HTTP turn flows of a recorded WebSocket connection, in the order they were made."""
+    return sorted((f for f in read(path) if f.websocket is None
+                   and f.metadata.get("bridge", {}).get("connection") == connection.id[:8]),
+                  key=lambda f: f.timestamp_created)
+
+
+def compare_websocket(path: Path, connection: http.HTTPFlow) -> list[str]:
+    """Where today's Session, fed the connection's recorded messages, makes other turns than its turn flows
+    hold (the body and the headers ``client_metadata`` asks for), or answers a message itself otherwise."""
+    assert connection.websocket is not None
+    messages = [(m.from_client, m.text) for m in connection.websocket.messages if m.is_text]
+    again = replay.rerun_websocket(messages, config().max_request_bytes)
+    turns = turns_of(path, connection)
+    out: list[str] = []
+    if len(turns) != len(again.turns):
+        out.append(f"turns sent over HTTP: recorded {len(turns)}, now {len(again.turns)}")
+    for n, (turn, now) in enumerate(zip(turns, again.turns, strict=False)):
+        client = turn.metadata[replay.CLIENT_REQUEST]
+        if client["content"] != now.content():
+            out += replay.differences(f"turn {n} request", client["content"], now.content()) or [
+                f"turn {n} request: same JSON, different bytes"]
+        headers = {k.lower(): v for k, v in client["headers"]}
+        out += [f"turn {n} request header {k}: recorded {headers.get(k)!r}, now {v!r}"
+                for k, v in now.headers.items() if headers.get(k) != v]
+    for n, (recorded, frames) in enumerate(again.answered):
+        if len(recorded) != len(frames):
+            out.append(f"answer {n}: recorded {len(recorded)} frames, now {len(frames)}")
+        for i, (a, b) in enumerate(zip(recorded, frames, strict=False)):
+            if a != b:
+                out += replay.differences(f"answer {n} frame {i}", a.encode(), b.encode()) or [
+                    f"answer {n} frame {i}: same JSON, different bytes"]
+    return out
 
 
 def compare(flow: http.HTTPFlow) -> list[str]:
@@ -101,10 +153,59 @@ def test_the_collection_is_there() -> None:
     pairs = {f"{c}-to-{u}.flow" for c in ("anthropic", "chat", "responses", "gemini")
              for u in ("anthropic", "chat", "responses", "codex", "gemini")} - {"gemini-to-gemini.flow"}
     assert pairs | {"gemini-to-gemini.flow", "faults.flow", "claude-code-to-chat.flow", "codex-cli-to-anthropic.flow",
-                    "gemini-cli-to-anthropic.flow"} <= names
+                    "gemini-cli-to-anthropic.flow"} | set(CODEX_WS) <= names
     readme = (FLOWS / "README.md").read_text()
     assert [n for n in sorted(names) if f"`{n}`" not in readme] == [], "fixtures missing from flows/README.md"
     assert sum(p.stat().st_size for p in FIXTURES) < 4_000_000, "keep flows/ small"
+
+
+CODEX_WS = {f"codex-ws-to-{u}.flow": u for u in ("anthropic", "chat", "responses", "codex", "gemini")}
+
+
+@pytest.mark.parametrize("name", CODEX_WS)
+def test_a_codex_websocket_fixture_holds_the_connection_and_its_turns(name: str) -> None:
+    """Codex's built-in provider over its WebSocket: one connection flow with every message (the warm-up,
+    then two turns, each sent as only what is new), and its two turns as HTTP flows to the named upstream,
+    the second carrying the whole history."""
+    flows = read(FLOWS / name)
+    (connection,) = [f for f in flows if f.websocket is not None]
+    assert connection.websocket is not None and connection.metadata["bridge"]["operation"] == "websocket"
+    sent = [json.loads(m.text) for m in connection.websocket.messages if m.from_client]
+    assert [m.get("generate") for m in sent] == [False, None, None]
+    got = [json.loads(m.text) for m in connection.websocket.messages if not m.from_client]
+    done = [e["response"]["id"] for e in got if e["type"] == "response.completed"]
+    assert [m.get("previous_response_id") for m in sent] == [None, *done[:2]] and len(done) == 3
+    turns = turns_of(FLOWS / name, connection)
+    assert len(turns) == 2 and len(flows) == 3
+    for turn in turns:
+        summary = turn.metadata["bridge"]
+        assert (summary["transport"], summary["endpoint"], summary["status"]) == (
+            "websocket", f"mock-{CODEX_WS[name]}", 200), summary
+    first, second = (json.loads(t.metadata[replay.CLIENT_REQUEST]["content"]) for t in turns)
+    assert "previous_response_id" not in first and "previous_response_id" not in second
+    assert second["input"][:len(first["input"])] == first["input"]  # the history, then the call and its output
+    assert [i["type"] for i in sent[2]["input"]] == [i["type"] for i in second["input"][-len(sent[2]["input"]):]]
+
+
+@pytest.mark.parametrize(("path", "n"), list(websocket_flows()))
+def test_websocket_replay_makes_the_recorded_turns(path: Path, n: int) -> None:
+    connection = read(path)[n]
+    assert turns_of(path, connection), f"{path.name} flow {n}: a connection without turn flows"
+    diffs = compare_websocket(path, connection)
+    assert not diffs, (f"{path.name} flow {n} (WebSocket connection {connection.id[:8]}): today's session makes "
+                       f"other turns of its messages than recorded ({len(diffs)}):\n  " + "\n  ".join(diffs))
+
+
+def test_a_changed_websocket_expansion_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The WebSocket check can fail: a Session that keeps the last response's id but not its context sends
+    the second turn with only what Codex sent, and the check names the turn and the field."""
+    path = FLOWS / "codex-ws-to-chat.flow"
+    connection = next(f for f in read(path) if f.websocket is not None)
+    assert compare_websocket(path, connection) == []
+    keep = Session._keep
+    monkeypatch.setattr(Session, "_keep", lambda self, response_id, context: keep(self, response_id, []))
+    diffs = compare_websocket(path, connection)
+    assert len(diffs) == 1 and diffs[0].startswith("turn 1 request: $.input: recorded ["), diffs
 
 
 @pytest.mark.parametrize(("path", "n"), list(bridge_flows()))
@@ -133,22 +234,27 @@ def _strings(value: Any) -> Iterator[bytes]:
 @pytest.mark.parametrize("path", FIXTURES, ids=[p.stem for p in FIXTURES])
 def test_no_fixture_holds_a_key(path: Path) -> None:
     for n, flow in enumerate(read(path)):
-        where = f"{path.name} flow {n}"
-        client = flow.metadata.get(replay.CLIENT_REQUEST, {})
-        headers = [(k.decode(), v.decode()) for k, v in flow.request.headers.fields]
-        headers += [tuple(pair) for pair in client.get("headers", [])]
-        for name, value in headers:
-            if name.lower() in KEY_HEADERS:
-                assert value == REDACTED, f"{where}: header {name} is not redacted"
-        for url in (flow.request.url, client.get("url", "")):  # the upstream's URL and the client's
-            for name, value in parse_qsl(urlsplit(url).query, keep_blank_values=True):
-                if name.lower() in KEY_QUERY:
-                    assert value == REDACTED, f"{where}: query parameter {name} of {url.split('?')[0]} is not redacted"
-        for text in _strings(flow.get_state()):  # request, response, metadata, comment: everything
-            found = KEY_SHAPES.search(text) or QUERY_KEY_SHAPE.search(text)
-            assert found is None, f"{where}: something shaped like a key: {found.group()[:12]!r}…"
-            for key in KNOWN_KEYS:
-                assert key not in text, f"{where}: the key {key!r} is in the flow"
+        assert_no_key(flow, f"{path.name} flow {n}")
+
+
+def assert_no_key(flow: http.HTTPFlow, where: str) -> None:
+    """No credential header or query parameter unredacted, nothing shaped like a key anywhere in the flow:
+    a WebSocket connection's upgrade request and every message of it included."""
+    client = flow.metadata.get(replay.CLIENT_REQUEST, {})
+    headers = [(k.decode(), v.decode()) for k, v in flow.request.headers.fields]
+    headers += [tuple(pair) for pair in client.get("headers", [])]
+    for name, value in headers:
+        if name.lower() in KEY_HEADERS:
+            assert value == REDACTED, f"{where}: header {name} is not redacted"
+    for url in (flow.request.url, client.get("url", "")):  # the upstream's URL and the client's
+        for name, value in parse_qsl(urlsplit(url).query, keep_blank_values=True):
+            if name.lower() in KEY_QUERY:
+                assert value == REDACTED, f"{where}: query parameter {name} of {url.split('?')[0]} is not redacted"
+    for text in _strings(flow.get_state()):  # request, response, metadata, comment: everything
+        found = KEY_SHAPES.search(text) or QUERY_KEY_SHAPE.search(text)
+        assert found is None, f"{where}: something shaped like a key: {found.group()[:12]!r}…"
+        for key in KNOWN_KEYS:
+            assert key not in text, f"{where}: the key {key!r} is in the flow"
 
 
 def test_key_check_finds_a_key() -> None:
@@ -159,6 +265,18 @@ def test_key_check_finds_a_key() -> None:
     assert QUERY_KEY_SHAPE.search(b"/v1beta/models/m:generateContent?KEY=abc")
     assert not QUERY_KEY_SHAPE.search(b"/v1beta/models/m:streamGenerateContent?alt=sse&key=[REDACTED]")
     assert not QUERY_KEY_SHAPE.search(b"/v1beta/models/m:generateContent?key=%5BREDACTED%5D")
+
+
+def test_key_check_reads_websocket_connections() -> None:
+    """A Codex connection's upgrade carried the client's key (recorded blanked), and the scan reads every
+    message of the connection: a key in one is found."""
+    connection = copy.deepcopy(next(f for f in read(FLOWS / "codex-ws-to-anthropic.flow") if f.websocket))
+    assert connection.request.headers["authorization"] == REDACTED and connection.websocket is not None
+    assert_no_key(connection, "the connection")
+    message = connection.websocket.messages[0]  # Codex's warm-up
+    message.content = message.text.replace('"model":', '"note":"fixture-client-key","model":', 1).encode()
+    with pytest.raises(AssertionError, match="the key b'fixture-client-key' is in the flow"):
+        assert_no_key(connection, "the connection")
 
 
 def test_gemini_keys_are_recorded_redacted() -> None:
