@@ -69,5 +69,7 @@ def log_flow(flow: http.HTTPFlow, summary: Summary, status: int | None, usage: U
     else:
         flow.comment = (f"{'✗ ' if failed else ''}{s.get('client_format')} → {s.get('upstream_format', '-')} · "
                         f"{s.get('endpoint', '-')} · {model_label(s)} · {shown} · {tokens}")
+        if s.get("transport") == "websocket":
+            flow.comment += f" · websocket turn of {s.get('connection', '?')}"
     if failed:
         flow.marked = ":warning:"

@@ -178,6 +178,7 @@ class Forward:
         req.path = self.front.admit(ticket)
         self.ws_bounds.serve(flow, config.max_request_bytes)
         flow.metadata["bridge"] = {"client_format": "responses", "operation": "websocket", "mode": "websocket"}
+        flow.comment = f"responses · websocket · its turns: flows naming {flow.id[:8]}"  # mitmweb's list
         logger.info("websocket responses | connection opened | turns go to %s%s | req %s", redacted_url(url),
                     f" through {proxy}" if proxy else "", flow.id[:8])
         return True

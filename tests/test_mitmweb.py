@@ -225,3 +225,46 @@ def test_mitmweb_shows_the_sse_and_translation_views(page: Any, mitmweb: Mitmweb
     assert page.locator(".contentview h5").inner_text() == "SSE"
     page.screenshot(path=str(tmp_path / "mitmweb-sse.png"))
     _keep(tmp_path / "mitmweb-sse.png")
+
+
+def test_mitmweb_shows_a_codex_websocket_session(page: Any, mitmweb: Mitmweb, mock: MockUpstream,
+                                                 tmp_path: Path) -> None:
+    """Issue 16: a Responses client over WebSocket (as Codex sends it) shows as its connection, every message
+    each way, and each turn as a flow of its own with the Translation views."""
+    from tests.ws_client import WSClient
+
+    mock.next_reply(text=TEXT, model=UPSTREAM_MODEL, piece=len(TEXT))
+    ws = WSClient(mitmweb.proxy_port, headers={"authorization": f"Bearer {CLIENT_KEY}"})
+    create = {"type": "response.create", "model": MODEL, "stream": True, "store": False,
+              "input": [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Hi."}]}]}
+    ws.send({**create, "input": [], "generate": False})
+    warm = ws.response()[-1]["response"]["id"]
+    ws.send({**create, "previous_response_id": warm})
+    assert ws.response()[-1]["type"] == "response.completed"
+    ws.close()
+
+    deadline, flows = time.monotonic() + 10, []
+    while time.monotonic() < deadline:
+        flows = mitmweb.api("/flows")
+        if len(flows) == 2 and all(f["response"] and f["comment"] for f in flows):
+            break
+        time.sleep(0.1)
+    (connection,) = [f for f in flows if f.get("websocket")]
+    (turn,) = [f for f in flows if not f.get("websocket")]
+    assert connection["request"]["path"] == "/v1/responses" and connection["response"]["status_code"] == 101
+    assert connection["comment"].startswith("responses · websocket")
+    assert turn["comment"].startswith("responses → chat"), turn["comment"]
+    assert turn["comment"].endswith(f"websocket turn of {connection['id'][:8]}"), turn["comment"]
+    assert mitmweb.api(f"/flows/{turn['id']}/response/content/auto.json")["view_name"] == "Translation"
+    messages = mitmweb.api(f"/flows/{connection['id']}/messages/content/auto.json")
+    sent = [m for m in messages if m["from_client"]]
+    assert len(sent) == 2 and len(messages) > 6, messages  # the warm-up and the turn, then their events
+    assert any("response.output_text.delta" in json.dumps(m) for m in messages if not m["from_client"])
+
+    page.goto(f"{mitmweb.web}/?token={PASSWORD}")
+    page.locator("tr", has_text="/v1/responses").filter(has_text="101").first.click()
+    _widen_detail(page)
+    page.locator(".flow-detail nav a", has_text="WebSocket").click()
+    _wait_for_text(page.locator(".flow-detail").inner_text, ["response.create", "response.completed", TEXT])
+    page.screenshot(path=str(tmp_path / "mitmweb-websocket.png"))
+    _keep(tmp_path / "mitmweb-websocket.png")
