@@ -110,6 +110,8 @@ def small_body(fmt: str, model: str) -> dict[str, Any]:
                 "messages": [{"role": "user", "content": "Say hello."}]}
     if fmt == "responses":
         return {"model": model, "stream": True, "input": "Say hello."}
+    if fmt == "gemini":  # the model and the stream flag are in Gemini's path
+        return {"contents": [{"role": "user", "parts": [{"text": "Say hello."}]}]}
     raise ValueError(fmt)
 
 
@@ -124,7 +126,8 @@ def in_format(fmt: str, anthropic_body: dict[str, Any]) -> dict[str, Any]:
     counter = iter(range(10**9))
     ctx = Context(new_id=lambda prefix: f"{prefix}bench{next(counter):08d}", created=1_700_000_000, request=request)
     out = get(fmt).render_request(request, ctx)
-    out["stream"] = True
+    if fmt != "gemini":  # Gemini's stream flag is in its path
+        out["stream"] = True
     if fmt == "chat":
         out["stream_options"] = {"include_usage": True}
     return out

@@ -30,7 +30,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from addon import translate  # noqa: E402
-from addon.formats import FORMATS, Format  # noqa: E402
+from addon.formats import FORMATS, Format, Operation  # noqa: E402
 from addon.formats.common import Context  # noqa: E402
 from addon.ir import (  # noqa: E402
     BlockDelta,
@@ -46,11 +46,17 @@ from addon.ir import (  # noqa: E402
 )
 from bench.bodies import in_format, large_body, small_body  # noqa: E402
 
-SHORT = {"anthropic": "A", "chat": "C", "responses": "R"}
+SHORT = {"anthropic": "A", "chat": "C", "responses": "R", "gemini": "G"}
 LONG = {v: k for k, v in SHORT.items()}
 TOOLS = {"anthropic": [{"name": "run", "description": "Run", "input_schema": {"type": "object"}}],
          "chat": [{"type": "function", "function": {"name": "run", "parameters": {"type": "object"}}}],
-         "responses": [{"type": "function", "name": "run", "parameters": {"type": "object"}}]}
+         "responses": [{"type": "function", "name": "run", "parameters": {"type": "object"}}],
+         "gemini": [{"functionDeclarations": [{"name": "run", "parametersJsonSchema": {"type": "object"}}]}]}
+
+
+def op(client: str) -> Operation | None:
+    """What a format that puts the model and stream flag in its path (Gemini) has there."""
+    return Operation(client, "generate", model="bench-model", stream=True) if client == "gemini" else None
 
 
 def ctx() -> Context:
@@ -85,7 +91,8 @@ def client_body(client: str) -> bytes:
 
 def run_pair(client: str, upstream: str, chunks: list[bytes]) -> tuple[float, int]:
     """Seconds to translate the whole stream, and client bytes produced."""
-    exchange, _ = translate.Exchange.start(FORMATS[client], FORMATS[upstream], client_body(client), ctx())
+    exchange, _ = translate.Exchange.start(FORMATS[client], FORMATS[upstream], client_body(client), ctx(),
+                                           op=op(client))
     t = exchange.stream()
     start = time.process_time()
     size = 0
@@ -134,8 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     for upstream in FORMATS:  # pass-through with a model rewrite: only events naming the model are parsed
         chunks = streams[upstream]
 
-        def renamed(ch: list[bytes] = chunks) -> float:
-            r = translate.ModelRenamer("upstream-model", "client-model")
+        def renamed(ch: list[bytes] = chunks, fmt: Format = FORMATS[upstream]) -> float:
+            r = translate.ModelRenamer("upstream-model", "client-model", fmt.rename_model)
             start = time.process_time()
             for chunk in ch:
                 r.feed(chunk)
@@ -153,11 +160,11 @@ def main(argv: list[str] | None = None) -> int:
         for upstream in ("chat", "anthropic"):
             if client == upstream:
                 continue
-            out_len = len(translate.Exchange.start(FORMATS[client], FORMATS[upstream], body, ctx())[1])
+            out_len = len(translate.Exchange.start(FORMATS[client], FORMATS[upstream], body, ctx(), op=op(client))[1])
 
             def start(c: str = client, u: str = upstream, b: bytes = body) -> float:
                 t0 = time.process_time()
-                translate.Exchange.start(FORMATS[c], FORMATS[u], b, ctx())
+                translate.Exchange.start(FORMATS[c], FORMATS[u], b, ctx(), op=op(c))
                 return time.process_time() - t0
 
             ms = best(start, args.repeat) * 1e3

@@ -26,6 +26,24 @@ def test_tiny_run_prints_the_tables(capsys: pytest.CaptureFixture[str]) -> None:
     assert "first error" not in out
 
 
+def test_micro_runs_every_format_pair(capsys: pytest.CaptureFixture[str]) -> None:
+    """``bench micro`` walks the format registry: a new format needs its small body, tools and path op."""
+    from addon.formats import FORMATS
+    from bench import micro
+
+    assert micro.main(["--events", "20", "--repeat", "1"]) == 0
+    out = capsys.readouterr().out
+    short = micro.SHORT
+    for client in FORMATS:
+        assert f"\n{short[client]}={short[client]} " in out, out  # pass-through with a model rewrite
+        for upstream in FORMATS:
+            if client != upstream:
+                assert f"\n{short[client]}→{short[upstream]} " in out, out
+    for client in FORMATS:
+        if client != "chat":
+            assert f"\n{short[client]}→C " in out.split("request rewrite")[1], out
+
+
 def chat_stream(order: list[int], done: bool = True) -> bytes:
     head, body, tail = _rendered("chat", "chat-e3-b8-d0-t0")  # tail: finish, usage, [DONE], terminator
     return b"".join([*head, *(body[i] for i in order), *(tail if done else [*tail[:2], tail[3]])])
