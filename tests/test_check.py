@@ -203,6 +203,19 @@ def test_responses_endpoint_passes(mock: MockUpstream, tmp_path: Path) -> None:
     assert mock.requests[0].json["max_output_tokens"] == 16 and mock.requests[0].json["store"] is False
 
 
+def test_gemini_endpoint_passes(mock: MockUpstream, tmp_path: Path) -> None:
+    """A ``url_gemini`` endpoint: asked in its own format at its own path, the key in ``x-goog-api-key``."""
+    mock.gemini_api_key = KEY
+    ep = {"name": "gem", "url_gemini": mock.url, "api_key_env": KEY_ENV}
+    run = run_check(write_config(tmp_path, ep))
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert {k[1] for k, v in rows(run.stdout).items() if v[0] == "OK"} >= {"gemini", "gemini stream"}, run.stdout
+    assert [r.path for r in mock.requests] == ["/v1beta/models/gemini-2.5-flash:generateContent",
+                                               "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"]
+    assert all(r.headers["x-goog-api-key"] == KEY and "authorization" not in r.headers for r in mock.requests)
+    assert KEY not in run.stdout + run.stderr
+
+
 # --- failures -----------------------------------------------------------------------------------
 
 
