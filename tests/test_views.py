@@ -374,3 +374,23 @@ def test_install_is_idempotent_and_a_reloaded_module_replaces_its_views() -> Non
         views.VIEWS = saved
         views.install()
     assert type(contentviews.registry["sse"]) is views.SSEContentview
+
+
+@pytest.mark.parametrize("fixture", ["gemini-to-chat", "chat-to-gemini"])
+def test_translation_view_of_the_gemini_fixtures(fixture: str) -> None:
+    """A Gemini exchange opens in mitmweb like the others: each side labelled with its format, a Gemini
+    stream as numbered events (``alt=sse`` has no event names), the streamed turn first in each fixture."""
+    with (Path(__file__).resolve().parent.parent / "flows" / f"{fixture}.flow").open("rb") as f:
+        flow = next(fl for fl in io.FlowReader(f).stream() if isinstance(fl, http.HTTPFlow))
+    assert flow.response is not None
+    client, upstream = fixture.split("-to-")
+    request = render(flow.request, flow)
+    assert request.view_name == "Translation"
+    assert f"client request ({client}) · POST" in request.text
+    assert f"upstream request ({upstream}) · POST" in request.text
+    if upstream == "gemini":
+        assert ":streamGenerateContent?alt=sse" in request.text and "key=" not in request.text
+    response = render(flow.response, flow)
+    events = lines_of(body_of(section(response.text, f"{'client' if client == 'gemini' else 'upstream'} response "
+                                                       "(gemini) · 200 OK")))
+    assert events and all(name is None and "candidates" in data for _, name, data in events)
