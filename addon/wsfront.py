@@ -40,7 +40,7 @@ from wsproto.events import (
 
 from .sse import SSEDecoder
 from .wssession import Forward, Session, error_frame
-from .wsupstream import SocketRefused, SocketTarget, UpstreamSocket
+from .wsupstream import Joiner, SocketRefused, SocketTarget, UpstreamSocket
 
 __all__ = ["TICKET_HEADER", "TURN", "WS_URL", "Ticket", "WebSocketFront"]
 
@@ -186,24 +186,23 @@ class _Connection:
             logger.info("websocket responses | connection closed | %d message(s)", self._count)
 
     async def _read(self) -> None:
-        pieces: list[str] = []
-        size = 0
+        joiner = Joiner(self._ticket.limit)
         while True:
             data = await self._reader.read(65536)
             self._ws.receive_data(data or None)
             for event in self._ws.events():
                 if isinstance(event, TextMessage):
-                    pieces.append(event.data)
-                    size += len(event.data)
-                    if size > self._ticket.limit:
-                        self._close(1009, f"a message is over {self._ticket.limit} bytes (max_request_bytes)")
+                    try:
+                        text = joiner.add(event)
+                    except OverflowError as e:
+                        self._close(1009, f"{e} (max_request_bytes)")
                         return
-                    if event.message_finished:
-                        if self._turns.full():
-                            self._close(1008, f"more than {_QUEUED} messages wait for the turn in flight")
-                            return
-                        self._turns.put_nowait("".join(pieces))
-                        pieces, size = [], 0
+                    if text is None:
+                        continue
+                    if self._turns.full():
+                        self._close(1008, f"more than {_QUEUED} messages wait for the turn in flight")
+                        return
+                    self._turns.put_nowait(text)
                 elif isinstance(event, BytesMessage):
                     self._close(1003, "the Responses API takes text messages")
                     return

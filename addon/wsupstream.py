@@ -28,7 +28,28 @@ from wsproto.events import (
     TextMessage,
 )
 
-__all__ = ["SocketRefused", "SocketTarget", "UpstreamSocket"]
+__all__ = ["Joiner", "SocketRefused", "SocketTarget", "UpstreamSocket"]
+
+
+class Joiner:
+    """A WebSocket's text messages joined from their frames, each within ``limit`` characters (a peer
+    never sets how much is held)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._pieces: list[str] = []
+        self._size = 0
+
+    def add(self, frame: TextMessage) -> str | None:
+        """The whole message once its last frame is in, else None; :class:`OverflowError` past the limit."""
+        self._pieces.append(frame.data)
+        self._size += len(frame.data)
+        if self._size > self.limit:
+            raise OverflowError(f"a message is over {self.limit} bytes")
+        if not frame.message_finished:
+            return None
+        text, self._pieces, self._size = "".join(self._pieces), [], 0
+        return text
 
 
 class SocketRefused(Exception):
@@ -113,21 +134,19 @@ class UpstreamSocket:
 
     async def frames(self) -> AsyncIterator[str]:
         """Each text message from the upstream, as it arrives, until it closes (then ``closed``)."""
-        pieces: list[str] = []
-        size = 0
+        joiner = Joiner(self._limit)
         while not self.closed:
             data = await self._reader.read(65536)
             self._ws.receive_data(data or None)
             for event in self._ws.events():
                 if isinstance(event, TextMessage):
-                    pieces.append(event.data)
-                    size += len(event.data)
-                    if size > self._limit:
+                    try:
+                        text = joiner.add(event)
+                    except OverflowError:
                         self.close()
                         return
-                    if event.message_finished:
-                        yield "".join(pieces)
-                        pieces, size = [], 0
+                    if text is not None:
+                        yield text
                 elif isinstance(event, Ping):
                     self._writer.write(self._ws.send(event.response()))
                 elif isinstance(event, CloseConnection):
