@@ -238,8 +238,8 @@ class _Connection:
                     await self._forward(turn)
                 else:
                     await self._send(turn.frames)
-            except (ConnectionError, asyncio.CancelledError):
-                raise
+            except ConnectionError:  # the client went away: its reader ends the connection
+                return
             except Exception as e:  # a bug: this turn fails honestly, the connection goes on
                 logger.exception("the bridge failed on a websocket turn")
                 self._session.failed()
@@ -271,13 +271,16 @@ class _Connection:
                 return False
         self._session.track(json.loads(text))
         started, ended, last = time.monotonic(), False, "-"
-        await upstream.send(target.message)
-        async for frame in upstream.frames():
-            frame = target.shown(frame)
-            await self._send([frame])
-            if self._ended(frame):
-                ended, last = True, frame[:80]
-                break
+        try:
+            await upstream.send(target.message)
+            async for frame in upstream.frames():
+                frame = target.shown(frame)
+                await self._send([frame])
+                if self._ended(frame):
+                    ended, last = True, frame[:80]
+                    break
+        except OSError as e:  # the upstream reset (or the client left: the error frame below finds out)
+            logger.info("websocket relay | endpoint %s | the connection failed: %s", target.endpoint, e)
         if not ended:
             upstream.close()
             self._session.failed()

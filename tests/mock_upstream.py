@@ -1014,6 +1014,8 @@ class _Handler(BaseHTTPRequestHandler):
                     if event.message_finished:
                         last = self._ws_turn(ws, "".join(text), headers, last)
                         text = []
+                        if last == "cut":  # the scripted cut_after: the connection drops mid-answer
+                            return
                 elif isinstance(event, wsevents.Ping):
                     self.connection.sendall(ws.send(event.response()))
                 elif isinstance(event, wsevents.CloseConnection):
@@ -1036,8 +1038,12 @@ class _Handler(BaseHTTPRequestHandler):
             frames = [f for f in frames if f["type"] in ("response.created", "response.in_progress",
                                                             "response.completed")]
         else:
-            frames = [json.loads(e.split(b"data: ", 1)[1]) for e in responses_events(
-                self.server.mock._take_reply(), message)]
+            reply = self.server.mock._take_reply()
+            frames = [json.loads(e.split(b"data: ", 1)[1]) for e in responses_events(reply, message)]
+            if reply.cut_after is not None:
+                for frame in frames[:reply.cut_after]:
+                    self.connection.sendall(ws.send(wsevents.TextMessage(data=json.dumps(frame))))
+                return "cut"
         fresh = f"resp_ws{uuid.uuid4().hex[:20]}"  # each response its own id: the state check means something
         for frame in frames:
             if isinstance(frame.get("response"), dict):

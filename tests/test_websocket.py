@@ -347,3 +347,20 @@ def test_a_message_is_cut_inside_mitmproxy_before_it_is_whole(proc: ConfiguredBr
     assert list(ws.frames()) == [] and ws.closed is not None and ws.closed.code == 1009
     assert "over 200000 bytes" in proc.wait_for_log("websocket closed by the bridge (1009)")
     assert mock.requests == []
+
+
+def test_an_upstream_websocket_that_drops_mid_answer_is_an_error_frame(proc: ConfiguredBridge,
+                                                                       mock: MockUpstream) -> None:
+    """Relayed: what came goes to the client, then a 5xx error frame (Codex reconnects and resends), never a
+    connection that waits forever; the next message opens a new upstream connection."""
+    mock.next_reply(Reply(text="abcdefgh", cut_after=4))
+    ws = WSClient(proc.port)
+    ws.send({**CREATE, "model": "codex-mini", "input": [user("hi")]})
+    events = ws.response()
+    assert events[0]["type"] == "response.created" and len(events) == 5, events
+    assert events[-1]["type"] == "error" and events[-1]["status"] == 502
+    mock.next_reply(Reply(text="again"))
+    ws.send({**CREATE, "model": "codex-mini", "input": [user("hi")]})
+    assert ws.response()[-1]["type"] == "response.completed"
+    ws.close()
+    assert [r.method for r in mock.requests] == ["WS", "WS"]
