@@ -200,6 +200,7 @@ class Request:
     include_usage: bool = False  # the client asked for usage in its stream (Chat stream_options)
     user: str | None = None
     cache_key: str | None = None  # OpenAI prompt_cache_key: routes requests to a warm prompt cache
+    cache_retention: str | None = None  # OpenAI prompt_cache_retention: how long that cache is kept ("24h")
     warnings: tuple[str, ...] = ()  # what the parse dropped or approximated
 
 

@@ -204,11 +204,24 @@ def _attempt(p: Plan, config: Config, op: Operation, r: Route, data: JSON, body:
                   max_tokens_limit=ep.max_tokens_limit, drop_params=ep.drop_params, flavor=r.flavor,
                   budget=Budget(config.max_answer_bytes))
     p.exchange, p.body = Exchange.start(p.client, upstream, data, ctx, upstream_model=r.upstream_model,
-                                        show_upstream_model=ep.show_target_model, redact=redact, op=op)
+                                        show_upstream_model=ep.show_target_model, redact=redact, op=op,
+                                        cache_key=_session(headers))
     p.summary.update({"mode": "conversion", "warnings": list(p.exchange.warnings)})
     p.url = _with_query(upstream.upstream_url(r.base, r.upstream_model, p.exchange.upstream_stream, op.kind), suffix)
     p.set_headers.update({"content-type": "application/json", "accept-encoding": "identity"})
     _headers(p, config, r, upstream, headers)
+
+
+# Headers a client names its session in: Claude Code's, and the Codex CLI's (whose body has its own key too).
+_SESSION_HEADERS = ("x-claude-code-session-id", "session-id")
+
+
+def _session(headers: Mapping[str, str]) -> str | None:
+    """The client's session, as the prompt cache key of an upstream that routes by one (OpenAI's): the
+    requests of one session land on the same cache, whatever format the client speaks (issue 17)."""
+    lowered = {k.lower(): v for k, v in headers.items()}
+    session = next((lowered[h] for h in _SESSION_HEADERS if lowered.get(h)), None)
+    return session[:64] if session else None
 
 
 def _with_query(url: str, query: str) -> str:

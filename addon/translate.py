@@ -96,12 +96,14 @@ class Exchange:
     @classmethod
     def start(cls, client: Format, upstream: Format, body: bytes | JSON, ctx: Context, *,
               upstream_model: str | None = None, show_upstream_model: bool = False,
-              redact: Callable[[str], str] = str, op: Operation | None = None) -> tuple[Exchange, bytes]:
+              redact: Callable[[str], str] = str, op: Operation | None = None,
+              cache_key: str | None = None) -> tuple[Exchange, bytes]:
         """Parse the client body (or take it parsed) and render the upstream body.
 
         ``upstream_model`` is what the upstream is asked for (a model rewrite); answers show the
         client's own model name unless ``show_upstream_model``. ``op`` carries the model and stream
-        flag of a format that puts them in the path. Raises :class:`BridgeError`.
+        flag of a format that puts them in the path. ``cache_key``: the upstream's prompt cache key when
+        the body names none (the client's session). Raises :class:`BridgeError`.
         """
         data = body if isinstance(body, dict) else parse_json_body(body)
         try:
@@ -110,6 +112,8 @@ class Exchange:
             # A shape the parser's own checks did not name: still the client's input, still a 400.
             raise BadRequest(f"request body has a field of an unexpected type or shape ({type(e).__name__}: {e})"
                              ) from None
+        if cache_key and request.cache_key is None:  # the client's session, where its body names no cache key
+            request = replace(request, cache_key=cache_key)
         if op is not None and op.model is not None:
             request = replace(request, model=op.model)
         if op is not None and op.stream is not None:

@@ -980,3 +980,54 @@ def test_url_query_and_auth_mistakes_are_named_at_load(text: str, needle: str) -
     with pytest.raises(ConfigError) as e:
         cfg(f"endpoints:\n  - name: e\n    {text}\n")
     assert needle in str(e.value)
+
+
+# --- prompt caching across formats (issue 17) -----------------------------------------------------
+
+CACHE_CONFIG = """\
+endpoints:
+  - name: chat
+    url_openai: http://127.0.0.1:9/v1
+    models: ["to-chat"]
+  - name: responses
+    url_openai: http://127.0.0.1:9/v1
+    openai_preference: responses
+    models: ["to-responses"]
+  - name: codex
+    url_codex: http://127.0.0.1:9/backend-api/codex
+    models: ["to-codex"]
+  - name: anthropic
+    url_anthropic: http://127.0.0.1:9
+    models: ["to-anthropic"]
+"""
+SESSION = "5d6f0c2e-1a2b-4c3d-8e9f-0a1b2c3d4e5f"
+
+
+@pytest.mark.parametrize("model", ["to-chat", "to-responses", "to-codex"])
+def test_claude_codes_session_is_the_prompt_cache_key_of_an_openai_upstream(model: str) -> None:
+    """OpenAI routes a prompt to a warm cache by ``prompt_cache_key``: Claude Code's requests of one session
+    carry the same one (its session header), so they land on the same cache, turn after turn."""
+    config = cfg(CACHE_CONFIG)
+    sent = [json.loads(run(config, "anthropic", model=model, headers={"X-Claude-Code-Session-Id": SESSION},
+                           body={**request_body("anthropic", model, text)}).body or b"{}")
+            for text in ("turn one", "turn two")]
+    assert [s["prompt_cache_key"] for s in sent] == [SESSION, SESSION]
+    without = json.loads(run(config, "anthropic", model=model).body or b"{}")
+    assert "prompt_cache_key" not in without  # no session, no key made up
+
+
+def test_a_clients_own_cache_key_and_retention_go_on_across_openai_apis() -> None:
+    config = cfg(CACHE_CONFIG)
+    body = {**request_body("chat", "to-responses"), "prompt_cache_key": "mine", "prompt_cache_retention": "24h"}
+    sent = json.loads(run(config, "chat", body, headers={"session-id": SESSION}).body or b"{}")
+    assert (sent["prompt_cache_key"], sent["prompt_cache_retention"]) == ("mine", "24h")  # the client's wins
+    back = {**request_body("responses", "to-chat"), "prompt_cache_retention": "in_memory"}
+    assert json.loads(run(config, "responses", back).body or b"{}")["prompt_cache_retention"] == "in_memory"
+    codex = json.loads(run(config, "chat", {**body, "model": "to-codex"}).body or b"{}")
+    assert "prompt_cache_retention" not in codex and codex["prompt_cache_key"] == "mine"
+
+
+def test_an_anthropic_upstream_gets_no_cache_key() -> None:
+    sent = json.loads(run(cfg(CACHE_CONFIG), "chat", {**request_body("chat", "to-anthropic"),
+                                                       "prompt_cache_key": "mine"}).body or b"{}")
+    assert not {"prompt_cache_key", "prompt_cache_retention"} & set(sent)

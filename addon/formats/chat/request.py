@@ -51,7 +51,7 @@ REQUIRED_HEADERS: dict[str, str] = {}
 # Request fields the IR carries; any other (logprobs, seed, penalties, store, …) is reported.
 _TRANSLATED = {"model", "messages", "tools", "tool_choice", "parallel_tool_calls", "max_completion_tokens",
                "max_tokens", "temperature", "top_p", "stop", "response_format", "reasoning_effort", "stream",
-               "stream_options", "safety_identifier", "user", "prompt_cache_key", "n"}
+               "stream_options", "safety_identifier", "user", "prompt_cache_key", "prompt_cache_retention", "n"}
 _MAX_ID = 40  # Chat tool-call ids longer than 40 chars have been rejected (formats.md §5.5)
 
 
@@ -99,6 +99,7 @@ def parse_request(body: JSON) -> Request:
         include_usage=stream and bool(stream_options.get("include_usage")),
         user=opt_str(body, "safety_identifier") or opt_str(body, "user"),
         cache_key=opt_str(body, "prompt_cache_key"),
+        cache_retention=opt_str(body, "prompt_cache_retention"),
         warnings=tuple(warnings),
     )
 
@@ -305,6 +306,8 @@ def render_request(req: Request, ctx: Context) -> JSON:
         ctx.warnings.append("metadata.user_id longer than 128 characters dropped")
     if req.cache_key:
         body["prompt_cache_key"] = req.cache_key
+    if req.cache_retention:
+        body["prompt_cache_retention"] = req.cache_retention
     if req.stream:
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}  # or the stream carries no usage at all

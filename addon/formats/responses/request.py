@@ -55,7 +55,7 @@ REQUIRED_HEADERS: dict[str, str] = {}
 # stream); any other (metadata, truncation, client_metadata, …) is reported.
 _TRANSLATED = {"model", "input", "instructions", "tools", "tool_choice", "parallel_tool_calls", "max_output_tokens",
                "temperature", "top_p", "text", "reasoning", "stream", "stream_options", "safety_identifier", "user",
-               "prompt_cache_key", "store", "include"}
+               "prompt_cache_key", "prompt_cache_retention", "store", "include"}
 _ASSISTANT_ITEMS = {"reasoning", "function_call", "custom_tool_call"}
 _OUTPUT_ITEMS = {"function_call_output", "custom_tool_call_output"}
 _DEFAULT_INSTRUCTIONS = "You are a helpful assistant."  # the Codex backend refuses a request without any (§6.6)
@@ -101,6 +101,7 @@ def parse_request(body: JSON) -> Request:
         stream=bool(opt_bool(body, "stream")),
         user=opt_str(body, "safety_identifier") or opt_str(body, "user"),
         cache_key=opt_str(body, "prompt_cache_key"),
+        cache_retention=opt_str(body, "prompt_cache_retention"),
         warnings=tuple(warnings),
     )
 
@@ -304,6 +305,10 @@ def render_request(req: Request, ctx: Context) -> JSON:
                                                 else "safety_identifier is limited to 128 characters"))
     if req.cache_key:
         body["prompt_cache_key"] = req.cache_key
+    if req.cache_retention and not codex:  # the Codex CLI never sends it to its backend: neither does the bridge
+        body["prompt_cache_retention"] = req.cache_retention
+    elif req.cache_retention:
+        ctx.warnings.append("prompt_cache_retention not sent to the Codex backend")
     body["store"] = False  # the API stores by default: a privacy problem, and refused by Codex (§7.23)
     if req.stream or codex:
         body["stream"] = True  # Codex refuses anything else; the addon folds it for a non-streaming client
