@@ -108,6 +108,7 @@ class Endpoint:
     idle_timeout: float | None = None  # seconds of silence in a begun stream before it is failed
     codex_home: str | None = None  # auth: codex-login: the Codex home whose auth.json login is used
     websocket: bool = False  # its Responses URL serves WebSocket: a Codex connection is relayed as one
+    prompt_cache: bool = True  # auto: prompt-cache breakpoints placed for an Anthropic upstream (off: none)
 
     def url(self, key: str) -> str | None:
         """The base URL configured under ``key`` (``url_openai``, …), if any."""
@@ -158,7 +159,7 @@ _LOG_KEYS = {"level", "log_request_body", "log_response_body", "file", "max_byte
 _ENDPOINT_KEYS = {"name", *URL_KEYS, "openai_preference", "api_key_env", "auth",
                   "default_max_tokens", "max_tokens_limit", "drop_params", "headers", "query", "models", "priority",
                   "model_rewrite", "connect_timeout", "first_byte_timeout", "idle_timeout", "codex_home",
-                  "websocket"}
+                  "websocket", "prompt_cache"}
 _NON_SCALAR = {"drop_params", "headers", "query", "models", "model_rewrite"}
 _REWRITE_KEYS = {"enabled", "rules", "show_target_model"}
 _RULE_KEYS = {"source_pattern", "target_model"}
@@ -234,6 +235,7 @@ def parse_config(node: yaml.Node, path: str, environ: Any, require_env: bool = T
             first_byte_timeout=v.seconds(values, fields, where, "first_byte_timeout"),
             idle_timeout=v.seconds(values, fields, where, "idle_timeout"),
             websocket=v.websocket(values, fields, where, offers),
+            prompt_cache=v.prompt_cache(values, fields, where),
             **v.rewrite(fields.get("model_rewrite"), f"{where}.model_rewrite"),
         ))
     client_keys_env = tuple(p for _, p in v.items(top, "", "client_keys_env"))
@@ -333,6 +335,14 @@ class _Validator:
         if not pattern.strip() or pattern != pattern.strip() or not depth_ok:
             raise self.error(node, where, f"bad pattern {pattern!r}: use *, ? and balanced [...] around a model name")
         return pattern
+
+    def prompt_cache(self, values: dict[str, Any], nodes: dict[str, yaml.Node], where: str) -> bool:
+        """``auto`` (the default) or ``off``; YAML reads a bare ``off`` as false, which means the same."""
+        value = values.get("prompt_cache")
+        if isinstance(value, bool):
+            value = "auto" if value else "off"
+        return bool(self.choice({"prompt_cache": value}, nodes, where, "prompt_cache", ("auto", "off"), "auto")
+                    == "auto")
 
     def websocket(self, values: dict[str, Any], nodes: dict[str, yaml.Node], where: str,
                   offers: tuple[Offer, ...]) -> bool:

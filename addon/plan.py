@@ -202,7 +202,7 @@ def _attempt(p: Plan, config: Config, op: Operation, r: Route, data: JSON, body:
     ep = r.endpoint
     ctx = Context(new_id=new_id, created=now, default_max_tokens=ep.default_max_tokens,
                   max_tokens_limit=ep.max_tokens_limit, drop_params=ep.drop_params, flavor=r.flavor,
-                  budget=Budget(config.max_answer_bytes))
+                  budget=Budget(config.max_answer_bytes), prompt_cache=ep.prompt_cache)
     p.exchange, p.body = Exchange.start(p.client, upstream, data, ctx, upstream_model=r.upstream_model,
                                         show_upstream_model=ep.show_target_model, redact=redact, op=op,
                                         cache_key=_session(headers))

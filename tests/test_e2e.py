@@ -295,8 +295,9 @@ def to_chat(bridge) -> BridgeProcess:  # type: ignore[no-untyped-def]
 
 @pytest.fixture(scope="module")
 def to_anthropic(bridge) -> BridgeProcess:  # type: ignore[no-untyped-def]
-    """OpenAI Chat clients are translated to an Anthropic Messages upstream."""
-    return bridge("anthropic")
+    """OpenAI Chat clients are translated to an Anthropic Messages upstream (no prompt-cache breakpoints,
+    so the bodies below are the translation alone; test_prompt_cache_e2e has them)."""
+    return bridge("anthropic", prompt_cache="off")
 
 
 STREAM = pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])

@@ -979,3 +979,60 @@ def test_native_signatures_are_kept(signature: str) -> None:
 def test_damaged_envelope_decodes_to_nothing() -> None:
     assert decode_signature("bridge1.!!!not-base64", "anthropic") is None
     assert decode_signature("bridge1." + base64.urlsafe_b64encode(b"[1,2]").decode(), "anthropic") is None
+
+
+# --- prompt-cache breakpoints (issue 17) ----------------------------------------------------------
+
+def _session(turns: int) -> Request:
+    """An agent session of ``turns`` tool rounds, as a Chat or Responses client's history reads in the IR."""
+    messages = [Message(role=Role.USER, content=(Text(text="Fix the test."),))]
+    for n in range(turns):
+        messages.append(Message(role=Role.ASSISTANT, content=(
+            Reasoning(text="thinking", opaque=Opaque(origin="anthropic", data=f"sig{n}")),
+            Text(text=f"Step {n}."), ToolCall(id=f"toolu_{n}", name="Bash", arguments='{"command": "ls"}'))))
+        result = ToolResult(call_id=f"toolu_{n}", content=(Text(text="ok"),))
+        messages.append(Message(role=Role.USER, content=(result,)))
+    return Request(model="claude-x", system=(Text(text="You are a coding agent."), Text(text="Be careful.")),
+                   messages=tuple(messages), tools=(Tool(name="Read", parameters={"type": "object"}),
+                                                    Tool(name="Bash", parameters={"type": "object"})))
+
+
+def _marked(body: dict[str, Any]) -> list[str]:
+    """Where the breakpoints sit, as paths."""
+    out = [f"tools[{i}]" for i, t in enumerate(body.get("tools", ())) if "cache_control" in t]
+    out += [f"system[{i}]" for i, b in enumerate(body.get("system", ())) if "cache_control" in b]
+    out += [f"messages[{i}].content[{j}]" for i, m in enumerate(body["messages"]) for j, b in enumerate(m["content"])
+            if "cache_control" in b]
+    return out
+
+
+def test_breakpoints_go_on_the_stable_part_and_the_moving_end() -> None:
+    body = A.render_request(_session(3), make_ctx(prompt_cache=True))
+    assert _marked(body) == ["tools[1]", "system[1]", "messages[4].content[0]", "messages[6].content[0]"]
+    assert all(b["cache_control"] == {"type": "ephemeral"} for b in (body["tools"][1], body["system"][1]))
+    assert A.render_request(_session(3), make_ctx()).get("tools")[1].get("cache_control") is None  # off: none
+
+
+def test_no_breakpoint_on_a_thinking_block_or_an_empty_text_and_never_more_than_four() -> None:
+    req = _session(0)
+    req = Request(model=req.model, system=req.system, tools=req.tools, messages=(*req.messages, Message(
+        role=Role.ASSISTANT, content=(Reasoning(text="hm", opaque=Opaque(origin="anthropic", data="s")),))))
+    body = A.render_request(req, make_ctx(prompt_cache=True))
+    assert _marked(body) == ["tools[1]", "system[1]", "messages[0].content[0]"]  # the thinking-only end: none
+    assert len(_marked(A.render_request(_session(9), make_ctx(prompt_cache=True)))) == 4
+
+
+def test_a_growing_session_renders_its_earlier_turns_byte_identical() -> None:
+    """A cache hit needs the prefix the same bytes every turn: only where the breakpoints sit moves."""
+    def plain(body: dict[str, Any]) -> str:
+        def strip(value: Any) -> Any:
+            if isinstance(value, dict):
+                return {k: strip(v) for k, v in value.items() if k != "cache_control"}
+            return [strip(v) for v in value] if isinstance(value, list) else value
+        return json.dumps(strip(body))
+
+    bodies = [A.render_request(_session(n), make_ctx(prompt_cache=True)) for n in range(1, 6)]
+    for before, after in itertools.pairwise(bodies):
+        old, new = json.loads(plain(before)), json.loads(plain(after))
+        assert new["messages"][:len(old["messages"])] == old["messages"]
+        assert (new["tools"], new["system"]) == (old["tools"], old["system"])

@@ -970,6 +970,7 @@ def test_an_endpoints_query_goes_on_every_request_and_wins(query_config: Config,
     ("url_gemini: https://g.test/v1beta/models", "url_gemini: is a base URL: the bridge appends "
                                                  "/v1beta/models/{model}:generateContent itself; write https://g.test"),
     ("url_gemini: https://g.test/v1beta/models/gemini-3-pro:generateContent", "url_gemini: is a base URL"),
+    ("url_anthropic: http://x.test\n    prompt_cache: sometimes", "prompt_cache: must be one of auto, off"),
     ("url_openai: http://x.test/v1\n    websocket: true", "websocket: is for an endpoint that speaks Responses"),
     ("url_codex: http://x.test/codex\n    websocket: 3", "websocket: must be true or false"),
     ("url_openai: http://x.test/v1\n    query: {key: abc}", "query.key: carries a credential"),
@@ -1031,3 +1032,12 @@ def test_an_anthropic_upstream_gets_no_cache_key() -> None:
     sent = json.loads(run(cfg(CACHE_CONFIG), "chat", {**request_body("chat", "to-anthropic"),
                                                        "prompt_cache_key": "mine"}).body or b"{}")
     assert not {"prompt_cache_key", "prompt_cache_retention"} & set(sent)
+
+
+@pytest.mark.parametrize(("setting", "marked"), [("", True), ("\n    prompt_cache: auto", True),
+                                                  ("\n    prompt_cache: off", False)])
+def test_prompt_cache_places_breakpoints_for_an_anthropic_upstream_unless_off(setting: str, marked: bool) -> None:
+    config = cfg(f"endpoints:\n  - name: a\n    url_anthropic: http://127.0.0.1:9{setting}\n")
+    sent = json.loads(run(config, "chat").body or b"{}")
+    assert ("cache_control" in json.dumps(sent)) is marked
+    assert b"cache_control" not in (run(config, "anthropic").body or b"")  # an Anthropic client's own bytes

@@ -79,6 +79,7 @@ class Context:
     drop_params: tuple[str, ...] = ()
     flavor: str | None = None  # "codex": the upstream is the ChatGPT Codex backend (formats.md §6.6)
     framing: str = "sse"  # how the client's stream is framed: "sse", or "json-array" (Operation.framing)
+    prompt_cache: bool = False  # place prompt-cache breakpoints for an upstream that caches only where asked
     warnings: list[str] = field(default_factory=list)
     budget: Budget = field(default_factory=Budget)  # what the answer's translators may keep
 

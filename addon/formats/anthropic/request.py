@@ -59,6 +59,8 @@ REQUIRED_HEADERS: dict[str, str] = {"anthropic-version": API_VERSION}
 # Manual thinking needs a budget ≥ 1024 and below max_tokens (formats.md §1.2); effort → budget.
 _EFFORT_BUDGET = {"minimal": 1024, "low": 2048, "medium": 8192, "high": 16384, "xhigh": 32768, "max": 65536}
 _MEDIA_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
+_MAX_BREAKPOINTS = 4  # cache_control breakpoints a request may carry
+_CACHEABLE = {"text", "image", "document", "tool_use", "tool_result"}  # blocks a breakpoint may sit on
 # Request fields the IR carries; any other (cache_control, container, context_management, …) is reported.
 _TRANSLATED = {"model", "messages", "system", "tools", "tool_choice", "stop_sequences", "output_config",
                "metadata", "max_tokens", "temperature", "top_p", "top_k", "thinking", "stream"}
@@ -288,6 +290,8 @@ def render_request(req: Request, ctx: Context) -> JSON:
         body["stop_sequences"] = list(req.stop)
     if req.user:
         body["metadata"] = {"user_id": req.user}
+    if ctx.prompt_cache:
+        _place_breakpoints(body)
     if req.stream:
         body["stream"] = True
     return body
@@ -359,6 +363,32 @@ def _render_document(doc: Document) -> JSON:
     if doc.title:
         block["title"] = doc.title
     return block
+
+
+def _place_breakpoints(body: JSON) -> None:
+    """Anthropic caches a prefix only where a ``cache_control`` breakpoint asks (at most 4; shorter than the
+    model's minimum, it is ignored). Placed as Claude Code places them for a long agent session (issue
+    17): the stable part — the last tool, the last system block — and the moving end of the conversation
+    — the last message's last block, which the next request reads, and the previous user turn's, which
+    this one reads (when a turn added more blocks than the API looks back over). Only for clients that
+    set none: an Anthropic client's own request passes through as it is."""
+    marks: list[JSON] = []
+    for key in ("tools", "system"):
+        if body.get(key):
+            marks.append(body[key][-1])
+    messages: list[JSON] = body["messages"]
+    previous_user = next((m for m in reversed(messages[:-1]) if m["role"] == "user"), None)
+    for message in (messages[-1], previous_user) if messages else ():
+        block = next((b for b in reversed(message["content"]) if _cacheable(b)), None) if message else None
+        if block is not None and all(block is not mark for mark in marks):
+            marks.append(block)
+    for block in marks[:_MAX_BREAKPOINTS]:
+        block["cache_control"] = {"type": "ephemeral"}
+
+
+def _cacheable(block: JSON) -> bool:
+    """Thinking blocks cannot carry a breakpoint, nor can an empty text block."""
+    return block.get("type") in _CACHEABLE and (block.get("type") != "text" or bool(block.get("text")))
 
 
 def _render_tools(req: Request, body: JSON) -> None:
