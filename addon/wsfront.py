@@ -10,8 +10,9 @@ answered here, or an ordinary ``POST …/responses`` sent back through the bridg
 a reverse-mode request, or through it as a proxy in regular and upstream mode). That request is routed,
 translated, failed over, logged, recorded and shown like any HTTP request — the access rule admits it
 by its ticket — and its Responses events go to the client, as they arrive, one text frame each.
-Turns on one connection run one at a time, in order. A client message is bounded by
-``max_request_bytes``.
+A turn routed unchanged to an endpoint that serves this transport itself is relayed on the upstream's
+own WebSocket instead (``router``, :mod:`addon.wsupstream`), which then keeps the state. Turns on one
+connection run one at a time, in order. A client message is bounded by ``max_request_bytes``.
 """
 
 from __future__ import annotations
