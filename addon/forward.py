@@ -30,7 +30,7 @@ from .guard import answer_refused
 from .plan import Plan, plan
 from .redact import Redactor, redacted_url
 from .relay import Attempt, Credentials, Job, Relay
-from .routing import Operation, detect
+from .routing import Operation, candidates, detect
 from .settings import Settings
 from .translate import error_response
 from .wsbounds import WebSocketBounds
@@ -190,6 +190,9 @@ class Forward:
         None: the turn goes over HTTP through the bridge (translated, failed over, a login renewed)."""
         config = self.settings.config
         if config is None or self._upstream_proxy is not None:
+            return None
+        routes = candidates(config, "responses", str(message.get("model") or ""))
+        if not routes or not routes[0].endpoint.websocket:  # the usual case: no need to plan the turn twice
             return None
         body = json.dumps({k: v for k, v in message.items() if k != "type"}).encode()
         headers = {k.lower(): v for k, v in ticket.headers}
