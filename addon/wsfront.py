@@ -231,10 +231,11 @@ class _Connection:
             text = await self._turns.get()
             self._count += 1
             try:
-                target = self._socket_target(text)
-                if target is not None and await self._relay(target, text):
+                message = _json(text)
+                target = self._socket_target(message)
+                if target is not None and await self._relay(target, message):
                     continue
-                turn = self._session.turn(text)
+                turn = self._session.turn(text, message)
                 if isinstance(turn, Forward):
                     await self._forward(turn)
                 else:
@@ -246,17 +247,13 @@ class _Connection:
                 self._session.failed()
                 await self._send([error_frame(500, f"the bridge failed on this turn ({type(e).__name__})")])
 
-    def _socket_target(self, text: str) -> SocketTarget | None:
-        try:
-            message = json.loads(text)
-        except ValueError:
-            return None
+    def _socket_target(self, message: Any) -> SocketTarget | None:
         if not isinstance(message, dict) or message.get("type") != "response.create":
             return None
         target = self._front.router(message, self._ticket)
         return target if target is not None and target.url not in self._no_socket else None
 
-    async def _relay(self, target: SocketTarget, text: str) -> bool:
+    async def _relay(self, target: SocketTarget, message: dict[str, Any]) -> bool:
         """The turn over the upstream's own WebSocket; False if it takes none (then it goes over HTTP)."""
         upstream = self._upstream
         if upstream is None or upstream.closed or upstream.key != (target.url, target.headers):
@@ -270,7 +267,7 @@ class _Connection:
                 self._no_socket.add(target.url)
                 self._upstream = None
                 return False
-        self._session.track(json.loads(text))
+        self._session.track(message)
         started, ended, last = time.monotonic(), False, "-"
         try:
             await upstream.send(target.message)
@@ -341,6 +338,14 @@ async def _error_of(resp: httpx.Response) -> str:
     headers = {k: v for k, v in resp.headers.items() if k.lower() in ("retry-after", "x-should-retry")}
     return error_frame(status, str(err.get("message")), code=err.get("code") or None, kind=err.get("type") or None,
                        headers=headers)
+
+
+def _json(text: str) -> Any:
+    """A message's JSON, or None when it is not JSON (the session answers that)."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
 
 
 def _terminal(frame: str) -> str:

@@ -83,12 +83,13 @@ class Session:
     _context: list[Any] = field(default_factory=list)  # the input and output of the last response
     _pending: list[Any] | None = None  # the expanded input of the turn in flight
 
-    def turn(self, text: str) -> Forward | Local:
-        """What a client text frame asks for."""
-        try:
-            message = json.loads(text)
-        except ValueError:
-            return Local([error_frame(400, "the message is not JSON")])
+    def turn(self, text: str, message: Any = None) -> Forward | Local:
+        """What a client text frame asks for (``message``: its JSON, when the caller has read it already)."""
+        if message is None:
+            try:
+                message = json.loads(text)
+            except ValueError:
+                return Local([error_frame(400, "the message is not JSON")])
         if not isinstance(message, dict) or message.get("type") != "response.create":
             kind = message.get("type") if isinstance(message, dict) else None
             return Local([error_frame(400, f"the bridge answers response.create messages, not {kind!r}",
