@@ -29,7 +29,7 @@ from .flowstate import FlowState, pairs
 from .guard import answer_refused
 from .plan import Plan, plan
 from .redact import Redactor, redacted_url
-from .relay import Attempt, Credentials, Job, Relay
+from .relay import HOP_HEADERS, Attempt, Credentials, Job, Relay
 from .routing import Operation, candidates, detect
 from .settings import Settings
 from .translate import error_response
@@ -42,9 +42,7 @@ __all__ = ["Forward"]
 logger = logging.getLogger("bridge")
 
 # Headers of the client's upgrade, or of an HTTP request, that are not the upstream upgrade's to carry.
-_NOT_ON_UPGRADE = {"host", "connection", "upgrade", "content-length", "content-type", "content-encoding",
-                   "transfer-encoding", "accept", "accept-encoding", "keep-alive", "proxy-connection", "te",
-                   "trailer", "proxy-authorization"}
+_NOT_ON_UPGRADE = HOP_HEADERS | {"content-type", "content-encoding", "accept", "accept-encoding"}
 _SEEN_KEYS = 64  # the newest distinct client credentials kept for redaction
 # Shorter client "keys" (``unused``, ``sk-local``) are placeholders, not secrets; blanking them would
 # change model text that merely contains the word. Real provider keys are far longer.

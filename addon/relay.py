@@ -41,13 +41,13 @@ from .errors import BridgeError
 if sys.platform != "win32":
     import resource
 
-__all__ = ["Attempt", "Credentials", "Job", "Relay"]
+__all__ = ["HOP_HEADERS", "Attempt", "Credentials", "Job", "Relay"]
 
 logger = logging.getLogger("bridge")
 logging.getLogger("httpx").setLevel(logging.WARNING)  # the relay logs each attempt itself
 
 # Not forwarded either way: they describe one hop, not the message.
-_HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "content-length", "host", "te", "trailer",
+HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "content-length", "host", "te", "trailer",
                 "upgrade", "proxy-authorization", "proxy-connection"}
 _RETRY_AFTER_CAP = 300.0  # seconds an endpoint rests after a 429 at most
 # Open files one relayed stream holds in this process: the client's connection to mitmproxy, mitmproxy's
@@ -309,7 +309,7 @@ async def _read_request(conn: h11.Connection, reader: asyncio.StreamReader) -> s
 async def _relay_response(conn: h11.Connection, writer: asyncio.StreamWriter, response: httpx.Response,
                           attempt: Attempt) -> None:
     headers = [(k, v) for k, v in response.headers.raw
-               if k.decode("latin-1").lower() not in _HOP_HEADERS]
+               if k.decode("latin-1").lower() not in HOP_HEADERS]
     headers += [(b"transfer-encoding", b"chunked"), (b"connection", b"close")]
     writer.write(conn.send(h11.Response(status_code=response.status_code, headers=headers)) or b"")
     await writer.drain()

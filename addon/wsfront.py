@@ -39,6 +39,7 @@ from wsproto.events import (
     TextMessage,
 )
 
+from .relay import HOP_HEADERS
 from .sse import SSEDecoder
 from .wssession import Forward, Session, error_frame
 from .wsupstream import Joiner, SocketRefused, SocketTarget, UpstreamSocket
@@ -54,9 +55,8 @@ _HEAD_LIMIT = 64 * 1024  # the upgrade request's head, as the bridge bounds ever
 _TICKET_TTL = 60.0  # seconds an admitted upgrade has to arrive here
 _ERROR_BODY_LIMIT = 64 * 1024
 _QUEUED = 16  # messages waiting for the turn in flight: Codex sends one at a time
-# Upgrade headers that belong to the WebSocket handshake, not to the turns sent over HTTP.
-_HANDSHAKE = {"host", "connection", "upgrade", "content-length", "content-encoding", "transfer-encoding",
-              "accept-encoding", "openai-beta", "keep-alive", "proxy-connection", "te", "trailer"}
+# Upgrade headers that belong to the hop or to the WebSocket handshake, not to the turns sent over HTTP.
+_HANDSHAKE = HOP_HEADERS | {"content-encoding", "accept-encoding", "openai-beta"}
 
 
 @dataclass
