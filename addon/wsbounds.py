@@ -99,3 +99,11 @@ class WebSocketBounds:
         _LIMITS.pop(flow.id, None)
         self._kept.pop(flow.id, None)
         self._full.discard(flow.id)
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        """An upgrade that got no 101 never becomes a WebSocket: nothing to bound, nothing to keep."""
+        if flow.id in self._kept and (flow.response is None or flow.response.status_code != 101):
+            self.websocket_end(flow)
+
+    def error(self, flow: http.HTTPFlow) -> None:  # the upgrade, or the connection, failed: it is over
+        self.websocket_end(flow)

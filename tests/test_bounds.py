@@ -222,3 +222,23 @@ def test_a_websocket_flow_keeps_its_messages_within_the_answer_budget() -> None:
 
     assert run(recording=True) == [b"0123456789", b"abcdefghij"]  # the third would pass 25 bytes: no more
     assert run(recording=False) == [b"uv"]
+
+
+def test_an_upgrade_that_never_becomes_a_websocket_leaves_nothing_registered() -> None:
+    """A refused upgrade (no 101) or a failed one ends its registration: no peer can grow the tables."""
+    from mitmproxy import http as mhttp
+    from mitmproxy.test import tflow
+
+    from addon import wsbounds
+
+    bounds = wsbounds.WebSocketBounds(lambda: True, lambda: 100)
+    refused, failed, upgraded = tflow.tflow(resp=True), tflow.tflow(err=True), tflow.twebsocketflow()
+    for flow in (refused, failed, upgraded):
+        bounds.serve(flow, 1000)
+    refused.response = mhttp.Response.make(404)
+    bounds.response(refused)
+    bounds.error(failed)
+    bounds.response(upgraded)  # its 101: still a live connection
+    assert set(wsbounds._LIMITS) >= {upgraded.id} and not {refused.id, failed.id} & set(wsbounds._LIMITS)
+    bounds.websocket_end(upgraded)
+    assert upgraded.id not in wsbounds._LIMITS
