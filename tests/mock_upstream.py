@@ -21,7 +21,9 @@ asks for a stream (``"stream": true``; Gemini: the method), real SSE over chunke
 write and flush per event. Faults: an HTTP error status with the format's error JSON, an in-stream error
 (Responses: ``response.failed``; Gemini: ``data: {"error": …}``), a connection cut mid-stream (no chunked
 terminator), a stream that ends cleanly before its terminal event, and raw bytes injected mid-stream
-(garbage, ``[DONE]``).
+(garbage, ``[DONE]``). With ``MockUpstream.cache`` set (a :class:`~tests.mock_cache.PromptCache`), a reply
+that scripts no usage reports the usage a caching upstream would: its input counts from the prompt
+cache's model of that API (and Anthropic's 400 for more than 4 breakpoints).
 
 Run standalone: ``python -m tests.mock_upstream --port 8001`` (answers every request with a default
 text reply; Ctrl-C stops it).
@@ -39,12 +41,14 @@ import time
 import urllib.parse
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from wsproto import ConnectionType, WSConnection
 from wsproto import events as wsevents
+
+from tests.mock_cache import PromptCache, TooManyBreakpoints
 
 __all__ = ["ToolCallSpec", "Reply", "Recorded", "MockUpstream", "ANTHROPIC_TO_CHAT_STOP",
            "RESPONSES_INCOMPLETE_REASON", "CODEX_PATH", "COUNT_TOKENS_PATH", "count_tokens_answer",
@@ -66,6 +70,7 @@ RESPONSES_INCOMPLETE_REASON = {"max_tokens": "max_output_tokens", "length": "max
                                "model_context_window_exceeded": "max_output_tokens",
                                "refusal": "content_filter", "content_filter": "content_filter"}
 CODEX_PATH = "/backend-api/codex/responses"
+CACHE_OUTPUT_TOKENS = 20  # the output a caching mock reports (its input counts come from the cache model)
 COUNT_TOKENS_PATH = "/v1/messages/count_tokens"
 
 
@@ -1086,6 +1091,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         stream = isinstance(parsed, dict) and parsed.get("stream") is True
         request = parsed if isinstance(parsed, dict) else {}
+        if (reply := self._cached(fmt, reply, request)) is None:
+            return
         include_usage = bool((request.get("stream_options") or {}).get("include_usage"))
 
         def answer() -> Any:
@@ -1116,7 +1123,9 @@ class _Handler(BaseHTTPRequestHandler):
         if method == "countTokens":  # like Anthropic's count: the body's size, unlike any local estimate
             self._send_json(200, {"totalTokens": count_tokens_answer(body)})
             return
-        reply = mock._take_reply()
+        reply = self._cached("gemini", mock._take_reply(), parsed, model)
+        if reply is None:
+            return
         if method == "generateContent":
             self._send_reply("gemini", reply, lambda: gemini_body(reply, parsed), None)
             return
@@ -1127,6 +1136,19 @@ class _Handler(BaseHTTPRequestHandler):
                          lambda: gemini_events(gemini_chunks(reply, parsed), sse),
                          "text/event-stream" if sse else "application/json; charset=UTF-8",
                          None if sse else array_error)
+
+    def _cached(self, fmt: str, reply: Reply, request: Any, model: str = "") -> Reply | None:
+        """The reply with the usage the mock's prompt cache reports, when it has one and the reply scripts
+        none; None when the request was refused (too many Anthropic breakpoints, as the API refuses them)."""
+        cache = self.server.mock.cache
+        if cache is None or reply.usage is not None or reply.status >= 400:
+            return reply
+        try:
+            usage = cache.usage(fmt, request if isinstance(request, dict) else {}, CACHE_OUTPUT_TOKENS, model)
+        except TooManyBreakpoints as e:
+            self._send_json(400, error_body(fmt, replace(reply, error_message=str(e)), 400))
+            return None
+        return replace(reply, usage=usage)
 
     def _answer_gemini_models(self, route: re.Match[str], query: dict[str, list[str]]) -> None:
         mock = self.server.mock
@@ -1254,6 +1276,7 @@ class MockUpstream:
         self.codex_tokens: set[str] | None = None  # the Codex backend: the bearer tokens it takes (None: any)
         self.websocket = True  # …/responses takes a WebSocket upgrade (False: 404, as most Responses servers)
         self.codex_account: str | None = None  # … and the chatgpt-account-id it wants with them
+        self.cache: PromptCache | None = None  # answers usage as a caching upstream would (tests/mock_cache.py)
 
     @property
     def port(self) -> int:
@@ -1299,6 +1322,7 @@ class MockUpstream:
             self.codex_tokens = None
             self.codex_account = None
             self.websocket = True
+            self.cache = None
 
     @property
     def requests(self) -> list[Recorded]:
