@@ -727,9 +727,10 @@ def _tool_result(call_id: str, content: Any, is_error: bool = False) -> dict[str
     return {"type": "tool_result", "tool_use_id": call_id, "content": content, "is_error": is_error}
 
 
-def test_history_of_another_format_signed_with_the_sentinel_in_the_current_turn_only() -> None:
+def test_history_of_another_format_signed_with_the_sentinel_in_every_turn() -> None:
     """gemini.md §7: Gemini 3 checks the first call of each model turn after the last user content with
-    ordinary content; an older turn needs nothing, nor does a parallel call after the first."""
+    ordinary content, not a parallel call after the first. Older turns are signed too, though unchecked,
+    so that a turn renders the same bytes once it is older (issue 17: the cached prefix)."""
     body = _a_turns(
         {"role": "user", "content": "first"},
         {"role": "assistant", "content": [_tool_use("toolu_1", "get_time", tz="UTC")]},
@@ -743,7 +744,7 @@ def test_history_of_another_format_signed_with_the_sentinel_in_the_current_turn_
     _, wire = start(A, G, body, upstream_model=GEMINI_3)
     validate_gemini_body(wire, GEMINI_3)
     parts = [c["parts"] for c in wire["contents"]]
-    assert "thoughtSignature" not in parts[1][0]  # before "second": not the current turn
+    assert parts[1][0]["thoughtSignature"] == SKIP_SIGNATURE  # before "second": as when it was current
     assert parts[5][0]["thoughtSignature"] == SKIP_SIGNATURE and "thoughtSignature" not in parts[5][1]
     assert parts[7][0]["thoughtSignature"] == SKIP_SIGNATURE
     assert parts[6] == [{"functionResponse": {"id": "toolu_2", "name": "get_time", "response": {"error": "boom"}}},
@@ -769,6 +770,20 @@ def test_media_in_a_tool_result_follows_the_responses() -> None:
         {"text": "[attachments of tool result toolu_1]"},
         {"inlineData": {"mimeType": "image/png", "data": base64.b64encode(PNG).decode()}},
         {"text": "what is in it?"}]
+
+
+def test_with_prompt_cache_a_late_system_message_stays_in_the_contents() -> None:
+    """Hoisting it into systemInstruction would change the start of every later request (issue 17)."""
+    body = {"model": "m", "messages": [{"role": "system", "content": "sys"}, {"role": "user", "content": "q"},
+                                       {"role": "assistant", "content": "a"},
+                                       {"role": "developer", "content": "late system text"},
+                                       {"role": "user", "content": "q2"}]}
+    _, wire = start(C, G, body, upstream_model="gemini-2.5-flash", prompt_cache=True)
+    validate_gemini_body(wire, "gemini-2.5-flash")
+    assert wire["systemInstruction"]["parts"] == [{"text": "sys"}]
+    assert wire["contents"][2:] == [{"role": "user", "parts": [{"text": "<system-reminder>\nlate system text\n"
+                                                                       "</system-reminder>"}]},
+                                    {"role": "user", "parts": [{"text": "q2"}]}]
 
 
 def test_chat_request_media_and_parallel_calls_render_for_gemini() -> None:

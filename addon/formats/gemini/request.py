@@ -43,6 +43,7 @@ from ..common import (
     loads_object,
     parse_data_url,
     reasoning_effort,
+    system_in_place,
 )
 from . import schema as schemas
 from .contents import parse_contents
@@ -229,14 +230,14 @@ def render_request(req: Request, ctx: Context) -> JSON:
     names = {c.id: flat_tool_name(c.namespace, c.name)  # functionResponse.name is required (§6.1)
              for m in req.messages for c in m.content if isinstance(c, ToolCall)}
     contents: list[JSON] = []
-    for msg in req.messages:
-        if msg.role is Role.SYSTEM:  # Gemini has no system role inside contents: hoisted
+    for msg, hoisted in system_in_place(req.messages, ctx):
+        if hoisted:  # Gemini has no system role inside contents
             system += [{"text": p.text} for p in msg.content if isinstance(p, Text) and p.text]
             continue
         parts = _model_parts(msg, ctx) if msg.role is Role.ASSISTANT else _user_parts(msg, names, ctx)
         if parts:  # "contents.parts must not be empty" (§5.2)
             contents.append({"role": "model" if msg.role is Role.ASSISTANT else "user", "parts": parts})
-    _sign_current_turn(contents)
+    _sign_calls(contents)
     body: JSON = {"contents": contents}
     if system:
         body["systemInstruction"] = {"role": "user", "parts": system}
@@ -335,13 +336,13 @@ def _function_call(call: ToolCall, ctx: Context) -> JSON:
     return {"id": call.id, "name": wire_tool_name(flat_tool_name(call.namespace, call.name)), "args": args}
 
 
-def _sign_current_turn(contents: list[JSON]) -> None:
+def _sign_calls(contents: list[JSON]) -> None:
     """Gemini 3 checks the current turn: after the last user content with ordinary content, the first
     functionCall of every model content must carry a signature (gemini.md §7). History from a client of
-    another format has none of Gemini's: the documented sentinel stands in, as Gemini CLI does."""
-    start = next((i for i in range(len(contents) - 1, -1, -1) if contents[i]["role"] == "user"
-                  and any("functionResponse" not in p for p in contents[i]["parts"])), -1)
-    for content in contents[start + 1:]:
+    another format has none of Gemini's: the documented sentinel stands in, as Gemini CLI does. It goes
+    on every turn, not only the current one (earlier turns are not checked), so that a turn is rendered
+    the same when it is older: the prompt cache reads the previous request's bytes (issue 17)."""
+    for content in contents:
         if content["role"] != "model":
             continue
         first = next((p for p in content["parts"] if "functionCall" in p), None)
