@@ -463,6 +463,20 @@ def test_system_messages_hoisted_in_order() -> None:
     assert [m["role"] for m in body["messages"]] == ["user", "assistant"]
 
 
+def test_with_prompt_cache_a_system_message_within_the_conversation_stays_in_place() -> None:
+    """Hoisting it would change ``system``, the start of every later request, and so lose the cached
+    conversation (issue 17): it stays where it was said, as Claude Code writes such notes; one before the
+    conversation still goes to ``system``."""
+    ir = req(Message(role=SY, content=(Text(text="first"),)), user(Text(text="q")), asst(Text(text="a")),
+             Message(role=SY, content=(Text(text="second"), Text(text=" "))), user(Text(text="q2")),
+             system=(Text(text="top"),))
+    body, _ = render(ir, prompt_cache=True)
+    assert [b["text"] for b in body["system"]] == ["top", "first"]
+    assert [m["role"] for m in body["messages"]] == ["user", "assistant", "user"]
+    assert [b["text"] for b in body["messages"][2]["content"]] == ["<system-reminder>\nsecond\n</system-reminder>",
+                                                                   "q2"]
+
+
 def test_empty_text_never_becomes_an_anthropic_text_block() -> None:
     """formats.md §7.1: empty/whitespace text is dropped; empty turns vanish; neighbours merge."""
     ir = req(user(Text(text="q1")),

@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 from ..errors import BadRequest, BridgeError, ErrorKind, UpstreamError, UpstreamProtocolError
-from ..ir import Opaque, ReasoningConfig, Request, Tool
+from ..ir import Message, Opaque, ReasoningConfig, Request, Role, Text, Tool
 
 __all__ = [
     "JSON", "Context", "field_str", "field_list", "opt_str", "opt_int", "opt_float", "opt_bool",
@@ -488,3 +488,22 @@ def rename_model(obj: JSON, new: str) -> bool:
             holder["model"] = new
             changed = True
     return changed
+
+
+def system_in_place(messages: tuple[Message, ...], ctx: Context) -> list[tuple[Message, bool]]:
+    """The messages of a request for a format whose system prompt stands apart from the conversation
+    (Anthropic's ``system``, Gemini's ``systemInstruction``), each with whether it goes there: a system
+    message before the conversation does; one within it, with ``ctx.prompt_cache``, stays where it is as
+    a user turn wrapped in ``<system-reminder>`` (as Claude Code writes such notes), because moving it to
+    the top would change the start of every later request and so lose the cached conversation."""
+    out: list[tuple[Message, bool]] = []
+    started = False
+    for msg in messages:
+        if msg.role is not Role.SYSTEM:
+            started = True
+        elif started and ctx.prompt_cache:
+            texts = [p.text for p in msg.content if isinstance(p, Text) and p.text.strip()]
+            msg = Message(role=Role.USER,
+                          content=tuple(Text(text=f"<system-reminder>\n{t}\n</system-reminder>") for t in texts))
+        out.append((msg, msg.role is Role.SYSTEM))
+    return out

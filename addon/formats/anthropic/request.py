@@ -43,6 +43,7 @@ from ..common import (
     opt_str,
     parse_data_url,
     safe_tool_id,
+    system_in_place,
     unsafe_tool_id,
 )
 from .wire import NAME, wire_tool_name
@@ -249,8 +250,8 @@ def render_request(req: Request, ctx: Context) -> JSON:
     """Render an IR request for an Anthropic upstream; ``ctx.warnings`` collects what was lost."""
     system = [{"type": "text", "text": p.text} for p in req.system if p.text.strip()]
     messages: list[JSON] = []
-    for msg in req.messages:
-        if msg.role is Role.SYSTEM:  # hoisted: mid-conversation system needs the newest models
+    for msg, hoisted in system_in_place(req.messages, ctx):
+        if hoisted:  # Anthropic takes system messages in the conversation from Opus 4.8 on only
             system += [{"type": "text", "text": p.text} for p in msg.content if isinstance(p, Text) and p.text.strip()]
             continue
         blocks = [b for p in _tool_results_first(msg) if (b := _render_part(p, ctx))]
