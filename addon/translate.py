@@ -16,6 +16,7 @@ errors after it become the client format's in-stream error event, and the stream
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -24,7 +25,7 @@ from .accumulate import accumulate
 from .errors import BadRequest, BridgeError, ErrorKind, UpstreamError, UpstreamProtocolError
 from .formats import FORMATS, EventEmitter, EventParser, Format, Operation
 from .formats.common import JSON, Budget, Context, dump_bytes, dumps, loads, rename_model
-from .ir import Event, Finish, MessageStart, Request, StreamError, ToolCall, ToolResult, Usage, UsageUpdate
+from .ir import Event, Finish, MessageStart, Request, Role, StreamError, Text, ToolCall, ToolResult, Usage, UsageUpdate
 from .jsonarray import ArraySplitter
 from .sequence import BlockOrder
 from .sse import DEFAULT_MAX_EVENT_SIZE, SSEDecoder, SSEEvent, encode_event
@@ -80,6 +81,18 @@ def error_response(client: Format, err: BridgeError) -> tuple[int, str, bytes]:
     return status, JSON_TYPE, dump_bytes(body)
 
 
+def conversation_key(request: Request) -> str:
+    """A prompt cache key for a client that names neither a key nor a session (an SDK's Chat client, the
+    Gemini CLI): a hash of its system text and first message, which every request of one conversation
+    repeats, so that all of them reach the machine that caches its prefix (OpenAI routes by the key)."""
+    texts = [p.text for p in request.system]
+    for message in request.messages:
+        texts += [p.text for p in message.content if isinstance(p, Text)]
+        if message.role is not Role.SYSTEM:
+            break
+    return "bridge-" + hashlib.sha256(json.dumps(texts).encode()).hexdigest()[:32]
+
+
 @dataclass(slots=True)
 class Exchange:
     """A request on its way through the bridge: formats of both sides and the translation context."""
@@ -103,7 +116,8 @@ class Exchange:
         ``upstream_model`` is what the upstream is asked for (a model rewrite); answers show the
         client's own model name unless ``show_upstream_model``. ``op`` carries the model and stream
         flag of a format that puts them in the path. ``cache_key``: the upstream's prompt cache key when
-        the body names none (the client's session). Raises :class:`BridgeError`.
+        the body names none (the client's session); with ``ctx.prompt_cache`` and neither, one derived
+        from the conversation (:func:`conversation_key`). Raises :class:`BridgeError`.
         """
         data = body if isinstance(body, dict) else parse_json_body(body)
         try:
@@ -112,8 +126,8 @@ class Exchange:
             # A shape the parser's own checks did not name: still the client's input, still a 400.
             raise BadRequest(f"request body has a field of an unexpected type or shape ({type(e).__name__}: {e})"
                              ) from None
-        if cache_key and request.cache_key is None:  # the client's session, where its body names no cache key
-            request = replace(request, cache_key=cache_key)
+        if ctx.prompt_cache and request.cache_key is None:  # the client's session, or its conversation
+            request = replace(request, cache_key=cache_key or conversation_key(request))
         if op is not None and op.model is not None:
             request = replace(request, model=op.model)
         if op is not None and op.stream is not None:

@@ -1013,8 +1013,34 @@ def test_claude_codes_session_is_the_prompt_cache_key_of_an_openai_upstream(mode
                            body={**request_body("anthropic", model, text)}).body or b"{}")
             for text in ("turn one", "turn two")]
     assert [s["prompt_cache_key"] for s in sent] == [SESSION, SESSION]
-    without = json.loads(run(config, "anthropic", model=model).body or b"{}")
-    assert "prompt_cache_key" not in without  # no session, no key made up
+
+
+@pytest.mark.parametrize("client", ["anthropic", "chat"])
+def test_a_conversation_without_session_or_key_gets_one_key_from_its_start(client: str) -> None:
+    """Without a session header or a key of its own (an SDK Chat client, the Gemini CLI: e2e in
+    test_prompt_cache_session), a conversation is keyed by a hash of its system text and first message:
+    the same for every later request of it, another for another conversation."""
+    config = cfg(CACHE_CONFIG)
+
+    def key(first: str, later: int) -> Any:
+        body = request_body(client, "to-responses", first)
+        for n in range(later):
+            body["messages"] += [{"role": "assistant", "content": f"ok {n}"}, {"role": "user", "content": "and?"}]
+        return json.loads(run(config, client, body).body or b"{}").get("prompt_cache_key")
+
+    first = key("fix the tests", 0)
+    assert isinstance(first, str) and first.startswith("bridge-") and len(first) <= 64
+    assert key("fix the tests", 3) == first
+    assert key("write the docs", 3) != first
+
+
+def test_prompt_cache_off_adds_no_key_of_the_bridges() -> None:
+    config = cfg(CACHE_CONFIG.replace('models: ["to-responses"]', 'models: ["to-responses"]\n    prompt_cache: off'))
+    sent = json.loads(run(config, "anthropic", model="to-responses",
+                          headers={"X-Claude-Code-Session-Id": SESSION}).body or b"{}")
+    assert "prompt_cache_key" not in sent
+    mine = {**request_body("chat", "to-responses"), "prompt_cache_key": "mine"}
+    assert json.loads(run(config, "chat", mine).body or b"{}")["prompt_cache_key"] == "mine"  # the client's own
 
 
 def test_a_clients_own_cache_key_and_retention_go_on_across_openai_apis() -> None:
