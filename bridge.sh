@@ -4,6 +4,7 @@
 # ./bridge.sh bench [--quick …]      install (once) and run the side-by-side benchmark (README "Benchmark");
 #                                    `./bridge.sh bench micro`: the in-process translator micro-benchmark;
 #                                    `./bridge.sh bench limits [--quick]`: memory bounds under hostile traffic
+#                                    `./bridge.sh bench cache`: prompt caching with and without the bridge's help
 # ./bridge.sh record NAME [args…]    run the bridge like `run`, recording the session into recordings/NAME.flow (Ctrl-C ends it)
 # ./bridge.sh check [config] [args…] the endpoint self-test (README "Troubleshooting"), from any directory
 # ./bridge.sh bless [flows/x.flow…]  re-translate fixtures (default: all) with today's code and flows/config.yaml
@@ -76,6 +77,7 @@ case "$cmd" in
   bench) install requirements-dev.txt
         if [ "${1:-}" = micro ]; then shift; exec .venv/bin/python -m bench.micro "$@"; fi
         if [ "${1:-}" = limits ]; then shift; exec .venv/bin/python -m bench.limits "$@"; fi
+        if [ "${1:-}" = cache ]; then shift; exec .venv/bin/python -m bench.cache "$@"; fi
         exec .venv/bin/python -m bench.run "$@" ;;
   *)    echo "usage: $0 run|test|check|record NAME|bless|bench [args…]" >&2; exit 2 ;;
 esac

@@ -29,7 +29,7 @@ import base64
 import binascii
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import anthropic
@@ -92,44 +92,54 @@ class Tokens:
     out the thoughts, which every format counts inside its output)."""
 
     uncached: int
-    cached: int
+    cached: int  # read from the prompt cache
+    written: int  # written to it (Gemini has no such count: none from a Gemini upstream, see of)
     output: int
     reasoning: int  # of the output
 
+    def of(self, upstream: str) -> Tokens:
+        """This usage as ``upstream`` can report it."""
+        return replace(self, uncached=self.uncached + self.written, written=0) if upstream == "gemini" else self
+
     def wire(self, upstream: str) -> dict[str, Any]:
-        total_in = self.uncached + self.cached
+        total_in = self.uncached + self.cached + self.written
+        assert upstream != "gemini" or not self.written, "Gemini reports no cache writes: use of()"
         if upstream == "anthropic":
             return {"input_tokens": self.uncached, "cache_read_input_tokens": self.cached,
-                    "cache_creation_input_tokens": 0, "output_tokens": self.output,
+                    "cache_creation_input_tokens": self.written, "output_tokens": self.output,
                     "output_tokens_details": {"thinking_tokens": self.reasoning}}
         if upstream == "chat":
             return {"prompt_tokens": total_in, "completion_tokens": self.output, "total_tokens": total_in + self.output,
-                    "prompt_tokens_details": {"cached_tokens": self.cached},
+                    "prompt_tokens_details": {"cached_tokens": self.cached, "cache_write_tokens": self.written},
                     "completion_tokens_details": {"reasoning_tokens": self.reasoning}}
         if upstream == "gemini":
             return {"promptTokenCount": total_in, "cachedContentTokenCount": self.cached,
                     "candidatesTokenCount": self.output - self.reasoning, "thoughtsTokenCount": self.reasoning,
                     "totalTokenCount": total_in + self.output}
-        return {"input_tokens": total_in, "input_tokens_details": {"cached_tokens": self.cached},
+        return {"input_tokens": total_in,
+                "input_tokens_details": {"cached_tokens": self.cached, "cache_write_tokens": self.written},
                 "output_tokens": self.output, "output_tokens_details": {"reasoning_tokens": self.reasoning},
                 "total_tokens": total_in + self.output}
 
     def seen_by(self, client: str) -> dict[str, int]:
-        total_in = self.uncached + self.cached
+        total_in = self.uncached + self.cached + self.written
         if client == "anthropic":
-            return {"input_tokens": self.uncached, "cache_read_input_tokens": self.cached, "output_tokens": self.output,
+            return {"input_tokens": self.uncached, "cache_read_input_tokens": self.cached,
+                    "cache_creation_input_tokens": self.written, "output_tokens": self.output,
                     "thinking_tokens": self.reasoning}
         if client == "chat":
-            return {"prompt_tokens": total_in, "cached_tokens": self.cached, "completion_tokens": self.output,
-                    "reasoning_tokens": self.reasoning, "total_tokens": total_in + self.output}
-        if client == "gemini":
+            return {"prompt_tokens": total_in, "cached_tokens": self.cached, "cache_write_tokens": self.written,
+                    "completion_tokens": self.output, "reasoning_tokens": self.reasoning,
+                    "total_tokens": total_in + self.output}
+        if client == "gemini":  # no field for writes: they are in the prompt count
             return {"prompt": total_in, "cached": self.cached, "candidates": self.output - self.reasoning,
                     "thoughts": self.reasoning, "total": total_in + self.output}
-        return {"input_tokens": total_in, "cached_tokens": self.cached, "output_tokens": self.output,
-                "reasoning_tokens": self.reasoning, "total_tokens": total_in + self.output}
+        return {"input_tokens": total_in, "cached_tokens": self.cached, "cache_write_tokens": self.written,
+                "output_tokens": self.output, "reasoning_tokens": self.reasoning,
+                "total_tokens": total_in + self.output}
 
 
-USAGE = Tokens(uncached=70, cached=30, output=20, reasoning=5)
+USAGE = Tokens(uncached=70, cached=30, written=12, output=20, reasoning=5)
 
 
 @pytest.fixture(scope="module")
@@ -224,6 +234,7 @@ def _ask_anthropic(bridge: BridgeProcess, stream: bool, history: list[dict[str, 
         reasoning=[(b["thinking"], b["signature"]) for b in blocks if b["type"] == "thinking"],
         calls=[(b["id"], b["name"], b["input"]) for b in blocks if b["type"] == "tool_use"],
         usage={"input_tokens": usage.input_tokens, "cache_read_input_tokens": usage.cache_read_input_tokens or 0,
+               "cache_creation_input_tokens": usage.cache_creation_input_tokens or 0,
                "output_tokens": usage.output_tokens,
                "thinking_tokens": usage.output_tokens_details.thinking_tokens if usage.output_tokens_details else 0},
         turn=[{"role": "assistant", "content": blocks}])
@@ -272,6 +283,7 @@ def _ask_chat(bridge: BridgeProcess, stream: bool, history: list[dict[str, Any]]
         id=completion.id, model=completion.model, text=message.content or "", reasoning=reasoning, calls=calls,
         stop=str(choice.finish_reason), sent=transport.sent[-1], helper_raised=raised, turn=[turn],
         usage={"prompt_tokens": usage.prompt_tokens, "cached_tokens": (details.cached_tokens or 0) if details else 0,
+               "cache_write_tokens": (details.cache_write_tokens or 0) if details else 0,
                "completion_tokens": usage.completion_tokens,
                "reasoning_tokens": (out_details.reasoning_tokens or 0) if out_details else 0,
                "total_tokens": usage.total_tokens})
@@ -323,6 +335,7 @@ def _ask_responses(bridge: BridgeProcess, stream: bool, history: list[dict[str, 
         sent=transport.sent[-1], helper_raised=raised,
         turn=[item.model_dump(mode="json", exclude_none=True) for item in response.output],
         usage={"input_tokens": usage.input_tokens, "cached_tokens": usage.input_tokens_details.cached_tokens,
+               "cache_write_tokens": usage.input_tokens_details.cache_write_tokens or 0,
                "output_tokens": usage.output_tokens,
                "reasoning_tokens": usage.output_tokens_details.reasoning_tokens, "total_tokens": usage.total_tokens})
 
@@ -661,13 +674,13 @@ def check_responses_stream(raw: bytes) -> list[dict[str, Any]]:
 @pytest.mark.parametrize("stop", ["end_turn", "max_tokens"])
 def test_text_turn(bridges: dict[str, BridgeProcess], mock: MockUpstream, client: str, upstream: str,
                    stream: bool, stop: str) -> None:
-    mock.next_reply(text=TEXT, stop=stop, usage=USAGE.wire(upstream))
+    mock.next_reply(text=TEXT, stop=stop, usage=USAGE.of(upstream).wire(upstream))
 
     answer = ask(client, bridges[upstream], stream, [user("Say hello")], system=SYSTEM)
 
     assert answer.text == TEXT
     assert answer.stop == STOPS[stop][client]
-    assert answer.usage == USAGE.seen_by(client)
+    assert answer.usage == USAGE.of(upstream).seen_by(client)
     assert answer.id and answer.id.startswith(ID_PREFIX[client]), answer.id
     assert answer.model == (UPSTREAM_MODEL if client == upstream else MODELS[client])
     helper_raises = stream and stop == "max_tokens" and client in ("chat", "responses")
