@@ -40,11 +40,11 @@ def session(prompt_cache: str, turns: int) -> list[Turn]:
             proc.stop()
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--turns", type=int, default=agent_session.TURNS)
     parser.add_argument("--json", type=Path, help="also write the figures here")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     helped, alone = session("auto", args.turns), session("off", args.turns)
     rows, figures = [], []
     for pair in PAIRS:

@@ -7,6 +7,8 @@ completely and in order is.
 from __future__ import annotations
 
 import asyncio
+import json
+from pathlib import Path
 
 import pytest
 
@@ -42,6 +44,21 @@ def test_micro_runs_every_format_pair(capsys: pytest.CaptureFixture[str]) -> Non
     for client in FORMATS:
         if client != "chat":
             assert f"\n{short[client]}→C " in out.split("request rewrite")[1], out
+
+
+def test_cache_bench_measures_every_pair_with_and_without_help(capsys: pytest.CaptureFixture[str],
+                                                              tmp_path: Path) -> None:
+    from bench import cache
+    from tests.agent_session import PAIRS
+
+    cache.main(["--turns", "3", "--json", str(tmp_path / "cache.json")])
+    figures = {(f["client"], f["upstream"]): f for f in json.loads((tmp_path / "cache.json").read_text())}
+    assert set(figures) == set(PAIRS)
+    out = capsys.readouterr().out
+    for (client, upstream), f in figures.items():
+        assert f"| {client} → {upstream} | {f['cache_read_share']:.0%} |" in out, out
+        if upstream == "anthropic":  # no breakpoints without the bridge: nothing is read
+            assert f["cache_read_share_without_help"] == 0 and f["cache_read_share"] > 0.5, f
 
 
 def chat_stream(order: list[int], done: bool = True) -> bytes:
