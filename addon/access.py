@@ -26,10 +26,10 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from .errors import BridgeError, ErrorKind
 
 if TYPE_CHECKING:
-    from .config import Config
+    from .config import Client, Config
 
-__all__ = ["CREDENTIAL_HEADERS", "KEY_PARAMS", "Unauthorized", "Forbidden", "check", "offered", "presented", "strip",
-           "is_loopback", "query_secrets", "without_key_params"]
+__all__ = ["CREDENTIAL_HEADERS", "KEY_PARAMS", "Unauthorized", "Forbidden", "check", "identify", "offered", "presented",
+           "strip", "is_loopback", "query_secrets", "without_key_params"]
 
 # Headers and query parameters that carry credentials (every provider's and HTTP's own).
 CREDENTIAL_HEADERS = ("authorization", "x-api-key", "proxy-authorization", "x-goog-api-key", "api-key", "cookie")
@@ -120,6 +120,11 @@ def check(config: Config, headers: Mapping[str, str] | Iterable[tuple[str, str]]
         return None
     return Unauthorized("this bridge needs a client key it knows (x-api-key, Authorization: Bearer, "
                         "x-goog-api-key, api-key or ?key=)")
+
+
+def identify(config: Config, headers: Mapping[str, str] | Iterable[tuple[str, str]], url: str) -> Client | None:
+    """The client whose key a request offers (the first offered that is one's)."""
+    return next((c for k in offered(headers, url) if (c := config.client_by_key(k)) is not None), None)
 
 
 def without_key_params(query: str) -> str:

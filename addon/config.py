@@ -127,13 +127,28 @@ class Endpoint:
 
 
 DEFAULT_INTERCEPT_HOSTS = ("api.anthropic.com", "api.openai.com", "chatgpt.com")
+_CLIENT_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")  # fullmatch; shown in logs and metrics labels
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Client:
+    """Who may use the bridge: a name (logs, metrics, recorded flows say it, never the key), the env var
+    that holds the key, and the models it may ask for (globs; empty: every model)."""
+
+    name: str
+    key_env: str
+    models: tuple[str, ...] = ()
+
+    def may_use(self, model: str) -> bool:
+        return not self.models or any(fnmatchcase(model, p) for p in self.models)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Config:
     path: str
     endpoints: tuple[Endpoint, ...]  # sorted by priority, file order kept among equals
-    client_keys_env: tuple[str, ...] = ()
+    client_keys_env: tuple[str, ...] = ()  # every client's key variable (``clients`` and the older list)
+    clients: tuple[Client, ...] = ()
     intercept_hosts: tuple[str, ...] = DEFAULT_INTERCEPT_HOSTS
     max_attempts: int = 3  # endpoints tried for one request, the first included
     max_request_bytes: int = 32 * 1024 * 1024  # Anthropic's own limit for Messages
@@ -150,9 +165,16 @@ class Config:
         """The keys clients may present, read from the environment now (empty: no key required)."""
         return frozenset(k for name in self.client_keys_env if (k := os.environ.get(name)))
 
+    def client_by_key(self, key: str) -> Client | None:
+        """The client whose key this is, read from the environment now (a rotated key counts at once)."""
+        return next((c for c in self.clients if os.environ.get(c.key_env) == key), None)
 
-_TOP_KEYS = {"endpoints", "client_keys_env", "intercept_hosts", "max_attempts", "max_request_bytes", "max_answer_bytes",
-             "max_relay_connections", "logging"}
+    def client(self, name: str | None) -> Client | None:
+        return next((c for c in self.clients if c.name == name), None) if name else None
+
+
+_TOP_KEYS = {"endpoints", "clients", "client_keys_env", "intercept_hosts", "max_attempts", "max_request_bytes",
+             "max_answer_bytes", "max_relay_connections", "logging"}
 _TOP_INTS = {"max_attempts": 3, "max_request_bytes": 32 * 1024 * 1024, "max_answer_bytes": 32 * 1024 * 1024,
              "max_relay_connections": 1000}
 _LOG_KEYS = {"level", "log_request_body", "log_response_body", "file", "max_bytes", "backups"}
@@ -238,16 +260,12 @@ def parse_config(node: yaml.Node, path: str, environ: Any, require_env: bool = T
             prompt_cache=v.prompt_cache(values, fields, where),
             **v.rewrite(fields.get("model_rewrite"), f"{where}.model_rewrite"),
         ))
-    client_keys_env = tuple(p for _, p in v.items(top, "", "client_keys_env"))
-    for (node, name) in v.items(top, "", "client_keys_env"):
-        if name not in environ:
-            if require_env:
-                raise v.error(node, "client_keys_env", f"environment variable {name} is not set")
-            unset.append(name)
+    clients = v.clients(top, environ, require_env, unset)
+    client_keys_env = tuple(c.key_env for c in clients)
     hosts = tuple(h.lower() for _, h in v.items(top, "", "intercept_hosts")) or DEFAULT_INTERCEPT_HOSTS
     top_values = {k: v.scalar(n, k) for k, n in top.items() if k in _TOP_INTS}
     return Config(path=path, endpoints=tuple(sorted(endpoints, key=lambda e: e.priority)),
-                  client_keys_env=client_keys_env, intercept_hosts=hosts,
+                  client_keys_env=client_keys_env, clients=tuple(clients), intercept_hosts=hosts,
                   **{k: v.positive_int(top_values, top, "", k, default) for k, default in _TOP_INTS.items()},
                   logging=v.log_settings(top.get("logging"), os.path.dirname(os.path.abspath(path))),
                   unset_env=tuple(unset))
@@ -273,6 +291,46 @@ class _Validator:
         for key in sorted(required - out.keys()):
             raise self.error(node, f"{where}.{key}" if where else key, "is required")
         return out
+
+    def clients(self, top: dict[str, yaml.Node], environ: Any, require_env: bool, unset: list[str]) -> list[Client]:
+        """``clients`` (each a name, the env var of its key, optionally its models), then the older
+        ``client_keys_env`` list, each of its variables a client named after it."""
+        found: list[tuple[Client, yaml.Node, str]] = []
+        node = top.get("clients")
+        if node is not None and not isinstance(node, yaml.SequenceNode):
+            raise self.error(node, "clients", "must be a list of clients (name, key_env, models)")
+        for i, item in enumerate(node.value if node is not None else ()):
+            where = f"clients[{i}]"
+            fields = self.mapping(item, where, {"name", "key_env", "models"}, required={"name", "key_env"})
+            values = {k: self.scalar(n, f"{where}.{k}") for k, n in fields.items() if k != "models"}
+            name, key_env = self.string(values, fields, where, "name"), self.string(values, fields, where, "key_env")
+            if not _CLIENT_NAME.fullmatch(name):
+                raise self.error(fields["name"], f"{where}.name", "must be 1-64 letters, digits, '_', '.' or '-'")
+            models = tuple(self.glob(n, f"{where}.models[{j}]", p)
+                           for j, (n, p) in enumerate(self.items(fields, where, "models")))
+            found.append((Client(name=name, key_env=key_env, models=models), fields["key_env"], f"{where}.key_env"))
+        for key_node, name in self.items(top, "", "client_keys_env"):
+            found.append((Client(name=name, key_env=name), key_node, "client_keys_env"))
+        names: set[str] = set()
+        envs: set[str] = set()
+        for client, key_node, where in found:
+            if client.name in names:
+                raise self.error(key_node, where, f"a second client named {client.name!r}")
+            if client.key_env in envs:
+                raise self.error(key_node, where, f"{client.key_env} is already another client's key")
+            names.add(client.name)
+            envs.add(client.key_env)
+            if client.key_env not in environ:
+                if require_env:
+                    raise self.error(key_node, where, f"environment variable {client.key_env} is not set")
+                unset.append(client.key_env)
+        keys = [environ.get(c.key_env) for c, _, _ in found]
+        for i, ((client, key_node, where), key) in enumerate(zip(found, keys, strict=True)):
+            if key and key in keys[:i]:
+                other = found[keys.index(key)][0].key_env
+                raise self.error(key_node, where, f"{client.key_env} holds the same key as {other}: requests "
+                                 "could not be told apart")
+        return [c for c, _, _ in found]
 
     def scalar(self, node: yaml.Node, where: str) -> Any:
         if not isinstance(node, yaml.ScalarNode):

@@ -53,9 +53,10 @@ def log_flow(flow: http.HTTPFlow, summary: Summary, status: int | None, usage: U
     # From the request's first byte, as the time to first byte is: so the one never exceeds the other.
     since = flow.request.timestamp_start
     duration = (time.time() - since) * 1000 if since else (time.monotonic() - started) * 1000
-    logger.info("%s %s → %s | %s | endpoint %s | model %s | status %s | %s | first byte %s | %.0f ms%s | req %s",
+    who = f" | client {s['client']}" if s.get("client") else ""  # a configured name, never the key
+    logger.info("%s %s → %s | %s | endpoint %s%s | model %s | status %s | %s | first byte %s | %.0f ms%s | req %s",
                 mode, s.get("client_format"), s.get("upstream_format", "-"), s.get("operation"),
-                s.get("endpoint", "-"), model_label(s), status if status is not None else "-", tokens, ttfb,
+                s.get("endpoint", "-"), who, model_label(s), status if status is not None else "-", tokens, ttfb,
                 duration, "".join(f" | {clean(n, 500)}" for n in notes), flow.id[:8])
     # The same summary on the flow, for mitmweb's list and for recorded flows.
     s.update({"status": status, "duration_ms": round(duration), "first_byte_ms": first_byte})
@@ -69,6 +70,8 @@ def log_flow(flow: http.HTTPFlow, summary: Summary, status: int | None, usage: U
     else:
         flow.comment = (f"{'✗ ' if failed else ''}{s.get('client_format')} → {s.get('upstream_format', '-')} · "
                         f"{s.get('endpoint', '-')} · {model_label(s)} · {shown} · {tokens}")
+        if s.get("client"):
+            flow.comment += f" · client {s['client']}"
         if s.get("transport") == "websocket":
             flow.comment += f" · websocket turn of {s.get('connection', '?')}"
     if failed:

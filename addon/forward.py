@@ -34,7 +34,7 @@ from .routing import Operation, candidates, detect
 from .settings import Settings
 from .translate import error_response
 from .wsbounds import WebSocketBounds
-from .wsfront import TURN, WS_URL, Ticket, WebSocketFront
+from .wsfront import CLIENT, TURN, WS_URL, Ticket, WebSocketFront
 from .wsupstream import SocketTarget
 
 __all__ = ["Forward"]
@@ -131,7 +131,8 @@ class Forward:
         now = int(time.time())
         req = flow.request
         redact = self.settings.redact.also(self._learn(req))
-        p = plan(config, op, req.path, req.headers, body, new_id, now, method=req.method, redact=redact)
+        p = plan(config, op, req.path, req.headers, body, new_id, now, method=req.method, redact=redact,
+                 client_name=flow.metadata.get(CLIENT))
         flow.metadata["bridge"] = p.summary
         if flow.metadata.get(TURN):
             p.summary["transport"] = "websocket"
@@ -170,12 +171,13 @@ class Forward:
         else:  # the same host, so the bridge intercepts the turn as it did the upgrade
             url, proxy = f"http://{req.pretty_host}{path}", f"http://{host}:{port}"
         ticket = Ticket(url=url, headers=pairs(req.headers), limit=config.max_request_bytes, proxy=proxy,
-                        connection=flow.id[:8])
+                        connection=flow.id[:8], client=flow.metadata.get(CLIENT))
         flow.metadata[WS_URL] = redacted_url(req.url)  # shown again once the connection is up (respond.py)
         req.scheme, req.host, req.port = "http", "127.0.0.1", self.front.port
         req.path = self.front.admit(ticket)
         self.ws_bounds.serve(flow, config.max_request_bytes)
-        flow.metadata["bridge"] = {"client_format": "responses", "operation": "websocket", "mode": "websocket"}
+        flow.metadata["bridge"] = {"client_format": "responses", "operation": "websocket", "mode": "websocket",
+                                   **({"client": ticket.client} if ticket.client else {})}
         flow.comment = f"responses · websocket · its turns: flows naming {flow.id[:8]}"  # mitmweb's list
         logger.info("websocket responses | connection opened | turns go to %s%s | req %s", redacted_url(url),
                     f" through {proxy}" if proxy else "", flow.id[:8])
@@ -195,7 +197,8 @@ class Forward:
         body = json.dumps({k: v for k, v in message.items() if k != "type"}).encode()
         headers = {k.lower(): v for k, v in ticket.headers}
         p = plan(config, Operation("responses", "generate"), urlsplit(ticket.url).path, headers, body,
-                 lambda prefix: prefix + uuid.uuid4().hex[:24], int(time.time()), as_is=True)
+                 lambda prefix: prefix + uuid.uuid4().hex[:24], int(time.time()), as_is=True,
+                 client_name=ticket.client)
         ep = p.endpoint
         if p.answer is not None or p.exchange is not None or p.fallbacks or not p.url or ep is None \
                 or not ep.websocket or ep.codex_home:

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from mitmproxy import connection, http, tcp, udp
 
 from . import bodylimit, formats
-from .access import check, is_loopback, strip
+from .access import check, identify, is_loopback, strip
 from .config import Config
 from .errors import BridgeError
 from .flowlog import log_flow
@@ -25,7 +25,7 @@ from .flowstate import pairs
 from .plan import Summary
 from .routing import detect
 from .translate import error_response
-from .wsfront import TICKET_HEADER, TURN
+from .wsfront import CLIENT, TICKET_HEADER, TURN, Ticket
 
 __all__ = ["Guard", "answer_refused"]
 
@@ -38,14 +38,15 @@ def _peer_is_loopback(conn: connection.Client) -> bool:
 
 class Guard:
     def __init__(self, config: Callable[[], Config | None], claims: Callable[[http.HTTPFlow], bool],
-                 admitted: Callable[[str], str | None] = lambda ticket: None) -> None:
+                 admitted: Callable[[str], Ticket | None] = lambda ticket: None) -> None:
         """``claims(flow)``: the bridge handles this request (and drops client keys itself, after it has
         read the headers it routes by). ``admitted(ticket)``: a turn of a WebSocket connection this rule
         let in (``wsfront.py``), sent back through the bridge from loopback."""
         self._config = config
         self._claims = claims
         self._admitted = admitted
-        self._tunnels: set[str] = set()  # client connections whose CONNECT presented a client key
+        # client connections whose CONNECT presented a client key, and the named client it is ("" for none)
+        self._tunnels: dict[str, str] = {}
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         config = self._config()
@@ -53,16 +54,24 @@ class Guard:
             return
         req = flow.request
         ticket = req.headers.pop(TICKET_HEADER, None)  # the bridge's own, never forwarded
-        connection = self._admitted(ticket) if ticket is not None and _peer_is_loopback(flow.client_conn) else None
-        if connection is not None:
-            flow.metadata[TURN] = connection
+        admitted = self._admitted(ticket) if ticket is not None and _peer_is_loopback(flow.client_conn) else None
+        if admitted is not None:
+            flow.metadata[TURN] = admitted.connection
+            if admitted.client:
+                flow.metadata[CLIENT] = admitted.client
             return
         err = check(config, pairs(req.headers), req.url, loopback=_peer_is_loopback(flow.client_conn),
                     tunnel_authorized=flow.client_conn.id in self._tunnels)
         if err is not None:
             self._refuse(flow, config, err)
-        elif config.client_keys_env and not self._claims(flow):
-            self._strip(flow, config)
+            return
+        if config.client_keys_env:
+            client = identify(config, pairs(req.headers), req.url)
+            name = client.name if client else self._tunnels.get(flow.client_conn.id)
+            if name:
+                flow.metadata[CLIENT] = name
+            if not self._claims(flow):
+                self._strip(flow, config)
 
     def http_connect(self, flow: http.HTTPFlow) -> None:
         """A tunnel: let in by a client key in ``Proxy-Authorization``; without keys configured, from
@@ -76,7 +85,8 @@ class Guard:
         err = check(config, pairs(req.headers), "", loopback=loopback)
         if err is None:
             if config.client_keys_env:  # a key opened it: it counts for every request inside
-                self._tunnels.add(flow.client_conn.id)
+                client = identify(config, pairs(req.headers), "")
+                self._tunnels[flow.client_conn.id] = client.name if client else ""
             return
         if config.client_keys_env and req.host.lower() in config.intercept_hosts:
             return
@@ -88,7 +98,7 @@ class Guard:
         logger.info("CONNECT %s refused (%d): %s", req.pretty_host, status, err.message)
 
     def client_disconnected(self, client: connection.Client) -> None:
-        self._tunnels.discard(client.id)
+        self._tunnels.pop(client.id, None)
 
     def tcp_start(self, flow: tcp.TCPFlow) -> None:
         self._raw(flow)

@@ -17,7 +17,7 @@ from typing import Any, TypedDict
 from urllib.parse import parse_qsl, urlencode
 
 from . import formats
-from .access import CREDENTIAL_HEADERS, without_key_params
+from .access import CREDENTIAL_HEADERS, Forbidden, without_key_params
 from .config import Config, Endpoint
 from .errors import BadRequest, BridgeError, ErrorKind
 from .formats import Format
@@ -36,6 +36,7 @@ class Summary(TypedDict, total=False):
     flows, replays) and its log line (flowlog.py). Plain JSON values, so a flow file can hold it."""
 
     client_format: str
+    client: str  # the named client that asked (config ``clients``), never its key
     operation: str  # generate | count_tokens | models | probe | websocket | unknown
     transport: str  # "websocket": a turn of a WebSocket connection (wsfront.py), sent back over HTTP
     connection: str  # that connection's flow id (its first 8 characters)
@@ -113,16 +114,19 @@ class UpgradeRefused(BridgeError):
 
 def plan(config: Config, op: Operation, path: str, headers: Mapping[str, str], body: bytes,
          new_id: Callable[[str], str], now: int, method: str = "POST", redact: Callable[[str], str] = str,
-         as_is: bool = False) -> Plan:
+         as_is: bool = False, client_name: str | None = None) -> Plan:
     """Decide. Never raises: a failure becomes an answer in the client's format.
 
     Who may ask was decided before (``access.py``, at the request's headers); ``body`` is the request
     body as the client meant it (decoded, within ``max_request_bytes``). ``as_is``: a same-format
     endpoint takes the body as it is, whatever its flavour's rules (Codex's own WebSocket turns, relayed
-    to the backend Codex itself talks to).
+    to the backend Codex itself talks to). ``client_name``: the named client the access rule let in, whose
+    ``models`` bound what it may ask for.
     """
     client = formats.get(op.client_format)
     p = Plan(client=client, summary={"client_format": op.client_format, "operation": op.kind})
+    if client_name:
+        p.summary["client"] = client_name
     try:
         if op.kind == "websocket":
             raise UpgradeRefused(f"the bridge serves the {client.NAME} API over HTTP, not WebSocket: POST "
@@ -142,6 +146,11 @@ def plan(config: Config, op: Operation, path: str, headers: Mapping[str, str], b
         _check_body(config, headers, body)
         data = parse_json_body(body)
         model = _model_name(data.get("model") if op.model is None else op.model)
+        named = config.client(client_name)
+        if named is not None and not named.may_use(model):
+            p.summary["model"] = model
+            raise Forbidden(f"client {named.name} may not use model {model!r} (it may use "
+                            f"{', '.join(named.models)})")
         routes = candidates(config, op.client_format, model)
         if not routes:
             raise no_endpoint(config, model)

@@ -50,6 +50,7 @@ logger = logging.getLogger("bridge")
 
 TICKET_HEADER = "x-bridge-ws-ticket"  # on the turns this endpoint sends back through the bridge
 TURN = "bridge_ws_turn"  # flow.metadata of a turn the access rule admitted by its ticket: its connection
+CLIENT = "bridge_client"  # flow.metadata: the named client the access rule let in (config ``clients``)
 WS_URL = "bridge_ws_url"  # flow.metadata of an upgrade: the URL the client asked for
 _HEAD_LIMIT = 64 * 1024  # the upgrade request's head, as the bridge bounds every head
 _TICKET_TTL = 60.0  # seconds an admitted upgrade has to arrive here
@@ -69,6 +70,7 @@ class Ticket:
     limit: int
     proxy: str | None = None
     connection: str = ""  # the upgrade flow's id: each turn's log line and flow name it
+    client: str | None = None  # the named client whose key let the upgrade in (config ``clients``)
     issued: float = field(default_factory=time.monotonic)
     connected: bool = False
 
@@ -111,12 +113,12 @@ class WebSocketFront:
         self._tickets[name] = ticket
         return f"/ws/{name}"
 
-    def admitted(self, name: str) -> str | None:
-        """The connection a turn's ticket belongs to, if it is live here (the access rule's exception)."""
+    def admitted(self, name: str) -> Ticket | None:
+        """The ticket of a turn's connection, if it is live here (the access rule's exception)."""
         ticket = self._tickets.get(name)
         if ticket is None or not ticket.connected:
             return None
-        return ticket.connection
+        return ticket
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         ws = WSConnection(ConnectionType.SERVER)

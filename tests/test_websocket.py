@@ -248,6 +248,10 @@ def test_the_upgrade_needs_a_client_key_and_the_key_goes_nowhere(keyed: Configur
     assert CLIENT_KEY not in sent.all_header_values and UPSTREAM_KEY in sent.all_header_values
     assert "x-bridge-ws-ticket" not in sent.headers
     ws.close()
+    # the turn is the client's whose key let the upgrade in (the older list: named after its variable)
+    keyed.wait_for_log("a websocket turn of")
+    turn = next(line for line in keyed.log().splitlines() if "a websocket turn of" in line)
+    assert "| client WS_CLIENT_KEY |" in turn and CLIENT_KEY not in keyed.log()
 
 
 def test_a_made_up_ticket_admits_nothing(keyed: ConfiguredBridge, mock: MockUpstream) -> None:
