@@ -56,7 +56,8 @@ def test_clients_and_the_older_list_are_one_set_of_named_clients(monkeypatch: py
      "clients[1].key_env: a second client named 'alice'"),
     ("clients:\n  - {name: alice, key_env: ALICE_KEY}\nclient_keys_env: [ALICE_KEY]",
      "client_keys_env: ALICE_KEY is already another client's key"),
-    ("clients:\n  - {name: carol, key_env: CAROL_KEY}", "clients[0].key_env: environment variable CAROL_KEY is not set"),
+    ("clients:\n  - {name: carol, key_env: CAROL_KEY}",
+     "clients[0].key_env: environment variable CAROL_KEY is not set"),
     ("clients:\n  - {name: alice, key_env: ALICE_KEY, models: ['claude-[']}", "clients[0].models[0]: bad pattern"),
 ])
 def test_client_mistakes_fail_at_startup_with_file_line_key_and_reason(clients: str, message: str) -> None:

@@ -1885,3 +1885,13 @@ def test_a_pass_through_answer_after_a_model_rewrite_names_the_clients_model() -
     out = b"".join(renamer.feed(f"data: {json.dumps(chunk)}\r\n\r\n".encode()) + renamer.close())
     assert json.loads(out.decode().removeprefix("data: "))["modelVersion"] == "gemini-client"
     assert json.loads(renamer.body(json.dumps(chunk).encode()))["modelVersion"] == "gemini-client"
+
+
+@pytest.mark.parametrize("number", ["-9223372036854775809", "18446744073709551616", "123456789012345678901234567890"])
+def test_an_integer_past_64_bits_is_kept_exactly(number: str) -> None:
+    """orjson reads such an integer as a float, silently (hypothesis found it in a call's arguments going
+    to a Gemini client): ``loads`` reads it with the json module instead."""
+    from addon.formats.common import loads, loads_object
+    assert loads(f'{{"n": {number}}}') == {"n": int(number)}
+    assert loads(f'[{number}]'.encode()) == [int(number)]
+    assert loads_object(f'{{"": {number}}}') == {"": int(number)}
