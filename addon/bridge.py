@@ -25,6 +25,7 @@ from addon import bodylimit, errorpage, views, wsbounds  # noqa: E402
 from addon.adapter import StreamAdapter  # noqa: E402
 from addon.forward import Forward  # noqa: E402
 from addon.guard import Guard  # noqa: E402
+from addon.health import HEALTH  # noqa: E402
 from addon.record import Retranslate  # noqa: E402
 from addon.respond import Respond  # noqa: E402
 from addon.settings import Settings  # noqa: E402
@@ -39,6 +40,8 @@ class Bridge:
         self.settings = Settings()
         self.forward = Forward(self.settings)
         self.respond = Respond(self.settings, self.forward)
+        # /ready shows the endpoints the failover relay tries last after a 429 (or 5xx with Retry-After)
+        HEALTH.resting = self.forward.relay.resting
         guard = Guard(lambda: self.settings.config, self.forward.claims, self.forward.front.admitted)
         self.addons = [self.settings, guard, Retranslate(lambda: self.settings.config), self.forward, self.respond,
                        self.forward.ws_bounds]

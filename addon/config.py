@@ -7,6 +7,7 @@ Shape (unknown keys are rejected so a typo never passes silently; README "Config
     max_request_bytes: 33554432             # a request body, as sent and decompressed
     max_answer_bytes: 33554432              # a whole answer, or what a stream's translation keeps
     max_relay_connections: 1000             # the failover relay's upstream connections at once
+    metrics: {path: /metrics, max_models: 100}  # the Prometheus route (default: none)
     endpoints:                              # matched by model, by priority, then file order
       - name: local
         models: ["claude-*", "gpt-5*"]            # globs of the model names it serves (default: all)
@@ -41,13 +42,14 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from . import formats
 from .access import KEY_PARAMS
 from .codex_login import LoginError, default_home, read_login
 from .formats.common import AUTH_SCHEMES
 from .logconfig import BODY_MODES, LEVELS, LogSettings
 
 __all__ = ["CODEX_LOGIN", "ConfigError", "Endpoint", "Config", "Offer", "URL_KEYS", "load_config", "parse_config",
-           "reverse_target"]
+           "reverse_target", "MetricsSettings", "PROBE_PATHS", "READY_PATHS"]
 
 
 class ConfigError(ValueError):
@@ -126,6 +128,20 @@ class Endpoint:
         return next((target for pattern, target in self.rewrite if fnmatchcase(model, pattern)), model)
 
 
+# Paths the bridge answers itself, never forwarded (routing.py): liveness probes and readiness (health.py).
+PROBE_PATHS = ("/health", "/healthz", "/api/hello")
+READY_PATHS = ("/ready", "/readyz")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MetricsSettings:
+    """``metrics``: the route the bridge answers with its Prometheus metrics (metrics.py), and how many
+    distinct model names its labels keep (the rest are ``other``)."""
+
+    path: str = "/metrics"
+    max_models: int = 100
+
+
 DEFAULT_INTERCEPT_HOSTS = ("api.anthropic.com", "api.openai.com", "chatgpt.com")
 _CLIENT_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")  # fullmatch; shown in logs and metrics labels
 
@@ -155,6 +171,7 @@ class Config:
     max_answer_bytes: int = 32 * 1024 * 1024  # a whole upstream answer, or what a stream's client must keep
     max_relay_connections: int = 1000  # the failover relay's connections to upstreams at once
     logging: LogSettings = field(default_factory=LogSettings)
+    metrics: MetricsSettings | None = None  # the metrics route; None: none
     unset_env: tuple[str, ...] = ()  # key variables not set (allowed only when replaying)
 
     def secret_envs(self) -> tuple[str, ...]:
@@ -174,7 +191,7 @@ class Config:
 
 
 _TOP_KEYS = {"endpoints", "clients", "client_keys_env", "intercept_hosts", "max_attempts", "max_request_bytes",
-             "max_answer_bytes", "max_relay_connections", "logging"}
+             "max_answer_bytes", "max_relay_connections", "logging", "metrics"}
 _TOP_INTS = {"max_attempts": 3, "max_request_bytes": 32 * 1024 * 1024, "max_answer_bytes": 32 * 1024 * 1024,
              "max_relay_connections": 1000}
 _LOG_KEYS = {"level", "log_request_body", "log_response_body", "file", "max_bytes", "backups"}
@@ -268,6 +285,7 @@ def parse_config(node: yaml.Node, path: str, environ: Any, require_env: bool = T
                   client_keys_env=client_keys_env, clients=tuple(clients), intercept_hosts=hosts,
                   **{k: v.positive_int(top_values, top, "", k, default) for k, default in _TOP_INTS.items()},
                   logging=v.log_settings(top.get("logging"), os.path.dirname(os.path.abspath(path))),
+                  metrics=v.metrics(top.get("metrics")),
                   unset_env=tuple(unset))
 
 
@@ -452,6 +470,27 @@ class _Validator:
             file=os.path.join(base_dir, file) if file else None,  # relative to the config file
             max_bytes=self.positive_int(values, fields, "logging", "max_bytes", 10 * 1024 * 1024),
             backups=self.positive_int(values, fields, "logging", "backups", 3))
+
+    def metrics(self, node: yaml.Node | None) -> MetricsSettings | None:
+        """``metrics``: a mapping (``{}`` for the defaults) turns the route on; its path must be one no
+        client API and no probe of the bridge uses."""
+        if node is None:
+            return None
+        fields = self.mapping(node, "metrics", {"path", "max_models"}, required=set())
+        values = {k: self.scalar(n, f"metrics.{k}") for k, n in fields.items()}
+        path = "/metrics"
+        if values.get("path") is not None:
+            path = self.string(values, fields, "metrics", "path")
+            if not path.startswith("/") or not path.rstrip("/") or any(c in path for c in "?# \t\r\n"):
+                raise self.error(fields["path"], "metrics.path", f"must be a path such as /metrics, got {path!r}")
+            path = path.rstrip("/")  # as requests are matched (routing.py)
+            if path in (*PROBE_PATHS, *READY_PATHS):
+                raise self.error(fields["path"], "metrics.path", f"{path} is already the bridge's health or "
+                                 "readiness route")
+            if formats.answering(path, {}) or any(f.recognise("GET", path, "", {}) for f in formats.FORMATS.values()):
+                raise self.error(fields["path"], "metrics.path", f"{path} is under a client API's paths: choose "
+                                 "one outside /v1 and /v1beta, such as /metrics")
+        return MetricsSettings(path=path, max_models=self.positive_int(values, fields, "metrics", "max_models", 100))
 
     def codex_login(self, auth: str | None, values: dict[str, Any], nodes: dict[str, yaml.Node], where: str,
                     environ: Any, require_env: bool) -> str | None:

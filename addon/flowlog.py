@@ -12,9 +12,12 @@ from typing import Any
 
 from mitmproxy import http
 
+from .health import HEALTH
 from .ir import Usage
 from .logconfig import clean
+from .metrics import METRICS, outcome
 from .plan import Summary
+from .relay import Job
 
 __all__ = ["log_flow", "model_label"]
 
@@ -27,9 +30,10 @@ def model_label(summary: Summary) -> str:
 
 
 def log_flow(flow: http.HTTPFlow, summary: Summary, status: int | None, usage: Usage | None,
-             started: float, redact: Any = str) -> None:
+             started: float, redact: Any = str, job: Job | None = None) -> None:
     """Formats, endpoint, models, status, tokens, time to first byte, duration; ``redact`` blanks
-    secrets in the upstream's words (an outcome, an error)."""
+    secrets in the upstream's words (an outcome, an error). ``job``: the failover relay's attempts, when
+    it made them. The same request goes to the metrics and its endpoint's state (:func:`observe`)."""
     s = summary
     for key in ("outcome", "error"):  # upstream words may echo a key
         if isinstance(s.get(key), str):
@@ -76,3 +80,27 @@ def log_flow(flow: http.HTTPFlow, summary: Summary, status: int | None, usage: U
             flow.comment += f" · websocket turn of {s.get('connection', '?')}"
     if failed:
         flow.marked = ":warning:"
+    observe(flow, s, status, usage, duration / 1000, job, redact)
+
+
+def observe(flow: http.HTTPFlow, s: Summary, status: int | None, usage: Usage | None, duration: float,
+            job: Job | None, redact: Any = str) -> None:
+    """A finished request in the metrics (metrics.py, when on) and its endpoints' last known state
+    (health.py): the attempts the relay gave up on, then the endpoint that answered."""
+    resp = flow.response
+    streamed = resp is not None and callable(resp.stream)  # a StreamAdapter: the answer went out live
+    every_failed = job is not None and len(job.failures) >= len(job.attempts)
+    result = outcome(s, status, streamed, every_failed)
+    if METRICS.enabled:
+        start = flow.request.timestamp_start
+        first_byte = resp.timestamp_start - start if resp is not None and resp.timestamp_start and start else None
+        METRICS.finished(s, status, usage, first_byte, duration, result, job)
+    for attempt, failure in zip(job.attempts if job else (), job.failures if job else (), strict=False):
+        reason = failure.removeprefix(f"{attempt.name}: ")
+        if not reason.startswith("not tried"):
+            status_said = reason[5:8] if reason.startswith("HTTP ") else ""  # "HTTP 429", "HTTP 503"
+            HEALTH.record(attempt.name, False, int(status_said) if status_said.isdigit() else None, redact(reason))
+    endpoint = s.get("endpoint")
+    if endpoint and result.endpoint_ok is not None and not every_failed:  # (every failure is recorded above)
+        HEALTH.record(endpoint, result.endpoint_ok, status,
+                      None if result.endpoint_ok else s.get("outcome") or f"HTTP {status}")

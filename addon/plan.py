@@ -22,7 +22,9 @@ from .config import Config, Endpoint
 from .errors import BadRequest, BridgeError, ErrorKind
 from .formats import Format
 from .formats.common import JSON, Budget, Context, dump_bytes, dumps
+from .health import HEALTH
 from .ir import Document, Image, Reasoning, Request, Text, ToolCall, ToolResult
+from .metrics import METRICS
 from .routing import Operation, Route, candidates, no_endpoint
 from .translate import JSON_TYPE, Exchange, ModelRenamer, error_response, parse_json_body
 
@@ -37,7 +39,7 @@ class Summary(TypedDict, total=False):
 
     client_format: str
     client: str  # the named client that asked (config ``clients``), never its key
-    operation: str  # generate | count_tokens | models | probe | websocket | unknown
+    operation: str  # generate | count_tokens | models | probe | ready | metrics | websocket | unknown
     transport: str  # "websocket": a turn of a WebSocket connection (wsfront.py), sent back over HTTP
     connection: str  # that connection's flow id (its first 8 characters)
     mode: str  # pass-through | conversion | local | local estimate | rejected
@@ -136,6 +138,11 @@ def plan(config: Config, op: Operation, path: str, headers: Mapping[str, str], b
                             + "; ".join(f.SERVES for f in formats.FORMATS.values()))
         if op.kind == "probe":  # the bridge is up and has its config: that is all a probe asks
             p.answer = (200, JSON_TYPE, b"" if method == "HEAD" else b'{"status":"ok"}')
+            p.summary["mode"] = "local"
+            return p
+        if op.kind in ("ready", "metrics"):  # what the bridge has seen so far (health.py, metrics.py)
+            status, content_type, text = HEALTH.answer(config) if op.kind == "ready" else METRICS.answer()
+            p.answer = (status, content_type, b"" if method == "HEAD" else text)
             p.summary["mode"] = "local"
             return p
         if op.kind == "models":

@@ -124,6 +124,10 @@ class Relay:
         if self._client:
             await self._client.aclose()
 
+    def resting(self) -> dict[str, float]:
+        """Endpoint name → the monotonic time until which it is tried last (after a 429), for /ready."""
+        return self._resting
+
     def register(self, job: Job) -> str:
         """The URL to point a flow at; attempts that are resting after a 429 go last."""
         now = time.monotonic()

@@ -23,6 +23,7 @@ from .flowlog import log_flow
 from .flowstate import FlowState
 from .forward import Forward
 from .logconfig import clean
+from .metrics import METRICS
 from .settings import Settings
 from .translate import JSON_TYPE, SSE_TYPE, ModelRenamer, StreamTranslator, cut_tail, error_response, usage_of
 from .wsfront import WS_URL
@@ -77,6 +78,7 @@ class Respond:
             decode = bytes
         resp.stream = StreamAdapter(translator, decode, state.redact, state.scrub,
                                     keep if recording or translator is not None else 0)
+        METRICS.stream_opened(flow)  # open until response() or error() (metrics.py)
         errorpage.expect_cut(flow.request, cut_tail(translator, state.plans[0].client))
         if translator is None:
             return  # pass-through: live, byte for byte but for a key (else mitmproxy would buffer it)
@@ -135,6 +137,7 @@ class Respond:
         """The flow's state, taken: its patches forgotten, its recorded copy redacted, the relay's job
         shown as the endpoint that answered."""
         state = self.forward.flows.pop(flow.id, None)
+        METRICS.stream_closed(flow)
         errorpage.forget(flow.request)
         bodylimit.forget(flow.request)
         if "bridge" in flow.metadata and flow.live:
@@ -221,6 +224,7 @@ class Respond:
 
     def error(self, flow: http.HTTPFlow) -> None:
         state = self.forward.flows.pop(flow.id, None)
+        METRICS.stream_closed(flow)
         bodylimit.forget(flow.request)
         if "bridge" in flow.metadata and flow.live:
             record.redact_flow(flow)
@@ -253,7 +257,7 @@ class Respond:
 def _log(flow: http.HTTPFlow, state: FlowState, status: int | None) -> None:
     usage = (state.streamed.usage if isinstance(state.streamed, StreamTranslator)
              else state.exchange.usage if state.exchange else None)
-    log_flow(flow, state.summary, status, usage, state.started, state.redact)
+    log_flow(flow, state.summary, status, usage, state.started, state.redact, state.job)
 
 
 def _redact_headers(resp: http.Response, redact: Callable[[str], str]) -> None:

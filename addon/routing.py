@@ -11,15 +11,23 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from . import formats
-from .config import Config, Endpoint
+from .config import PROBE_PATHS, READY_PATHS, Config, Endpoint
 from .errors import BridgeError, ErrorKind
 from .formats import Operation
 
-__all__ = ["Operation", "Route", "NoEndpoint", "detect", "route", "candidates", "no_endpoint"]
+__all__ = ["Operation", "Route", "NoEndpoint", "detect", "route", "candidates", "no_endpoint", "serve_metrics"]
 
-# What clients probe before their first request (Claude Code: HEAD /api/hello) and what load balancers
-# and people ask: answered by the bridge itself, never forwarded.
-_PROBES = ("/health", "/healthz", "/api/hello")
+# What clients probe before their first request (Claude Code: HEAD /api/hello), what load balancers and
+# people ask (liveness, readiness: health.py) and the config's metrics route (metrics.py): answered by
+# the bridge itself, never forwarded. Path → operation kind.
+_LOCAL = {**dict.fromkeys(PROBE_PATHS, "probe"), **dict.fromkeys(READY_PATHS, "ready")}
+_local = dict(_LOCAL)
+
+
+def serve_metrics(path: str | None) -> None:
+    """The config's metrics route (``metrics.path``; None: none), answered like the probes from now on."""
+    global _local
+    _local = {**_LOCAL, path: "metrics"} if path else dict(_LOCAL)
 
 
 def detect(method: str, path: str, headers: Mapping[str, str]) -> Operation | None:
@@ -29,8 +37,8 @@ def detect(method: str, path: str, headers: Mapping[str, str]) -> Operation | No
     request. ``headers`` looks up lowercase names."""
     bare, _, query = path.partition("?")
     bare = bare.rstrip("/")
-    if method in ("GET", "HEAD") and bare in _PROBES:
-        return Operation(formats.marked(headers) or formats.FALLBACK, "probe")
+    if method in ("GET", "HEAD") and (local := _local.get(bare)) is not None:
+        return Operation(formats.marked(headers) or formats.FALLBACK, local)
     for f in formats.FORMATS.values():
         if (op := f.recognise(method, bare, query, headers)) is not None:
             return op

@@ -20,7 +20,9 @@ from mitmproxy.proxy.mode_specs import ProxyMode
 from .access import is_loopback
 from .codex_session import Logins
 from .config import Config, ConfigError, load_config
+from .health import HEALTH
 from .logconfig import apply, body_for_log
+from .metrics import METRICS
 from .redact import Redactor
 
 __all__ = ["Settings"]
@@ -47,12 +49,16 @@ class Settings:
     def configure(self, updated: set[str]) -> None:
         if "bridge_config" in updated:
             try:
+                reloading = self.config is not None  # another file set while running (mitmweb's options)
                 self._use(load_config(ctx.options.bridge_config, require_env=not _replaying()))
                 self._mtime = _mtime(ctx.options.bridge_config)
+                if reloading:
+                    METRICS.reloaded(ok=True)
             except ConfigError as e:
                 if self.config is None:  # at startup: one clean line (an error logged now stops mitmdump)
                     logger.error("%s", e)
                     return
+                _reload_failed(str(e))
                 raise exceptions.OptionsError(str(e)) from None  # type: ignore[no-untyped-call]
         if "connection_strategy" in ctx.options and ctx.options.connection_strategy != "lazy":
             # eager connects to the reverse target before any hook can reroute (notes §2).
@@ -109,8 +115,10 @@ class Settings:
             self._mtime = mtime
             try:
                 self._use(load_config(path))
+                METRICS.reloaded(ok=True)
                 logger.info("config reloaded from %s", path)
             except ConfigError as e:
+                _reload_failed(str(e))
                 logger.error("config not reloaded, keeping the previous one: %s", e)
 
     def _use(self, config: Config) -> None:
@@ -121,6 +129,8 @@ class Settings:
                            ", ".join(config.unset_env))
         self.logins.use(ep.codex_home for ep in config.endpoints if ep.codex_home)
         self._redact_anew()
+        HEALTH.loaded(config)  # what /ready says of the config (health.py)
+        METRICS.use(config)  # the metrics route, if any, and the model names its labels keep (metrics.py)
 
     def _redact_anew(self) -> None:
         """The redactor of every key the config names and every token of its logins (called again when
@@ -132,6 +142,12 @@ class Settings:
         text = body_for_log(body, mode, redact, self.config.logging.max_bytes if self.config else 0)
         if text is not None:  # the request's id ties it to its summary line (flowlog.py)
             logger.info("%s [req %s]: %s", what, flow.id[:8], text)
+
+
+def _reload_failed(message: str) -> None:
+    """A changed config that could not be used: counted, and shown by /ready until a reload succeeds."""
+    METRICS.reloaded(ok=False)
+    HEALTH.reload_failed(message)
 
 
 def _replaying() -> bool:
