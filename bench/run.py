@@ -13,6 +13,12 @@ stamped with its send time by the mock; w3 20 concurrent w1 streams; w4 a ~500 K
 request with a 5-event answer; w5 a 100 MB stream (peak RSS growth of the proxy, from ``VmHWM`` after
 resetting it through ``/proc/PID/clear_refs``). Proxy CPU per request is read from
 ``/proc/PID/task/*/schedstat`` (ns, every thread).
+
+Several instances (when HAProxy is installed; ``--no-balancer`` leaves them out): two more bridges and two
+HAProxy processes running ``deploy/haproxy.cfg`` as shipped (its addresses from the environment), one
+with both server slots on the same bridge (``haproxy 1×A→C``: what the balancer's hop costs) and one
+over both bridges (``haproxy 2×A→C``). They run w1, w2 and w3 in the Claude Code case (A→C); their
+proxy CPU is every process's on the path (bridges and HAProxy).
 """
 
 from __future__ import annotations
@@ -20,10 +26,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import csv
+import io
 import json
 import os
 import platform
 import random
+import shutil
 import signal
 import socket
 import statistics
@@ -50,6 +59,8 @@ PREFIX = {"anthropic": "anth", "chat": "chat"}
 HEADERS = {"anthropic": {"anthropic-version": "2023-06-01", "x-api-key": "bench-client"},
            "chat": {"authorization": "Bearer bench-client"}, "responses": {"authorization": "Bearer bench-client"}}
 SHORT = {"anthropic": "A", "chat": "C", "responses": "R"}
+HAPROXY_CFG = ROOT / "deploy" / "haproxy.cfg"
+BALANCED = ("w1", "w2", "w3")  # the workloads the balancer configurations run
 
 
 # --- processes ------------------------------------------------------------------------------------
@@ -134,9 +145,9 @@ def start_plain(procs: Procs, upstream: int) -> tuple[int, int]:
     return port, proc.pid
 
 
-def start_bridge(procs: Procs, upstream: int, profile: str | None) -> tuple[int, int]:
+def start_bridge(procs: Procs, upstream: int, profile: str | None, name: str = "bridge") -> tuple[int, int]:
     port = free_port()
-    confdir = procs.workdir / "confdir-bridge"
+    confdir = procs.workdir / f"confdir-{name}"
     confdir.mkdir()
     config = {"endpoints": [
         {"name": "chat", "url_openai": f"http://127.0.0.1:{upstream}/v1", "models": ["chat-*"]},
@@ -147,9 +158,68 @@ def start_bridge(procs: Procs, upstream: int, profile: str | None) -> tuple[int,
             "--set", f"bridge_config={cfg}"]
     if profile:  # cProfile of the whole mitmdump process, written when it exits
         args = [sys.executable, "-m", "cProfile", "-o", profile, *args]
-    proc, log = procs.start("mitmdump-bridge", args)
+    proc, log = procs.start(f"mitmdump-{name}", args)
     wait_port(port, proc, log)
     return port, proc.pid
+
+
+def haproxy_binary() -> str | None:
+    found = shutil.which("haproxy")
+    return found or ("/usr/sbin/haproxy" if os.access("/usr/sbin/haproxy", os.X_OK) else None)
+
+
+def _servers_up(stats_socket: Path) -> bool:
+    """Whether every server of the backend ``bridges`` passed its health check (the stats socket's
+    ``show stat``)."""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(5)
+            s.connect(str(stats_socket))
+            s.sendall(b"show stat\n")
+            text = b"".join(iter(lambda: s.recv(65536), b"")).decode()
+    except OSError:
+        return False
+    rows = [r for r in csv.DictReader(io.StringIO(text.removeprefix("# "))) if r["pxname"] == "bridges"
+            and r["svname"] not in ("FRONTEND", "BACKEND")]
+    return bool(rows) and all(r["check_status"] == "L7OK" for r in rows)
+
+
+def start_balancer(procs: Procs, name: str, binary: str, servers: tuple[int, int]) -> tuple[int, int]:
+    """HAProxy with ``deploy/haproxy.cfg`` as shipped, its two server slots on these bridge ports; once
+    both passed their health check."""
+    port, stats = free_port(), free_port()
+    stats_socket = procs.workdir / f"{name}.sock"
+    env = {"BRIDGE_LB_BIND": f"127.0.0.1:{port}", "BRIDGE_LB_STATS": f"127.0.0.1:{stats}",
+           "BRIDGE_LB_STATS_SOCKET": str(stats_socket), "BRIDGE1_ADDR": f"127.0.0.1:{servers[0]}",
+           "BRIDGE2_ADDR": f"127.0.0.1:{servers[1]}"}
+    proc, log = procs.start(name, [binary, "-db", "-f", str(HAPROXY_CFG)], env)
+    wait_port(port, proc, log)
+    deadline = time.monotonic() + 15
+    while not _servers_up(stats_socket):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{name}: the bridges did not pass HAProxy's health check:\n"
+                               f"{log.read_text(errors='replace')[-3000:]}")
+        time.sleep(0.05)
+    return port, proc.pid
+
+
+def start_balanced(procs: Procs, upstream: int, names: list[str]) -> list[Config]:
+    """The balancer configurations named (``haproxy 1×A→C``, ``haproxy 2×A→C``): two more
+    bridges, and a HAProxy for each configuration."""
+    binary = haproxy_binary()
+    if binary is None:
+        print("balancer: haproxy not installed (apt-get install haproxy): no multi-instance figures", flush=True)
+        return []
+    bridges = [start_bridge(procs, upstream, None, f"bridge-lb{n}")
+               for n in range(1, 2 + any(name.startswith("haproxy 2×") for name in names))]
+    configs = []
+    for name in names:
+        (b1, pid1), (b2, pid2) = bridges[0], bridges[-1]  # 1×: both slots on the first bridge
+        two = name.startswith("haproxy 2×")
+        port, pid = start_balancer(procs, "haproxy-2" if two else "haproxy-1", binary, (b1, b2 if two else b1))
+        configs.append(Config(name, "balancer", port, "anthropic", "chat", pid1, extra_pids=(pid2, pid) if two
+                              else (pid,)))
+    return configs
 
 
 def start_peers(procs: Procs, upstream: int) -> list[Config]:
@@ -213,6 +283,11 @@ class Config:
     upstream: str  # upstream format (the mock's API that answers)
     pid: int | None = None
     tag: str = ""  # put before the model name (claude-code-router's "provider,model")
+    extra_pids: tuple[int, ...] = ()  # more processes on the path, their CPU counted too (the balancer's)
+
+    @property
+    def pids(self) -> list[int]:
+        return [p for p in (self.pid, *self.extra_pids) if p]
 
     @property
     def floor(self) -> str:
@@ -305,13 +380,13 @@ async def run_one(cfg: Config, wl: Workload, bodies: Bodies) -> Sample:
     rss_before = None
     if wl.name == "w5" and cfg.pid and reset_peak(cfg.pid):  # without the reset, VmHWM says nothing of this stream
         rss_before = status_kb(cfg.pid, "VmRSS")
-    cpu0 = cpu_ns(cfg.pid) if cfg.pid else 0
+    cpu0 = sum(cpu_ns(p) for p in cfg.pids)
     t0 = time.monotonic_ns()
     results: list[Result] = list(await asyncio.gather(*(one() for _ in range(wl.concurrency))))
     wall = (time.monotonic_ns() - t0) / 1e6
     s = Sample(ms=wall)
-    if cfg.pid:
-        s.cpu_ms = (cpu_ns(cfg.pid) - cpu0) / 1e6
+    if cfg.pids:
+        s.cpu_ms = (sum(cpu_ns(p) for p in cfg.pids) - cpu0) / 1e6
     if rss_before is not None and cfg.pid:
         s.rss_growth_mb = (status_kb(cfg.pid, "VmHWM") - rss_before) / 1024
     errors = [r.error for r in results if r.error]
@@ -341,7 +416,8 @@ async def run_all(configs: list[Config], wls: list[Workload], seed: int,
         # peers in the Claude Code case only (LiteLLM takes minutes over all of them).
         chosen = [c for c in configs if not (wl.proxies_only and c.kind == "direct")
                   and not (wl.name == "w5" and c.client == "responses")
-                  and not (wl.name in ("w3", "w5") and c.kind == "peer" and not c.name.endswith("A→C"))]
+                  and not (wl.name in ("w3", "w5") and c.kind == "peer" and not c.name.endswith("A→C"))
+                  and not (c.kind == "balancer" and wl.name not in BALANCED)]
         t0 = time.monotonic()
         for c in chosen:  # warm-up, not counted (imports, first connection, caches)
             await run_one(c, Workload(**{**wl.__dict__, "concurrency": 1, "events": min(wl.events, 200)}), bodies)
@@ -479,6 +555,20 @@ def targets(configs: list[Config], s: dict[str, Any], data: dict[str, dict[str, 
         g = get("w5", c.name, "rss_growth_mb")
         if c.name in s.get("w5", {}):
             lines.append(f"  w5 {c.name}: RSS growth {fmt(g)} MB < 20 MB — {verdict(None if g is None else g < 20)}")
+    balanced = [c for c in configs if c.kind == "balancer" and any(c.name in s.get(w, {}) for w in BALANCED)]
+    if balanced:
+        lines.append("\nSeveral instances behind HAProxy (deploy/haproxy.cfg; time ratios, below 1 is faster)")
+    for c in balanced:
+        one = next((b.name for b in bridge if (b.client, b.upstream) == (c.client, c.upstream)), "")
+        said = {"w1": f"w1 {ratio(get('w1', c.name, 'ms'), get('w1', one, 'ms'))} of {one}",
+                 "w2": f"w2 first token {delta(get('w2', c.name, 'ttft_ms'), get('w2', one, 'ttft_ms'))} ms",
+                 "w3": f"w3 {ratio(get('w3', c.name, 'ms'), get('w3', one, 'ms'))} of {one}, "
+                       f"{ratio(get('w3', c.name, 'ms'), get('w3', c.floor, 'ms'))} of {c.floor}"}
+        errs = sum(x.errors for w in BALANCED for x in data.get(w, {}).get(c.name, []))
+        ran = [cell for w, cell in said.items() if c.name in s.get(w, {}) and one in s.get(w, {})]
+        if not ran:
+            ran = [f"no single bridge {SHORT[c.client]}→{SHORT[c.upstream]} in this run to compare with"]
+        lines.append(f"  {c.name}: {'; '.join(ran)}; {errs} errors")
     metric = {"w1": "ms", "w2": "ttft_ms", "w3": "ms", "w4": "ms", "w5": "ms"}
     for p in (c for c in configs if c.kind == "peer"):
         ours = next((c for c in bridge if (c.client, c.upstream) == (p.client, p.upstream)), None)
@@ -533,6 +623,8 @@ def main(argv: list[str] | None = None) -> int:
                                                     ".tmp/pyspy/bin) while the workloads run; collapsed stacks to FILE")
     ap.add_argument("--no-peers", action="store_true", help="leave out LiteLLM and claude-code-router even when "
                                                             "installed (bench/install_peers.sh)")
+    ap.add_argument("--no-balancer", action="store_true", help="leave out the bridges behind HAProxy "
+                                                               "(deploy/haproxy.cfg) even when haproxy is installed")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (process logs)")
     args = ap.parse_args(argv)
     wls = workloads(args.quick, args.reps)
@@ -558,10 +650,14 @@ def main(argv: list[str] | None = None) -> int:
                 Config("bridge C→A", "bridge", bridge_port, "chat", "anthropic", bridge_pid),
                 Config("bridge R→C", "bridge", bridge_port, "responses", "chat", bridge_pid),
             ]
+            keys = args.configs.split(",") if args.configs else None
+            balanced = [name for name in ("haproxy 1×A→C", "haproxy 2×A→C")
+                        if keys is None or any(k in name for k in keys)]
+            if not args.no_balancer and balanced and any(w.name in BALANCED for w in wls):
+                configs += start_balanced(procs, mock, balanced)
             if not args.no_peers:
                 configs += start_peers(procs, mock)
-            if args.configs:
-                keys = args.configs.split(",")
+            if keys:
                 configs = [c for c in configs if c.kind in ("direct", "mitmdump") or any(k in c.name for k in keys)]
             print(f"started mock upstream :{mock}, mitmdump :{plain_port}, bridge :{bridge_port} "
                   f"in {time.monotonic() - started:.1f} s", flush=True)
