@@ -5,12 +5,26 @@ bound per chunk (:mod:`addon.decompress`), side copies for the log or a recorded
 (:class:`~addon.logconfig.BodyRecorder`), and every byte for the client is scrubbed of the secrets
 the upstream was given (:class:`~addon.redact.Redactor`): a translated stream event by event as the
 emitter makes them, a pass-through stream whole event by whole event (:class:`~addon.redact.EventScrubber`).
+
+What the callable is handed: mitmproxy's HTTP/1 reader makes one body piece per HTTP chunk, and an upstream
+sends one chunk per event, so a read of a burst (fifty events that arrived together) went through
+mitmproxy's layers, this callable and a socket write to the client fifty times. :func:`coalesce_reads`
+(a guarded wrap of ``Http1Client.read_body``, mitmproxy's reader of upstream answers, installed by
+``respond.py``) hands on the pieces of one read as one: the same bytes, as soon as before, once per read
+(docs/benchmark.md, "Where a stream's CPU goes"; docs/mitmproxy-patch-coalesce.diff is the same change to
+mitmproxy itself).
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Generator
+from typing import Any
+
+from mitmproxy.proxy.layers.http._base import ReceiveHttp
+from mitmproxy.proxy.layers.http._events import ResponseData
+from mitmproxy.proxy.layers.http._http1 import Http1Client
 
 from .decompress import Corrupt, TooLarge
 from .errors import BridgeError, UpstreamProtocolError
@@ -18,7 +32,7 @@ from .logconfig import BodyRecorder
 from .redact import EventScrubber, Redactor
 from .translate import ModelRenamer, StreamTranslator
 
-__all__ = ["StreamAdapter", "STREAM_CHUNK_LIMIT"]
+__all__ = ["StreamAdapter", "STREAM_CHUNK_LIMIT", "coalesce_reads"]
 
 logger = logging.getLogger("bridge")
 
@@ -86,3 +100,49 @@ class StreamAdapter:
         if isinstance(self.translator, StreamTranslator):
             return [self._scrub.scrub(chunk) for chunk in self.translator.abort(err)]
         return []
+
+
+# The line of mitmproxy's reader that makes one body piece per HTTP chunk: what coalesce_reads relies on.
+_PIECE_LINE = "yield ReceiveHttp(self.ReceiveData(self.stream_id, data))"
+
+
+def coalesce_reads() -> None:
+    """Wrap the reader of upstream answers (``Http1Client.read_body``, idempotent): the body pieces it makes
+    of one socket read go on as one ``ResponseData``, in their order, before whatever it yields next (the
+    end of the message, an error). Nothing waits for more bytes: a read of one event hands on that event,
+    as before. A piece stays within what one read holds (mitmproxy reads at most 64 KiB), so the bounds per
+    chunk (STREAM_CHUNK_LIMIT, bodylimit.py's answer limit) hold as they did. Raises ``RuntimeError`` when
+    mitmproxy's reader is not the one this was written for (``tests/test_coalesce.py`` pins it)."""
+    original = Http1Client.read_body
+    if getattr(original, "_bridge_patched", False):
+        return
+    if not inspect.isgeneratorfunction(original) or _PIECE_LINE not in inspect.getsource(original):
+        raise RuntimeError("mitmproxy's HTTP/1 body reader (Http1Connection.read_body) is not the one the bridge "
+                           "was written for: coalesce_reads would not know what it hands on")
+
+    def read_body(self: Any, event: Any) -> Generator[Any, Any, None]:
+        inner = original(self, event)
+        first: Any = None  # the first piece's command, handed on as it is when it is the only one
+        pieces: list[bytes] = []
+        reply: Any = None
+        while True:
+            try:
+                command = inner.send(reply)
+            except StopIteration as done:
+                if first is not None:
+                    yield first if len(pieces) == 1 else ReceiveHttp(ResponseData(first.event.stream_id,
+                                                                                  b"".join(pieces)))
+                return done.value  # type: ignore[no-any-return]
+            if type(command) is ReceiveHttp and type(command.event) is ResponseData:
+                if first is None:
+                    first = command
+                pieces.append(command.event.data)
+                reply = None  # ReceiveHttp is not a command that answers
+                continue
+            if first is not None:
+                yield first if len(pieces) == 1 else ReceiveHttp(ResponseData(first.event.stream_id, b"".join(pieces)))
+                first, pieces = None, []
+            reply = yield command
+
+    read_body._bridge_patched = True  # type: ignore[attr-defined]
+    Http1Client.read_body = read_body  # type: ignore[method-assign]

@@ -16,7 +16,7 @@ from mitmproxy import http
 from mitmproxy.net.http.status_codes import RESPONSES
 
 from . import bodylimit, errorpage, formats, record, replay
-from .adapter import STREAM_CHUNK_LIMIT, StreamAdapter
+from .adapter import STREAM_CHUNK_LIMIT, StreamAdapter, coalesce_reads
 from .decompress import TooLarge, decode_body, decoder_for
 from .errors import BridgeError, UpstreamError, UpstreamProtocolError
 from .flowlog import log_flow
@@ -39,6 +39,9 @@ class Respond:
     def __init__(self, settings: Settings, forward: Forward) -> None:
         self.settings = settings
         self.forward = forward  # its flows, and the relay its requests went through
+
+    def load(self, loader: object) -> None:
+        coalesce_reads()  # what arrived in one read reaches the stream callable as one piece (adapter.py, guarded)
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         resp = flow.response

@@ -41,6 +41,7 @@ class BlockOrder:
         self._passing: dict[str, int] = {}  # channel → the block passing through on it
         self._open: dict[int, None] = {}  # blocks passed on, not stopped, in start order
         self._held: dict[int, tuple[str, list[Event]]] = {}  # blocks waiting (by id), in start order
+        self.held = self._held  # read-only for the translator: while it is empty, a delta passes as it is
 
     def order(self, events: list[Event]) -> list[Event]:
         """``feed`` for a parser's batch; most are one delta with nothing held, which passes as it is."""

@@ -20,7 +20,7 @@ the buffer without bound (h11's ``max_incomplete_event_size``).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from .errors import UpstreamProtocolError
 
@@ -30,10 +30,15 @@ DEFAULT_MAX_EVENT_SIZE = 16 * 1024 * 1024
 _STRAY_LIMIT = 64 * 1024  # what is kept of lines that are no SSE field: room for an error, not a body
 
 
-@dataclass(frozen=True, slots=True)
-class SSEEvent:
+class SSEEvent(NamedTuple):
+    """One event: its ``event:`` name (None without one) and its data lines joined. A named tuple: made for
+    every event of every stream, and quicker to make than a frozen dataclass (0.1 against 0.35 µs)."""
+
     event: str | None
     data: str
+
+
+_new_event = tuple.__new__  # SSEEvent without the keyword handling of its constructor
 
 
 class SSEDecoder:
@@ -81,27 +86,39 @@ class SSEDecoder:
             self._pieces = []
         buf = self._tail + chunk if self._tail else chunk
         if b"\r" not in buf:
-            # The usual case, "\n" line ends only: split them off without keeping and stripping ends,
-            # and take "data: " lines, nearly every line, without the general field parsing.
+            # The usual case, "\n" line ends only: split them off without keeping and stripping ends, and
+            # take "data: " lines, "event: " lines and the blank line that ends an event (nearly every line)
+            # without the general field parsing: what _line and _dispatch do, inline (a third quicker).
             lines = buf.split(b"\n")
             self._tail = lines.pop()  # what follows the last "\n": b"" or an unterminated line
             if self._tail and len(self._tail) + self._size > self._max:
                 raise UpstreamProtocolError(f"upstream SSE event exceeds {self._max} bytes")
+            data = self._data
             for raw in lines:
                 if raw[:6] == b"data: ":
                     if self._stray:
                         self._stray, self._stray_size = [], 0
                     try:
-                        self._data.append(raw[6:].decode("utf-8"))
+                        data.append(raw[6:].decode("utf-8"))
                     except UnicodeDecodeError:
                         self._line(raw, out)  # raises, with the position in the whole line
                     self._size += len(raw)
                     if self._size > self._max:
                         raise UpstreamProtocolError(f"upstream SSE event exceeds {self._max} bytes")
-                elif raw:
-                    self._line(raw, out)
+                elif not raw:  # the end of an event
+                    if data:
+                        out.append(_new_event(SSEEvent, (self._event, data[0] if len(data) == 1 else "\n".join(data))))
+                        data = self._data = []
+                    self._event = None
+                    self._size = 0
+                elif raw[:7] == b"event: ":
+                    try:
+                        self._event = raw[7:].decode("utf-8")
+                    except UnicodeDecodeError:
+                        self._line(raw, out)  # raises, as above
                 else:
-                    self._dispatch(out)
+                    self._line(raw, out)
+                    data = self._data
             return
         lines = buf.splitlines(keepends=True)
         if not lines:
@@ -165,7 +182,7 @@ class SSEDecoder:
 
     def _dispatch(self, out: list[SSEEvent]) -> None:
         if self._data:
-            out.append(SSEEvent(self._event, "\n".join(self._data)))
+            out.append(_new_event(SSEEvent, (self._event, "\n".join(self._data))))
         self._event = None
         self._data = []
         self._size = 0

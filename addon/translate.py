@@ -25,7 +25,20 @@ from .accumulate import accumulate
 from .errors import BadRequest, BridgeError, ErrorKind, UpstreamError, UpstreamProtocolError
 from .formats import FORMATS, EventEmitter, EventParser, Format, Operation
 from .formats.common import JSON, Budget, Context, dump_bytes, dumps, loads, rename_model
-from .ir import Event, Finish, MessageStart, Request, Role, StreamError, Text, ToolCall, ToolResult, Usage, UsageUpdate
+from .ir import (
+    BlockDelta,
+    Event,
+    Finish,
+    MessageStart,
+    Request,
+    Role,
+    StreamError,
+    Text,
+    ToolCall,
+    ToolResult,
+    Usage,
+    UsageUpdate,
+)
 from .jsonarray import ArraySplitter
 from .sequence import BlockOrder
 from .sse import DEFAULT_MAX_EVENT_SIZE, SSEDecoder, SSEEvent, encode_event
@@ -138,7 +151,8 @@ class Exchange:
         warnings = list(request.warnings)
         limit = ctx.max_tokens_limit
         default_max = min(ctx.default_max_tokens, limit) if limit else ctx.default_max_tokens
-        wire_request = replace(request, model=upstream_model or request.model)
+        wire_request = replace(request, model=upstream_model) if upstream_model and upstream_model != request.model \
+            else request  # (dataclasses.replace: 4 µs of a small request's 25)
         if limit and request.max_tokens and request.max_tokens > limit:
             warnings.append(f"max_tokens {request.max_tokens} clamped to the endpoint's limit {limit}")
             wire_request = replace(wire_request, max_tokens=limit)
@@ -320,8 +334,13 @@ class StreamTranslator:
 
     def _translate(self, events: list[SSEEvent], out: list[bytes]) -> None:
         # One event at a time: what came before a bad event in the same chunk still reaches the client.
+        parse, emit, held = self._parser.feed, self._emitter.feed, self._order.held
         for sse in events:
-            out += self._emit(self._parser.feed(sse))
+            parsed = parse(sse)
+            if len(parsed) == 1 and type(parsed[0]) is BlockDelta and not held:
+                out += emit(parsed[0])  # nearly every event: a delta that the order passes and nothing acts on
+                continue
+            out += self._emit(parsed)
             if self.failed or self.finished:
                 return
 

@@ -5,10 +5,13 @@
 For every (client, upstream) pair of formats, an upstream stream of N text deltas and one tool call
 (with N/4 argument fragments) is rendered by the upstream format's own ``StreamEmitter``, then fed
 to :class:`~addon.translate.StreamTranslator` one event per call, as mitmproxy hands over a chunked
-upstream (one HTTP chunk per event). Prints upstream events per second and µs per event (best of
-R). Also times ``Exchange.start`` (parse + render) on w4's ~500 KB Claude Code-shaped request for
-each client format, toward a Chat and an Anthropic upstream, and ``ModelRenamer`` (a pass-through
-stream whose model was rewritten). ``--profile A→C`` prints a cProfile of one pair instead.
+upstream that sends at a model's pace (one HTTP chunk per event, one read each). Prints upstream events
+per second and µs per event (best of R), and µs per event when the same bytes come in 64 KiB pieces cut
+anywhere (a burst, as ``addon/adapter.py``'s ``coalesce_reads`` hands over what one read holds). Also
+times ``Exchange.start`` (parse + render) on w4's ~500 KB Claude Code-shaped request for each client
+format, toward a Chat and an Anthropic upstream, and ``ModelRenamer`` (a pass-through stream whose model
+was rewritten). ``--profile A→C`` prints a cProfile of one pair instead; ``--stages A→C,R→C [--evict 8]``
+times the stream callable stage by stage (docs/benchmark.md, "Where a stream's CPU goes").
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import functools
 import itertools
 import json
 import pstats
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -89,6 +93,12 @@ def client_body(client: str) -> bytes:
     return json.dumps({**small_body(client, "bench-model"), "tools": TOOLS[client]}).encode()
 
 
+def in_reads(chunks: list[bytes], size: int = 65536) -> list[bytes]:
+    """The same bytes in pieces of ``size``, cut anywhere (mid-event, mid-line, mid-character)."""
+    wire = b"".join(chunks)
+    return [wire[i:i + size] for i in range(0, len(wire), size)]
+
+
 def run_pair(client: str, upstream: str, chunks: list[bytes]) -> tuple[float, int]:
     """Seconds to translate the whole stream, and client bytes produced."""
     exchange, _ = translate.Exchange.start(FORMATS[client], FORMATS[upstream], client_body(client), ctx(),
@@ -111,13 +121,89 @@ def best(fn: Callable[[], float], repeat: int) -> float:
     return min(fn() for _ in range(repeat))
 
 
+def stages(client: str, upstream: str, chunks: list[bytes], repeat: int, evict_mb: int) -> dict[str, float]:
+    """µs per upstream event of the stream callable's work, stage by stage, each a longer pipeline run alone:
+    the SSE decoder; and reading each event's JSON; and the upstream format's parser; and the block order and
+    the client's emitter; the whole translator; the whole ``StreamAdapter`` (scrubbing a key, as in use).
+    CPU time of the calls only; ``evict_mb``: that much memory is read between calls, as other processes do
+    between the events of a stream at a model's pace (its caches are cold then)."""
+    from addon.adapter import StreamAdapter
+    from addon.formats.common import Budget, loads
+    from addon.redact import Redactor
+    from addon.sequence import BlockOrder
+    from addon.sse import SSEDecoder
+
+    other = bytearray(max(evict_mb, 1) << 20)
+    scrub = Redactor.of(["sk-bench-upstream-key-0123456789abcdef"])
+
+    def exchange() -> translate.Exchange:
+        return translate.Exchange.start(FORMATS[client], FORMATS[upstream], client_body(client), ctx(),
+                                        op=op(client))[0]
+
+    def decode() -> Callable[[bytes], object]:
+        return SSEDecoder().feed
+
+    def decode_json() -> Callable[[bytes], object]:
+        decoder = SSEDecoder()
+        return lambda chunk: [loads(e.data) for e in decoder.feed(chunk) if e.data != "[DONE]"]
+
+    def parse() -> Callable[[bytes], object]:
+        decoder, parser = SSEDecoder(), FORMATS[upstream].StreamParser(exchange().ctx)
+        return lambda chunk: [parser.feed(e) for e in decoder.feed(chunk)]
+
+    def emit() -> Callable[[bytes], object]:
+        ex = exchange()
+        decoder, parser, emitter = SSEDecoder(), FORMATS[upstream].StreamParser(ex.ctx), ex.client.StreamEmitter(ex.ctx)
+        order = BlockOrder(Budget(), ex.client.block_channel)
+        return lambda chunk: [emitter.feed(ev) for e in decoder.feed(chunk) for ev in order.order(parser.feed(e))]
+
+    def translator() -> Callable[[bytes], object]:
+        return exchange().stream().feed
+
+    def adapter() -> Callable[[bytes], object]:
+        return StreamAdapter(exchange().stream(), lambda d: d, scrub, scrub)
+
+    out: dict[str, float] = {}
+    for name, make in (("SSE", decode), ("+JSON", decode_json), ("+parser", parse), ("+order, emitter", emit),
+                       ("translator", translator), ("adapter", adapter)):
+        fastest = float("inf")
+        for _ in range(repeat):
+            step, spent = make(), 0
+            for chunk in chunks:
+                if evict_mb:
+                    other[::64]  # one read per cache line
+                t0 = time.thread_time_ns()
+                step(chunk)
+                spent += time.thread_time_ns() - t0
+            fastest = min(fastest, spent)
+        out[name] = fastest / len(chunks) / 1e3
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     ap.add_argument("--events", type=int, default=2000, help="text deltas per stream (default 2000)")
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--profile", metavar="PAIR", help="cProfile one pair, e.g. A→C or A-C (client, upstream)")
+    ap.add_argument("--stages", metavar="PAIRS", help="time the stream callable stage by stage for these pairs "
+                                                      "(e.g. A→C,R→C), one event per call and in 64 KiB reads")
+    ap.add_argument("--evict", type=int, default=0, metavar="MB",
+                    help="with --stages: read this much memory between calls (cold caches, as at a model's pace)")
     args = ap.parse_args(argv)
     streams = {name: upstream_chunks(fmt, args.events) for name, fmt in FORMATS.items()}
+    if args.stages:
+        cold = f", {args.evict} MB read between calls" if args.evict else ""
+        print(f"the stream callable stage by stage, µs per upstream event (CPU of the calls, best of {args.repeat}"
+              f"{cold}; each stage includes the ones before it)")
+        for pair in args.stages.split(","):
+            client, upstream = (LONG[x] for x in pair.replace("→", "-").split("-"))
+            for label, chunks in (("1 event/call", streams[upstream]), ("64 KiB reads", in_reads(streams[upstream]))):
+                times = stages(client, upstream, chunks, args.repeat, args.evict)
+                n = len(streams[upstream])
+                scale = len(chunks) / n  # per upstream event
+                print(f"{SHORT[client]}→{SHORT[upstream]} {label:13} " +
+                      "  ".join(f"{k} {v * scale:.2f}" for k, v in times.items()))
+        return 0
     if args.profile:
         client, upstream = (LONG[x] for x in args.profile.replace("→", "-").split("-"))
         prof = cProfile.Profile()
@@ -129,15 +215,17 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print(f"stream translation, {args.events} text deltas + a tool call, one upstream event per feed "
           f"(best of {args.repeat})")
-    print(f"{'pair':6} {'events':>7} {'events/s':>10} {'µs/event':>9} {'MB/s out':>9}")
+    print(f"{'pair':6} {'events':>7} {'events/s':>10} {'µs/event':>9} {'MB/s out':>9} {'µs/event, 64 KiB reads':>23}")
     for client, upstream in itertools.product(FORMATS, FORMATS):
         if client == upstream:
             continue
         chunks = streams[upstream]
         secs = best(functools.partial(lambda c, u, ch: run_pair(c, u, ch)[0], client, upstream, chunks), args.repeat)
+        burst = best(functools.partial(lambda c, u, ch: run_pair(c, u, ch)[0], client, upstream, in_reads(chunks)),
+                     args.repeat)
         _, size = run_pair(client, upstream, chunks)
         print(f"{SHORT[client]}→{SHORT[upstream]:4} {len(chunks):7} {len(chunks) / secs:10,.0f} "
-              f"{secs / len(chunks) * 1e6:9.2f} {size / secs / 1e6:9.1f}")
+              f"{secs / len(chunks) * 1e6:9.2f} {size / secs / 1e6:9.1f} {burst / len(chunks) * 1e6:23.2f}")
     for upstream in FORMATS:  # pass-through with a model rewrite: only events naming the model are parsed
         chunks = streams[upstream]
 
@@ -169,6 +257,18 @@ def main(argv: list[str] | None = None) -> int:
 
             ms = best(start, args.repeat) * 1e3
             print(f"{SHORT[client]}→{SHORT[upstream]:4} {len(body):9,} {out_len:9,} {ms:7.2f}")
+    # The body's made-up ids ("toolu_bench000…") hold runs of 19 digits and more, which real ids (random
+    # base62) all but never do; JSON reading looks at each such run (formats/common.loads): the same request
+    # without them.
+    body = re.sub(rb"0{10,}", lambda m: b"q" * len(m[0]), json.dumps(anthropic_body).encode())
+
+    def start_plain(b: bytes = body) -> float:
+        t0 = time.process_time()
+        translate.Exchange.start(FORMATS["anthropic"], FORMATS["chat"], b, ctx())
+        return time.process_time() - t0
+
+    ms = best(start_plain, args.repeat) * 1e3
+    print(f"A→C    {len(body):9,} {'':>9} {ms:7.2f}  (the same, ids without 19-digit runs)")
     return 0
 
 

@@ -270,10 +270,15 @@ def reasoning_effort(cfg: ReasoningConfig | None) -> str | None:
 # (README "Benchmark", w4). What orjson refuses or misreads and the json module takes (a lone surrogate, an
 # integer past 64 bits, NaN in input) goes to the json module, so nothing a client sends is treated differently.
 _ORJSON_OPTIONS = orjson.OPT_NON_STR_KEYS
-# orjson reads an integer past 64 bits as a float, silently: 19 digits in a row may be one (0.1 ms a 500 KB
-# body to look; false alarms, such as digits inside a string, only cost the json module's slower reading).
-_LONG_DIGITS = re.compile(r"\d{19}")
-_LONG_DIGITS_B = re.compile(rb"\d{19}")
+# orjson reads an integer past 64 bits as a float, silently: such an integer has 19 digits or more. Digits are
+# found by mapping each to "0" and searching for 19 zeros (0.4 µs a stream event; a regex took 3 µs, a third of
+# the event's whole translation, and 4.5 ms to find nothing in 500 KB), then each run is looked at: only one
+# where a number can start (not "toolu_0000…" or "sig000…" inside a string) and that is no float's goes to the
+# json module. False alarms (such digits inside a string after a space) only cost its slower reading.
+_DIGITS_AS_ZERO = bytes(0x30 if 0x30 <= b <= 0x39 else 0x20 for b in range(256))
+_NINETEEN = b"0" * 19
+_ZEROS = re.compile(rb"0+")
+_NUMBER_START = frozenset(b"[:, \t\r\n")  # what may come right before a JSON number (or its minus sign)
 # One json encoder for every fallback: json.dumps with options builds a new JSONEncoder each time.
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 _ASCII_ENCODER = json.JSONEncoder(separators=(",", ":"))
@@ -302,7 +307,7 @@ def loads(data: str | bytes) -> Any:
     pass (JSON allows them), but ``NaN``, ``Infinity`` and numbers beyond a double are not JSON and would
     quietly become ``null`` on the way out, and nesting deeper than the interpreter's stack is refused.
     """
-    if (_LONG_DIGITS_B if isinstance(data, bytes) else _LONG_DIGITS).search(data) is None:
+    if not _long_integer(data):
         try:
             return orjson.loads(data)
         except orjson.JSONDecodeError:
@@ -311,6 +316,21 @@ def loads(data: str | bytes) -> Any:
         return json.loads(data, parse_constant=_no_constant, parse_float=_finite)
     except RecursionError:
         raise ValueError("JSON nested too deeply") from None
+
+
+def _long_integer(data: str | bytes) -> bool:
+    """Whether ``data`` may hold an integer orjson would misread: a run of 19 digits or more where a number can
+    start, not followed by a fraction or an exponent."""
+    raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
+    zeros = raw.translate(_DIGITS_AS_ZERO)  # a C loop: 0.2 ms a 500 KB body, where a regex scan took 4.5 ms
+    start = zeros.find(_NINETEEN)
+    while start >= 0:  # the leftmost 19 zeros from where the search began: a run's start
+        end = _ZEROS.match(zeros, start).end()  # type: ignore[union-attr]
+        first = start - 1 if start and raw[start - 1] == 0x2D else start  # a minus sign: the number's own
+        if (first == 0 or raw[first - 1] in _NUMBER_START) and raw[end:end + 1] not in (b".", b"e", b"E"):
+            return True
+        start = zeros.find(_NINETEEN, end)
+    return False
 
 
 def _no_constant(name: str) -> Any:

@@ -163,9 +163,10 @@ class StreamParser:
     def feed(self, sse: SSEEvent) -> list[Event]:
         if self._done:
             return []
-        if sse.data.strip() == "[DONE]":
+        data = sse.data
+        if data[:1] != "{" and data.strip() == "[DONE]":  # an object (every other event) is never "[DONE]"
             return self.close()
-        return self.chunk_events(event_json(sse.data))
+        return self.chunk_events(event_json(data))
 
     def close(self) -> list[Event]:
         if self._done:
