@@ -368,3 +368,33 @@ def test_an_upstream_websocket_that_drops_mid_answer_is_an_error_frame(proc: Con
     assert ws.response()[-1]["type"] == "response.completed"
     ws.close()
     assert [r.method for r in mock.requests] == ["WS", "WS"]
+
+
+def test_the_test_client_loses_no_frame_that_came_in_the_same_read() -> None:
+    """Frames the server wrote together arrive in one read; a caller that stops after the first (as
+    test_turns_are_translated_and_stream_live does) must still get the others (the flake it had)."""
+    import socket
+    import threading
+
+    from wsproto import ConnectionType, WSConnection
+    from wsproto.events import AcceptConnection, Request, TextMessage
+
+    mine, theirs = socket.socketpair()
+    server = WSConnection(ConnectionType.SERVER)
+
+    def serve() -> None:
+        while not any(isinstance(e, Request) for e in (server.receive_data(theirs.recv(65536)), *server.events())):
+            pass
+        theirs.sendall(server.send(AcceptConnection()) + b"".join(server.send(TextMessage(data=f'{{"n": {n}}}'))
+                                                                   for n in range(3)))
+    thread = threading.Thread(target=serve)
+    thread.start()
+    ws = WSClient(0, sock=mine)
+    thread.join()
+    for frame in ws.frames():
+        assert json.loads(frame) == {"n": 0}
+        break
+    rest = ws.frames()
+    assert [json.loads(next(rest)) for _ in range(2)] == [{"n": 1}, {"n": 2}]
+    mine.close()
+    theirs.close()

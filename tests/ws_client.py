@@ -39,13 +39,15 @@ class WSClient:
         self.ws = WSConnection(ConnectionType.CLIENT)
         self.closed: CloseConnection | None = None
         self.pongs: list[bytes] = []
-        self._pending: list[Event] = []
+        self._pending: list[Event] = []  # received, not yet handed out (frames())
         extra = list((headers or {}).items())
         self.sock.sendall(self.ws.send(Request(host=f"127.0.0.1:{port}", target=path, extra_headers=extra)))
         status, body = None, b""
         while status is None or (status != 101 and not self._body_done):
-            for event in self._receive():
+            events = self._receive()
+            for i, event in enumerate(events):
                 if isinstance(event, AcceptConnection):
+                    self._pending = events[i + 1:]  # frames that came with the 101
                     return
                 if isinstance(event, RejectConnection):
                     status = event.status_code
@@ -73,11 +75,14 @@ class WSClient:
         self.sock.sendall(self.ws.send(Ping(payload=payload)))
 
     def frames(self) -> Iterator[str]:
-        """Each text frame from the server, as it arrives, until the server closes."""
+        """Each text frame from the server, as it arrives, until the server closes. Events one read brought
+        beyond the frame handed out stay pending, so a caller that stops after a frame loses none of them."""
         text: list[str] = []
         while self.closed is None:
-            events, self._pending = self._pending or self._receive(), []
-            for event in events:
+            if not self._pending:
+                self._pending = self._receive()
+            while self._pending:
+                event = self._pending.pop(0)
                 if isinstance(event, TextMessage):
                     text.append(event.data)
                     if event.message_finished:
