@@ -89,6 +89,11 @@ URL_KEYS: dict[str, UrlKey] = {
 _PREFERENCES = {"chat_completions": "chat", "responses": "responses"}  # openai_preference → url_openai's format
 
 
+def matches(model: str, globs: tuple[str, ...]) -> bool:
+    """Whether a model name is one of ``globs`` (``models`` of an endpoint or a client); none: every model."""
+    return not globs or any(fnmatchcase(model, p) for p in globs)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Endpoint:
     name: str
@@ -121,7 +126,7 @@ class Endpoint:
         return os.environ.get(self.api_key_env) if self.api_key_env else None
 
     def serves(self, model: str) -> bool:
-        return not self.models or any(fnmatchcase(model, p) for p in self.models)
+        return matches(model, self.models)
 
     def upstream_model(self, model: str) -> str:
         """The model name the upstream is asked for: the first matching rewrite rule's target."""
@@ -156,7 +161,7 @@ class Client:
     models: tuple[str, ...] = ()
 
     def may_use(self, model: str) -> bool:
-        return not self.models or any(fnmatchcase(model, p) for p in self.models)
+        return matches(model, self.models)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

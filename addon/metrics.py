@@ -102,23 +102,16 @@ def outcome(summary: Mapping[str, Any], status: int | None, streamed: bool, ever
     return Outcome("ok")
 
 
+# The failover relay's words for an attempt it gave up on (relay.py, ``Job.failures``), by how they begin.
+_ATTEMPT_RESULTS = (("HTTP 429", "http_429"), ("HTTP 5", "http_5xx"), ("no connection within", "connect_timeout"),
+                    ("no response within", "first_byte_timeout"), ("request not sent within", "send_timeout"),
+                    ("no free relay connection", "no_free_connection"), ("ConnectError", "unreachable"),
+                    ("ConnectTimeout", "unreachable"))
+
+
 def attempt_result(reason: str) -> str:
     """Why the failover relay gave up on an attempt (its words in ``Job.failures``, endpoint name removed)."""
-    if reason.startswith("HTTP 429"):
-        return "http_429"
-    if reason.startswith("HTTP 5"):
-        return "http_5xx"
-    if reason.startswith("no connection within"):
-        return "connect_timeout"
-    if reason.startswith("no response within"):
-        return "first_byte_timeout"
-    if reason.startswith("request not sent within"):
-        return "send_timeout"
-    if reason.startswith("no free relay connection"):
-        return "no_free_connection"
-    if reason.startswith(("ConnectError", "ConnectTimeout")):
-        return "unreachable"
-    return "error"
+    return next((result for start, result in _ATTEMPT_RESULTS if reason.startswith(start)), "error")
 
 
 class ModelLabels:
