@@ -33,7 +33,7 @@ from google import genai
 from google.genai import types as gtypes
 
 from tests import mock_cache
-from tests.conftest import CLIENT_KEY
+from tests.conftest import CLIENT_KEY, upstream_urls
 from tests.mock_upstream import Reply, ToolCallSpec
 
 __all__ = ["CLIENTS", "TURNS", "Seen", "reply_for", "client_for"]
@@ -308,12 +308,9 @@ PAIRS = tuple((c, u) for c in CLIENTS for u in UPSTREAMS if c != u)
 
 
 def endpoints(mock_url: str, key_env: str, prompt_cache: str) -> list[dict[str, Any]]:
-    """One endpoint per upstream, each serving the model ``up-<upstream>``."""
-    urls = {"anthropic": {"url_anthropic": mock_url},
-            "chat": {"url_openai": f"{mock_url}/v1", "openai_preference": "chat_completions"},
-            "responses": {"url_openai": f"{mock_url}/v1", "openai_preference": "responses"},
-            "codex": {"url_codex": f"{mock_url}/backend-api/codex", "websocket": False},
-            "gemini": {"url_gemini": mock_url}}
+    """One endpoint per upstream, each serving the model ``up-<upstream>`` (the Codex backend over HTTP)."""
+    urls = upstream_urls(mock_url)
+    urls["codex"] = {**urls["codex"], "websocket": False}
     return [{"name": f"up-{u}", **urls[u], "models": [f"up-{u}"], "api_key_env": key_env,
              "prompt_cache": prompt_cache} for u in UPSTREAMS]
 

@@ -159,6 +159,16 @@ def mock(mock_upstream: MockUpstream) -> Iterator[MockUpstream]:
     mock_upstream.reset()
 
 
+def upstream_urls(mock_url: str) -> dict[str, dict[str, Any]]:
+    """The endpoint keys that point at the mock upstream as each upstream: ``chat``, ``responses``,
+    ``anthropic``, ``codex`` (the mock's ChatGPT Codex backend) and ``gemini``."""
+    return {"chat": {"url_openai": f"{mock_url}/v1", "openai_preference": "chat_completions"},
+            "responses": {"url_openai": f"{mock_url}/v1", "openai_preference": "responses"},
+            "anthropic": {"url_anthropic": mock_url},
+            "codex": {"url_codex": f"{mock_url}/backend-api/codex"},
+            "gemini": {"url_gemini": mock_url}}
+
+
 @pytest.fixture(scope="session")
 def bridge(tmp_path_factory: pytest.TempPathFactory,
            mock_upstream: MockUpstream) -> Iterator[Callable[..., BridgeProcess]]:
@@ -167,12 +177,8 @@ def bridge(tmp_path_factory: pytest.TempPathFactory,
     started: dict[str, BridgeProcess] = {}
 
     def make(upstream: str, **endpoint: object) -> BridgeProcess:
-        urls = {"chat": {"url_openai": f"{mock_upstream.url}/v1", "openai_preference": "chat_completions"},
-                "responses": {"url_openai": f"{mock_upstream.url}/v1", "openai_preference": "responses"},
-                "anthropic": {"url_anthropic": mock_upstream.url},
-                "codex": {"url_codex": f"{mock_upstream.url}/backend-api/codex"},
-                "gemini": {"url_gemini": mock_upstream.url}}
-        spec = {"name": f"mock-{upstream}", **urls[upstream], "api_key_env": UPSTREAM_KEY_ENV, **endpoint}
+        urls = upstream_urls(mock_upstream.url)[upstream]
+        spec = {"name": f"mock-{upstream}", **urls, "api_key_env": UPSTREAM_KEY_ENV, **endpoint}
         key = json.dumps(spec, sort_keys=True)
         if key not in started:
             proc = BridgeProcess(f"{upstream}-{len(started)}", tmp_path_factory.mktemp(f"bridge-{upstream}"),

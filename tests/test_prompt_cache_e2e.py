@@ -11,6 +11,7 @@ import anthropic
 import openai
 
 from tests.conftest import CLIENT_KEY
+from tests.mock_cache import bare
 from tests.mock_upstream import MockUpstream, Reply
 
 SYSTEM = "You are a coding agent. " * 40
@@ -36,11 +37,6 @@ def test_a_chat_clients_growing_session_reaches_anthropic_with_breakpoints(bridg
         assert body["system"][-1]["cache_control"] == {"type": "ephemeral"}
         assert body["messages"][-1]["content"][-1]["cache_control"] == {"type": "ephemeral"}
         assert json.dumps(body).count("cache_control") <= 4
-
-    def bare(value: object) -> object:
-        if isinstance(value, dict):
-            return {k: bare(v) for k, v in value.items() if k != "cache_control"}
-        return [bare(v) for v in value] if isinstance(value, list) else value
     for before, after in itertools.pairwise(sent):
         assert bare(after["messages"])[:len(before["messages"])] == bare(before["messages"])  # type: ignore[index]
 
